@@ -1,0 +1,202 @@
+"""sRGB <-> CIE Lab conversions on batched torch tensors.
+
+Pure math: every function takes tensors of shape ``(N, C, H, W)`` on any device,
+returns new tensors on the same device, never modifies its inputs and does no I/O.
+
+Conventions follow scikit-image's ``rgb2lab``/``lab2rgb``, which the colorization
+authors' demo uses (Zhang et al. 2016, ``colorizers/util.py``): sRGB primaries,
+D65 white point, 2 degree observer, CIE 1976 L*a*b* with the 0.008856 / 7.787
+linear segment. L is in ``[0, 100]``; a and b are roughly ``[-110, 110]``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+# Linear sRGB -> XYZ (D65), the matrix scikit-image and the authors use.
+_XYZ_FROM_RGB = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
+D65_WHITE = (0.95047, 1.0, 1.08883)
+_EPSILON = 0.008856  # (6/29)^3, rounded as in the references
+_KAPPA_SLOPE = 7.787  # 1/3 * (29/6)^2, rounded as in the references
+_F_THRESHOLD = 0.2068966  # 6/29
+_F_OFFSET = 16.0 / 116.0
+
+GamutMode = Literal["preserve-l", "clip"]
+
+
+def _matrix(rows: tuple[tuple[float, ...], ...], like: Tensor) -> Tensor:
+    return torch.tensor(rows, dtype=torch.float64).to(device=like.device, dtype=like.dtype)
+
+
+def _rgb_from_xyz(like: Tensor) -> Tensor:
+    inv = torch.linalg.inv(torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64))
+    return inv.to(device=like.device, dtype=like.dtype)
+
+
+def _apply_matrix(m: Tensor, x: Tensor) -> Tensor:
+    """Multiply every pixel's 3-vector: ``(3, 3) @ (N, 3, H, W)``."""
+    return torch.einsum("ij,njhw->nihw", m, x)
+
+
+def srgb_to_linear(rgb: Tensor) -> Tensor:
+    """Undo the sRGB transfer curve (IEC 61966-2-1).
+
+    Args:
+        rgb: ``(N, C, H, W)`` float, gamma-encoded sRGB in ``[0, 1]``.
+    Returns:
+        Linear-light values, same shape and dtype.
+    """
+    return torch.where(rgb > 0.04045, ((rgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+
+
+def linear_to_srgb(lin: Tensor) -> Tensor:
+    """Apply the sRGB transfer curve; inverse of :func:`srgb_to_linear` (no clipping)."""
+    return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, lin * 12.92)
+
+
+def _f(t: Tensor) -> Tensor:
+    return torch.where(t > _EPSILON, t.clamp_min(_EPSILON) ** (1 / 3), _KAPPA_SLOPE * t + _F_OFFSET)
+
+
+def _f_inv(f: Tensor) -> Tensor:
+    return torch.where(f > _F_THRESHOLD, f**3, (f - _F_OFFSET) / _KAPPA_SLOPE)
+
+
+def rgb_to_lab(rgb: Tensor) -> Tensor:
+    """sRGB to CIE Lab (D65).
+
+    Args:
+        rgb: ``(N, 3, H, W)`` float32/float64 sRGB in ``[0, 1]``.
+    Returns:
+        ``(N, 3, H, W)`` same dtype: L in ``[0, 100]``, a and b about ``[-110, 110]``.
+    Raises:
+        ValueError: if the channel dimension is not 3.
+    """
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"rgb_to_lab expects (N, 3, H, W), got {tuple(rgb.shape)}")
+    xyz = _apply_matrix(_matrix(_XYZ_FROM_RGB, rgb), srgb_to_linear(rgb))
+    white = torch.tensor(D65_WHITE, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    fx, fy, fz = _f(xyz / white).unbind(dim=1)
+    return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=1)
+
+
+def rgb_to_l(rgb: Tensor) -> Tensor:
+    """Lab lightness of sRGB or gray images, computing only what L needs.
+
+    Args:
+        rgb: ``(N, 3, H, W)`` sRGB or ``(N, 1, H, W)`` gray (R = G = B), float in ``[0, 1]``.
+    Returns:
+        ``(N, 1, H, W)`` L in ``[0, 100]``, same dtype.
+    """
+    if rgb.ndim != 4 or rgb.shape[1] not in (1, 3):
+        raise ValueError(f"rgb_to_l expects (N, 1|3, H, W), got {tuple(rgb.shape)}")
+    lin = srgb_to_linear(rgb)
+    if rgb.shape[1] == 3:
+        row = torch.tensor(_XYZ_FROM_RGB[1], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+        y = (lin * row).sum(dim=1, keepdim=True)
+    else:
+        y = lin * sum(_XYZ_FROM_RGB[1])  # the Y row sums to 1: gray has Y = linear value
+    return 116.0 * _f(y) - 16.0
+
+
+def l_to_gray(lightness: Tensor) -> Tensor:
+    """The sRGB gray level whose Lab lightness is ``lightness``.
+
+    Args:
+        lightness: ``(N, 1, H, W)`` L in ``[0, 100]``.
+    Returns:
+        ``(N, 1, H, W)`` gamma-encoded gray in ``[0, 1]``.
+    """
+    y = _f_inv((lightness.clamp(0.0, 100.0) + 16.0) / 116.0)
+    return linear_to_srgb(y).clamp(0.0, 1.0)
+
+
+def _lab_to_linear_rgb(lab: Tensor, clip_fz: bool) -> Tensor:
+    lightness, a, b = lab.unbind(dim=1)
+    fy = (lightness + 16.0) / 116.0
+    fx = fy + a / 500.0
+    fz = fy - b / 200.0
+    if clip_fz:  # scikit-image sets f(Z) < 0 to 0 before inverting (authors' pipeline)
+        fz = fz.clamp_min(0.0)
+    white = torch.tensor(D65_WHITE, dtype=lab.dtype, device=lab.device).view(1, 3, 1, 1)
+    xyz = _f_inv(torch.stack((fx, fy, fz), dim=1)) * white
+    return _apply_matrix(_rgb_from_xyz(lab), xyz)
+
+
+def _in_gamut(lin: Tensor, tol: float) -> Tensor:
+    return ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=1)
+
+
+def fit_chroma_to_gamut(lab: Tensor, iterations: int = 14, tol: float = 1e-4) -> Tensor:
+    """Scale a and b of out-of-gamut colours towards gray until they fit sRGB.
+
+    Lightness and hue angle are kept; only chroma shrinks, by the largest factor in
+    ``[0, 1]`` (found by bisection, ``2**-iterations`` precision) that keeps linear
+    sRGB within ``[-tol, 1 + tol]``. In-gamut pixels are returned unchanged. This is
+    the constant-L, constant-hue chroma reduction of CSS Color 4's gamut mapping,
+    applied in CIE Lab.
+
+    Args:
+        lab: ``(N, 3, H, W)`` float Lab, L in ``[0, 100]``.
+        iterations: bisection steps.
+        tol: tolerance on linear RGB (covers the D65/matrix rounding of pure grays).
+    Returns:
+        ``(N, 3, H, W)`` Lab with the same L, same dtype and device.
+    """
+    lab = torch.cat((lab[:, :1].clamp(0.0, 100.0), lab[:, 1:]), dim=1)
+    outside = ~_in_gamut(_lab_to_linear_rgb(lab, clip_fz=False), tol)  # (N, H, W)
+    if not bool(outside.any()):
+        return lab
+    lab_px = lab.permute(0, 2, 3, 1)[outside]  # (P, 3), a copy of the pixels to fix
+    lightness, ab = lab_px[:, :1], lab_px[:, 1:]
+    lo = torch.zeros_like(lightness)
+    hi = torch.ones_like(lightness)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        trial = torch.cat((lightness, ab * mid), dim=1).T.reshape(1, 3, -1, 1)
+        ok = _in_gamut(_lab_to_linear_rgb(trial, clip_fz=False), tol).reshape(-1, 1)
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    fixed = torch.cat((lightness, ab * lo), dim=1)
+    out = lab.permute(0, 2, 3, 1).clone()
+    out[outside] = fixed
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
+    """CIE Lab (D65) to sRGB in ``[0, 1]``.
+
+    Args:
+        lab: ``(N, 3, H, W)`` float Lab, L in ``[0, 100]``.
+        gamut: how colours outside sRGB are handled.
+            ``"preserve-l"`` (default) reduces their chroma at constant L and hue
+            (:func:`fit_chroma_to_gamut`), so the output's lightness equals the input L.
+            ``"clip"`` clips each RGB channel to ``[0, 1]`` exactly as scikit-image's
+            ``lab2rgb`` (and so the authors' demo) does; L then changes where
+            colours were out of gamut.
+    Returns:
+        ``(N, 3, H, W)`` gamma-encoded sRGB in ``[0, 1]``, same dtype and device.
+    Raises:
+        ValueError: on a bad shape or an unknown ``gamut``.
+    """
+    if lab.ndim != 4 or lab.shape[1] != 3:
+        raise ValueError(f"lab_to_rgb expects (N, 3, H, W), got {tuple(lab.shape)}")
+    if gamut == "preserve-l":
+        lin = _lab_to_linear_rgb(fit_chroma_to_gamut(lab), clip_fz=False)
+    elif gamut == "clip":
+        lin = _lab_to_linear_rgb(lab, clip_fz=True)
+    else:
+        raise ValueError(f"unknown gamut mode {gamut!r}; use 'preserve-l' or 'clip'")
+    return linear_to_srgb(lin).clamp(0.0, 1.0)
+
+
+def to_uint8(rgb: Tensor) -> Tensor:
+    """Round ``[0, 1]`` floats to 8-bit levels: ``(N, C, H, W)`` float -> uint8 (same shape)."""
+    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8)
