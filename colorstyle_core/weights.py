@@ -1,0 +1,140 @@
+"""The weight sets colorstyle knows: one frozen record each, with its preprocessing contract.
+
+A record says where the published checkpoint lives, how to verify it (the sha256
+prefix that torch.hub puts in the file name), its licence, the paper it comes from,
+and the contract its network was trained with, so that constants such as the Lab
+normalisation or the ImageNet mean live here and nowhere else (torchvision's
+weights API and timm keep the same habit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+HUB_HASH_RE = re.compile(r"-([a-f0-9]{8,64})\.")
+"""torch.hub convention: ``name-<sha256 prefix>.ext``."""
+
+
+@dataclass(frozen=True)
+class LabContract:
+    """How a Zhang et al. colorizer expects its input and returns its output.
+
+    Attributes:
+        net_size: network input ``(height, width)`` in pixels.
+        l_cent, l_norm: the network sees ``(L - l_cent) / l_norm``.
+        ab_norm: the network's ab (hints in, prediction out) are ``ab / ab_norm``.
+        mask_cent: value subtracted from the {0, 1} hint mask (SIGGRAPH17 only);
+            the released PyTorch port takes the mask uncentred.
+        resize: how the network input is made: the RGB image is resized with
+            Pillow's bicubic filter at 8 bits, then its L is taken (authors' demo).
+        upsample: how predicted ab returns to the original size.
+    """
+
+    net_size: tuple[int, int] = (256, 256)
+    l_cent: float = 50.0
+    l_norm: float = 100.0
+    ab_norm: float = 110.0
+    mask_cent: float = 0.0
+    resize: str = "pil-bicubic-8bit-rgb-then-L"
+    upsample: str = "bilinear-align_corners=False"
+
+
+@dataclass(frozen=True)
+class ImageNetContract:
+    """Input normalisation of torchvision's ImageNet classifiers.
+
+    The network sees ``(rgb - mean) / std`` for sRGB ``rgb`` in ``[0, 1]``, channels R, G, B.
+    """
+
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One published weight set.
+
+    Attributes:
+        name: registry key, also the architecture name (``eccv16``, ``vgg19``, ...).
+        kind: ``colorizer`` or ``vgg``.
+        url: the authors' (or torchvision's) download URL.
+        sha256: hex sha256 prefix (as published in the file name) or full digest.
+        license: licence of the weights as stated by their publisher.
+        reference: the paper the architecture and weights come from.
+        preprocess: the contract the network was trained with.
+    """
+
+    name: str
+    kind: Literal["colorizer", "vgg"]
+    url: str
+    sha256: str
+    license: str
+    reference: str
+    preprocess: LabContract | ImageNetContract
+
+    @property
+    def filename(self) -> str:
+        """Basename of the published file, also its name in caches and buckets."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+ECCV16 = WeightSpec(
+    name="eccv16",
+    kind="colorizer",
+    url="https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth",
+    sha256="9b330a0b",
+    license="BSD-2-Clause (richzhang/colorization)",
+    reference="Zhang, Isola, Efros. Colorful Image Colorization. ECCV 2016.",
+    preprocess=LabContract(),
+)
+
+SIGGRAPH17 = WeightSpec(
+    name="siggraph17",
+    kind="colorizer",
+    url="https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth",
+    sha256="df00044c",
+    license="BSD-2-Clause (richzhang/colorization)",
+    reference=(
+        "Zhang, Zhu, Isola, Geng, Lin, Yu, Efros. Real-Time User-Guided Image Colorization "
+        "with Learned Deep Priors. SIGGRAPH 2017."
+    ),
+    preprocess=LabContract(),
+)
+
+VGG16 = WeightSpec(
+    name="vgg16",
+    kind="vgg",
+    url="https://download.pytorch.org/models/vgg16-397923af.pth",
+    sha256="397923af",
+    license="BSD-3-Clause (torchvision); trained on ImageNet-1k, whose terms of access apply",
+    reference="Simonyan, Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. ICLR 2015.",
+    preprocess=ImageNetContract(),
+)
+
+VGG19 = WeightSpec(
+    name="vgg19",
+    kind="vgg",
+    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    sha256="dcbb9e9d",
+    license="BSD-3-Clause (torchvision); trained on ImageNet-1k, whose terms of access apply",
+    reference="Simonyan, Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. ICLR 2015.",
+    preprocess=ImageNetContract(),
+)
+
+REGISTRY: dict[str, WeightSpec] = {s.name: s for s in (ECCV16, SIGGRAPH17, VGG16, VGG19)}
+COLORIZERS = tuple(n for n, s in REGISTRY.items() if s.kind == "colorizer")
+VGG_ARCHS = tuple(n for n, s in REGISTRY.items() if s.kind == "vgg")
+
+
+def get_spec(name: str) -> WeightSpec:
+    """The record for ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
