@@ -1,0 +1,343 @@
+"""The one loader for every weight set: resolve, verify, load safely, load strictly.
+
+Resolution order (first that applies wins):
+
+1. a URI the user gives (local path, ``file://``, ``s3://``, ``gs://``, ``memory://``, ...);
+2. the local cache: ``$COLORSTYLE_CACHE`` (default ``~/.cache/colorstyle``), file
+   named as published (``colorization_release_v2-9b330a0b.pth``);
+3. the published URL, downloaded into the cache (not when ``COLORSTYLE_OFFLINE=1``).
+
+Whatever the source, the file's sha256 must match: the full digest the user gives,
+else the torch.hub-style prefix in the user's file name, else the published prefix.
+Files are read with ``torch.load(weights_only=True)`` (no code from a pickle ever
+runs) and loaded with ``load_state_dict(strict=True)`` after a key/shape diff that
+says exactly what does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from colorstyle_core import storage
+from colorstyle_core.weights import HUB_HASH_RE, WeightSpec
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_HEX_RE = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be provided; the message says which file and why."""
+
+
+class WeightsUnavailableError(WeightsError):
+    """No source had the file (offline and not cached, missing URI, ...)."""
+
+
+class WeightsIntegrityError(WeightsError):
+    """The file's sha256 does not match the expected hash (corrupt, truncated or a different file)."""
+
+
+class WeightsFormatError(WeightsError):
+    """The file is not a plain PyTorch state_dict (unreadable, truncated, or holds pickled code)."""
+
+
+class WeightsLayoutError(WeightsError):
+    """The state_dict's keys or shapes differ from the architecture's."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the user says a weight set is, as given in the manifest or on the command line.
+
+    Attributes:
+        uri: fsspec URI of the checkpoint, or ``None`` to use the cache / published URL.
+        sha256: full hex sha256 of that file, for checkpoints that are not the published
+            one (your own or generated weights); ``None`` = use the hash in the file name
+            or the published hash.
+        storage_options: fsspec options for ``uri`` (endpoint, credentials, ...).
+    """
+
+    uri: str | None = None
+    sha256: str | None = None
+    storage_options: Mapping[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A verified local copy of a checkpoint.
+
+    Attributes:
+        path: local file path.
+        origin: where it came from (the user's URI, ``cache:...`` or the URL).
+        sha256: its full hex digest.
+        temporary: True when ``path`` is a temporary download to delete after loading.
+    """
+
+    path: Path
+    origin: str
+    sha256: str
+    temporary: bool = False
+
+
+def default_cache_dir() -> Path:
+    """``$COLORSTYLE_CACHE`` or ``~/.cache/colorstyle``."""
+    return Path(os.environ.get("COLORSTYLE_CACHE") or Path.home() / ".cache" / "colorstyle")
+
+
+def expected_hash(spec: WeightSpec, source: WeightsSource) -> tuple[str, str]:
+    """The hex hash (prefix or full) the file must match, and where that hash comes from.
+
+    Raises:
+        WeightsError: when a given sha256 is not 8 to 64 hex digits.
+    """
+    if source.sha256:
+        digest = source.sha256.lower().removeprefix("sha256:")
+        if not _HEX_RE.match(digest):
+            raise WeightsError(f"sha256 {source.sha256!r} for {spec.name} is not 8 to 64 hex digits")
+        return digest, "the sha256 you gave"
+    if source.uri:
+        m = HUB_HASH_RE.search(storage.basename(source.uri))
+        if m:
+            return m.group(1), f"the hash in the file name {storage.basename(source.uri)!r}"
+    return spec.sha256, f"the published hash of {spec.filename}"
+
+
+def _hash_stream(read: Callable[[int], bytes], sink=None) -> str:
+    h = hashlib.sha256()
+    while chunk := read(_CHUNK):
+        h.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return h.hexdigest()
+
+
+def _verify(digest: str, expected: str, why: str, spec: WeightSpec, where: str) -> None:
+    if not digest.startswith(expected):
+        raise WeightsIntegrityError(
+            f"{where}: sha256 {digest[:16]}... does not match {expected} ({why}) for weights {spec.name!r}; "
+            "the file is corrupt, truncated or a different checkpoint. "
+            "If it is your own checkpoint, give its full sha256 (--weights-sha256 / weights.sha256 in the manifest) "
+            f"or name it <name>-<first 8 hex of its sha256>.pth."
+        )
+
+
+def _unavailable(spec: WeightSpec, cache_dir: Path, reason: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"weights {spec.name!r} ({spec.filename}) are not available: {reason}.\n"
+        f"  It is published at {spec.url} (sha256 prefix {spec.sha256}).\n"
+        "  Provide it one of two ways:\n"
+        f"  1. give its location: --weights URI (manifest: weights.uri), e.g. a local path or "
+        f"s3://BUCKET/weights/{spec.filename}\n"
+        f"  2. stage it into the cache ({cache_dir}) or a bucket from a machine with internet: "
+        f"colorstyle weights fetch {spec.name} --to {cache_dir} (or --to s3://BUCKET/weights/ and use 1.)"
+    )
+
+
+def _resolve_user_uri(spec: WeightSpec, source: WeightsSource, cache_dir: Path) -> ResolvedWeights:
+    assert source.uri is not None
+    expected, why = expected_hash(spec, source)
+    uri = source.uri.removeprefix("file://") if source.uri.startswith("file://") else source.uri
+    if storage.is_local(uri):
+        path = Path(uri).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailableError(f"weights file {source.uri} for {spec.name!r} does not exist")
+        with path.open("rb") as f:
+            digest = _hash_stream(f.read)
+        _verify(digest, expected, why, spec, source.uri)
+        return ResolvedWeights(path, source.uri, digest)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}-", suffix=".partial", dir=cache_dir)
+    try:
+        with os.fdopen(fd, "wb") as sink, storage.open_read(source.uri, source.storage_options) as src:
+            digest = _hash_stream(src.read, sink)
+        _verify(digest, expected, why, spec, source.uri)
+    except FileNotFoundError:
+        os.unlink(tmp_name)
+        raise WeightsUnavailableError(f"weights file {source.uri} for {spec.name!r} does not exist") from None
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return ResolvedWeights(Path(tmp_name), source.uri, digest, temporary=True)
+
+
+def _download(spec: WeightSpec, cache_dir: Path, timeout_s: float) -> ResolvedWeights:
+    target = cache_dir / spec.filename
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cache_dir / f".{spec.filename}.partial-{uuid.uuid4().hex[:8]}"
+    log.info("downloading %s weights from %s", spec.name, spec.url)
+    try:
+        req = urllib.request.Request(spec.url, headers={"User-Agent": "colorstyle"})
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp, partial.open("wb") as sink:
+            digest = _hash_stream(resp.read, sink)
+        _verify(digest, spec.sha256, f"the published hash of {spec.filename}", spec, spec.url)
+        os.replace(partial, target)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise _unavailable(spec, cache_dir, f"not in the cache and downloading failed ({e})") from e
+    finally:
+        partial.unlink(missing_ok=True)
+    return ResolvedWeights(target, spec.url, digest)
+
+
+def resolve(
+    spec: WeightSpec,
+    source: WeightsSource = WeightsSource(),
+    *,
+    cache_dir: Path | None = None,
+    allow_download: bool | None = None,
+    timeout_s: float = 60.0,
+) -> ResolvedWeights:
+    """Find ``spec``'s checkpoint (user URI -> cache -> URL) and verify its hash.
+
+    Args:
+        spec: the weight record.
+        source: what the user gave (URI, sha256, storage options).
+        cache_dir: defaults to :func:`default_cache_dir`.
+        allow_download: ``None`` = unless ``COLORSTYLE_OFFLINE=1``.
+        timeout_s: network timeout for the download, seconds.
+    Returns:
+        The verified local file.
+    Raises:
+        WeightsUnavailableError: no source has it; the message names the file, its URL and
+            the two ways to provide it.
+        WeightsIntegrityError: a file was found but its hash does not match.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    if source.uri:
+        return _resolve_user_uri(spec, source, cache_dir)
+    cached = cache_dir / spec.filename
+    if cached.is_file():
+        with cached.open("rb") as f:
+            digest = _hash_stream(f.read)
+        _verify(digest, spec.sha256, f"the published hash of {spec.filename}", spec, f"cached file {cached}")
+        return ResolvedWeights(cached, f"cache:{cached}", digest)
+    if allow_download is None:
+        allow_download = os.environ.get("COLORSTYLE_OFFLINE", "") not in ("1", "true", "yes")
+    if not allow_download:
+        raise _unavailable(spec, cache_dir, "not in the cache and downloads are off (COLORSTYLE_OFFLINE=1)")
+    return _download(spec, cache_dir, timeout_s)
+
+
+def read_state_dict(path: Path, where: str) -> dict[str, Tensor]:
+    """``torch.load(weights_only=True)`` with errors that name the file.
+
+    Raises:
+        WeightsFormatError: truncated/corrupt file, pickled objects other than tensors
+            (possible code), or not a flat ``{str: Tensor}`` mapping.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsFormatError(
+            f"{where}: refused: it holds pickled objects other than tensors (possibly code), "
+            f"which weights_only loading does not run ({str(e).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise WeightsFormatError(f"{where}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise WeightsFormatError(f"{where}: expected a state_dict ({{name: tensor}}), got {type(obj).__name__}")
+    return dict(obj)
+
+
+def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], where: str) -> None:
+    """``model.load_state_dict(state_dict, strict=True)`` after a readable key/shape diff.
+
+    Raises:
+        WeightsLayoutError: naming missing keys, unexpected keys and shape mismatches.
+    """
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shapes = [f"{k}: {have[k]} != {want[k]}" for k in want if k in have and have[k] != want[k]]
+    if missing or unexpected or shapes:
+        raise WeightsLayoutError(
+            f"{where}: layout does not match {type(model).__name__} "
+            f"({len(have)} keys given, {len(want)} expected): "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
+            f"shape mismatches {shapes[:5]}"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_weights(
+    model: nn.Module,
+    spec: WeightSpec,
+    source: WeightsSource = WeightsSource(),
+    *,
+    key_filter: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None,
+    cache_dir: Path | None = None,
+    allow_download: bool | None = None,
+) -> ResolvedWeights:
+    """Resolve, verify and strictly load ``spec``'s weights into ``model`` (in place).
+
+    Args:
+        model: the architecture, on any device.
+        spec, source, cache_dir, allow_download: as for :func:`resolve`.
+        key_filter: named remap applied before loading (e.g. ``vgg_features_only``).
+    Returns:
+        The resolved file record (its origin and sha256, for provenance).
+    Raises:
+        WeightsError: any of its subclasses, with a message naming the file.
+    """
+    resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
+    try:
+        state_dict = read_state_dict(resolved.path, resolved.origin)
+    finally:
+        if resolved.temporary:
+            resolved.path.unlink(missing_ok=True)
+    if key_filter is not None:
+        try:
+            state_dict = key_filter(state_dict)
+        except ValueError as e:
+            raise WeightsLayoutError(f"{resolved.origin}: {e}") from None
+    load_strict(model, state_dict, resolved.origin)
+    return resolved
+
+
+def fetch(
+    spec: WeightSpec,
+    dest: str,
+    source: WeightsSource = WeightsSource(),
+    *,
+    dest_storage_options: Mapping[str, object] | None = None,
+    cache_dir: Path | None = None,
+    allow_download: bool | None = None,
+) -> str:
+    """Stage a verified checkpoint into a cache directory or bucket for offline clusters.
+
+    Args:
+        dest: a directory/prefix (the published file name is appended) or a full file
+            URI ending in ``.pth``/``.pt``.
+        source: where to take it from (default: cache, then the published URL).
+    Returns:
+        The URI written.
+    Raises:
+        WeightsError: when the source cannot be resolved or verified.
+        storage.StorageError: when the destination cannot be written.
+    """
+    resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
+    target = dest if dest.endswith((".pth", ".pt")) else storage.join(dest, spec.filename)
+    try:
+        storage.copy_file_atomic(str(resolved.path), target, dest_storage_options)
+    finally:
+        if resolved.temporary:
+            resolved.path.unlink(missing_ok=True)
+    return target

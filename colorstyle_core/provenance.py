@@ -1,0 +1,40 @@
+"""Which weights produced an output, carried into file metadata, metrics rows and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from colorstyle_core.loader import ResolvedWeights
+from colorstyle_core.synthetic import UNTRAINED_TAG
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which weights produced an output: written into output metadata and metrics.
+
+    Attributes:
+        name: weight set name (``eccv16``, ``vgg19``, ...).
+        sha256: hex digest of the loaded file, or :data:`UNTRAINED_TAG` for generated weights.
+        origin: where the file came from.
+    """
+
+    name: str
+    sha256: str
+    origin: str
+
+    @property
+    def untrained(self) -> bool:
+        return self.sha256 == UNTRAINED_TAG
+
+    @classmethod
+    def from_resolved(cls, name: str, resolved: ResolvedWeights) -> Provenance:
+        return cls(name, resolved.sha256, resolved.origin)
+
+    @classmethod
+    def generated(cls, name: str, seed: int) -> Provenance:
+        return cls(name, UNTRAINED_TAG, f"generated(seed={seed})")
+
+    def describe(self) -> str:
+        if self.untrained:
+            return f"{self.name} weights={UNTRAINED_TAG} ({self.origin})"
+        return f"{self.name} weights=sha256:{self.sha256[:16]} ({self.origin})"

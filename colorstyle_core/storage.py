@@ -1,0 +1,144 @@
+"""The one place colorstyle talks to storage: fsspec URIs in, bytes out, atomic writes.
+
+Any fsspec URI works: local paths, ``file://``, ``memory://``, ``s3://`` (with
+``s3fs``), ``gs://`` (with ``gcsfs``), ... ``storage_options`` are passed to the
+filesystem (for example ``{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}``
+for an S3-compatible server).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.core import url_to_fs
+
+StorageOptions = Mapping[str, Any]
+
+# Object stores publish an object only when its upload completes, so a single PUT
+# is already atomic; everything else gets write-to-temp-then-rename.
+_ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "adl", "memory", "oss"})
+
+
+class StorageError(OSError):
+    """A storage operation failed; the message names the URI."""
+
+
+def filesystem(uri: str, storage_options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``(filesystem, path)`` for ``uri``; the path is in the filesystem's own form."""
+    return url_to_fs(uri, **dict(storage_options or {}))
+
+
+def protocol_of(fs: fsspec.AbstractFileSystem) -> str:
+    proto = fs.protocol
+    return proto[0] if isinstance(proto, (tuple, list)) else proto
+
+
+def is_local(uri: str) -> bool:
+    """True for plain paths and ``file://`` URIs."""
+    return "://" not in uri or uri.startswith("file://")
+
+
+def unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The full URI of ``path`` on ``fs`` (``bucket/key`` -> ``s3://bucket/key``)."""
+    proto = protocol_of(fs)
+    if proto in ("file", "local"):
+        return path
+    return fs.unstrip_protocol(path)
+
+
+def join(prefix: str, *parts: str) -> str:
+    """Join URI parts with ``/`` (POSIX rules, also for object stores)."""
+    if "://" in prefix:
+        scheme, rest = prefix.split("://", 1)
+        return f"{scheme}://{posixpath.join(rest, *parts)}" if rest else f"{scheme}://{posixpath.join(*parts)}"
+    return os.path.join(prefix, *parts)
+
+
+def basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def read_bytes(uri: str, storage_options: StorageOptions | None = None) -> bytes:
+    """The whole content of ``uri``.
+
+    Raises:
+        FileNotFoundError: when it does not exist.
+        StorageError: for any other failure, naming the URI.
+    """
+    fs, path = filesystem(uri, storage_options)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such file") from None
+    except IsADirectoryError:
+        raise StorageError(f"{uri}: is a directory, not a file") from None
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot read ({e})") from e
+
+
+@contextmanager
+def open_read(uri: str, storage_options: StorageOptions | None = None) -> Iterator[BinaryIO]:
+    """A binary file object for streaming reads (large files: weights, videos)."""
+    fs, path = filesystem(uri, storage_options)
+    try:
+        f = fs.open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such file") from None
+    with f:
+        yield f
+
+
+def exists(uri: str, storage_options: StorageOptions | None = None) -> bool:
+    fs, path = filesystem(uri, storage_options)
+    return fs.exists(path)
+
+
+def _commit_atomically(uri: str, storage_options: StorageOptions | None,
+                       put: Callable[[fsspec.AbstractFileSystem, str], None]) -> None:
+    fs, path = filesystem(uri, storage_options)
+    proto = protocol_of(fs)
+    try:
+        if proto in _ATOMIC_PUT_PROTOCOLS:
+            put(fs, path)
+            return
+        parent = (os.path if proto in ("file", "local") else posixpath).dirname(path)
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            put(fs, tmp)
+            fs.mv(tmp, path)
+        finally:
+            if fs.exists(tmp):
+                fs.rm_file(tmp)
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot write ({e})") from e
+
+
+def write_bytes_atomic(uri: str, data: bytes, storage_options: StorageOptions | None = None) -> None:
+    """Write ``data`` to ``uri`` so that readers see either nothing or the whole file.
+
+    Local and other rename-capable filesystems: write ``<name>.tmp-<random>`` in the
+    same directory, then rename over the target. Object stores: one PUT, which the
+    store publishes only when complete. Parent directories are created.
+
+    Raises:
+        StorageError: naming the URI when the write fails (for example a read-only prefix).
+    """
+    _commit_atomically(uri, storage_options, lambda fs, path: fs.pipe_file(path, data))
+
+
+def copy_file_atomic(src_local_path: str, uri: str, storage_options: StorageOptions | None = None) -> None:
+    """Upload a local file to ``uri`` with the guarantees of :func:`write_bytes_atomic`,
+    streaming instead of holding the file in memory.
+
+    Raises:
+        StorageError: naming the URI when the write fails.
+    """
+    _commit_atomically(uri, storage_options, lambda fs, path: fs.put_file(src_local_path, path))
