@@ -1,0 +1,179 @@
+"""The colorization pipeline of Zhang et al. around an ECCV16 or SIGGRAPH17 network.
+
+For each image (the authors' demo, ``colorizers/util.py``, batched and on device):
+
+1. resize the sRGB image to the network size (256 x 256) as Pillow's bicubic does,
+   and take its L (gray inputs: L of the gray level);
+2. predict ab at network resolution;
+3. upsample ab bilinearly to the original size;
+4. join it with the L of the *original, full-resolution* image and convert to sRGB.
+
+The output's Lab lightness equals the input's (step 4 keeps L; colours outside
+sRGB lose chroma, not lightness, see :func:`colorstyle_core.color.lab_to_rgb`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from colorstyle_core import color
+from colorstyle_core.devices import resolve_device
+from colorstyle_core.hints import ColorHints, rasterize
+from colorstyle_core.loader import WeightsSource, load_weights
+from colorstyle_core.models import build
+from colorstyle_core.provenance import Provenance
+from colorstyle_core.resample import resize_bilinear, resize_like_pil_bicubic
+from colorstyle_core.synthetic import generated_state_dict
+from colorstyle_core.weights import COLORIZERS, LabContract, WeightSpec, get_spec
+
+
+class Colorizer:
+    """A loaded colorization network plus the Lab pipeline around it.
+
+    Build it once (``Colorizer.from_weights``) and call it on batches.
+
+    Args:
+        net: an :class:`~colorstyle_core.models.ECCV16Colorizer` or
+            :class:`~colorstyle_core.models.SIGGRAPH17Colorizer`, weights loaded, on its device.
+        spec: the weight record (its :class:`LabContract` sets the network size).
+        provenance: which weights are loaded.
+        gamut: ``"preserve-l"`` (default: output L == input L) or ``"clip"`` (the
+            authors' per-channel clipping), see :func:`colorstyle_core.color.lab_to_rgb`.
+    """
+
+    def __init__(self, net: nn.Module, spec: WeightSpec, provenance: Provenance,
+                 gamut: color.GamutMode = "preserve-l"):
+        if not isinstance(spec.preprocess, LabContract):
+            raise ValueError(f"{spec.name} is not a colorizer")
+        self.net = net.eval().requires_grad_(False)
+        self.spec = spec
+        self.contract: LabContract = spec.preprocess
+        self.provenance = provenance
+        self.gamut: color.GamutMode = gamut
+        self.supports_hints = spec.name == "siggraph17"
+
+    @classmethod
+    def from_weights(
+        cls,
+        name: str,
+        source: WeightsSource = WeightsSource(),
+        *,
+        device: str | torch.device | None = None,
+        gamut: color.GamutMode = "preserve-l",
+        untrained_seed: int | None = None,
+    ) -> Colorizer:
+        """Build ``name`` and load its weights through the one loader.
+
+        Args:
+            name: ``"eccv16"`` or ``"siggraph17"``.
+            source: user-given URI / sha256 / storage options (default: cache, then URL).
+            device: ``None`` = CUDA if available, else CPU.
+            gamut: see the class.
+            untrained_seed: if not ``None``, load generated UNTRAINED weights with this
+                seed instead of real ones (explicit smoke runs only).
+        Raises:
+            ValueError: unknown colorizer name.
+            colorstyle_core.loader.WeightsError: weights missing, corrupt or of the wrong layout.
+        """
+        if name not in COLORIZERS:
+            raise ValueError(f"unknown colorizer {name!r}; choose one of {', '.join(COLORIZERS)}")
+        spec = get_spec(name)
+        net = build(name)
+        if untrained_seed is not None:
+            net.load_state_dict(generated_state_dict(name, untrained_seed), strict=True)
+            provenance = Provenance.generated(name, untrained_seed)
+        else:
+            provenance = Provenance.from_resolved(name, load_weights(net, spec, source))
+        return cls(net.to(resolve_device(device)), spec, provenance, gamut)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def _network_l(self, image: Tensor) -> Tensor:
+        """``(N, C, H, W)`` sRGB/gray in [0, 1] -> ``(N, 1, h, w)`` L at network size."""
+        small = resize_like_pil_bicubic(image, self.contract.net_size)
+        return color.rgb_to_l(small)
+
+    def _hint_tensors(self, hints: Sequence[ColorHints | None] | None, sizes: Sequence[tuple[int, int]]
+                      ) -> tuple[Tensor | None, Tensor | None]:
+        if hints is None or all(h is None or h.empty for h in hints):
+            return None, None
+        if not self.supports_hints:
+            raise ValueError(f"{self.spec.name} takes no colour hints; use siggraph17")
+        if len(hints) != len(sizes):
+            raise ValueError(f"{len(hints)} hint sets for {len(sizes)} images")
+        abs_, masks = [], []
+        for h, hw in zip(hints, sizes):
+            ab, mask = rasterize(h or ColorHints(), hw, self.contract.net_size, self.device)
+            abs_.append(ab)
+            masks.append(mask)
+        return torch.cat(abs_), torch.cat(masks)
+
+    @torch.inference_mode()
+    def predict_ab_list(self, images: Sequence[Tensor], hints: Sequence[ColorHints | None] | None = None
+                        ) -> list[tuple[Tensor, Tensor]]:
+        """Predict full-resolution ab for images of any (mixed) sizes in one network batch.
+
+        Args:
+            images: each ``(C, H, W)`` float32 in ``[0, 1]``, C = 1 (gray) or 3 (sRGB;
+                reduced to its L), any device.
+            hints: one :class:`ColorHints` (or ``None``) per image; SIGGRAPH17 only.
+        Returns:
+            Per image ``(L, ab)``: ``(1, H, W)`` L in ``[0, 100]`` of the original and
+            ``(2, H, W)`` predicted ab, float32, on the model's device.
+        """
+        if not images:
+            return []
+        dev = self.device
+        batch = [img.to(dev, torch.float32)[None] for img in images]
+        net_l = torch.cat([self._network_l(img) for img in batch])
+        hint_ab, hint_mask = self._hint_tensors(hints, [tuple(img.shape[-2:]) for img in batch])
+        ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
+        out = []
+        for i, img in enumerate(batch):
+            ab = resize_bilinear(ab_small[i : i + 1], tuple(img.shape[-2:]))
+            out.append((color.rgb_to_l(img)[0], ab[0]))
+        return out
+
+    @torch.inference_mode()
+    def predict_ab(self, images: Tensor, hints: Sequence[ColorHints | None] | None = None) -> tuple[Tensor, Tensor]:
+        """Batched :meth:`predict_ab_list` for same-size images (video frames).
+
+        Args:
+            images: ``(N, C, H, W)`` float32 in ``[0, 1]``, C = 1 or 3.
+        Returns:
+            ``(L, ab)``: ``(N, 1, H, W)`` and ``(N, 2, H, W)`` float32 on the model's device.
+        """
+        images = images.to(self.device, torch.float32)
+        hint_ab, hint_mask = self._hint_tensors(hints, [tuple(images.shape[-2:])] * images.shape[0])
+        net_l = self._network_l(images)
+        ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
+        return color.rgb_to_l(images), resize_bilinear(ab_small, tuple(images.shape[-2:]))
+
+    def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
+        """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""
+        return color.lab_to_rgb(torch.cat((lightness, ab), dim=1), self.gamut)
+
+    @torch.inference_mode()
+    def __call__(self, images: Tensor, hints: Sequence[ColorHints | None] | None = None) -> Tensor:
+        """Colorize a batch of same-size images.
+
+        Args:
+            images: ``(N, C, H, W)`` float32 in ``[0, 1]``, C = 1 (gray) or 3 (reduced to L).
+            hints: per-image hints (SIGGRAPH17).
+        Returns:
+            ``(N, 3, H, W)`` float32 sRGB in ``[0, 1]`` on the model's device; its Lab L
+            equals the input's.
+        """
+        lightness, ab = self.predict_ab(images, hints)
+        return self.compose(lightness, ab)
+
+    @torch.inference_mode()
+    def colorize_list(self, images: Sequence[Tensor], hints: Sequence[ColorHints | None] | None = None
+                      ) -> list[Tensor]:
+        """Colorize images of mixed sizes with one network batch: each ``(C, H, W)`` -> ``(3, H, W)``."""
+        return [self.compose(l[None], ab[None])[0] for l, ab in self.predict_ab_list(images, hints)]
