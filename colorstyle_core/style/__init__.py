@@ -1,0 +1,1 @@
+"""Gatys et al. neural style transfer: losses, optimiser and the stylizer."""
