@@ -1,0 +1,324 @@
+"""Single-image commands: ``colorize``, ``stylize``, ``models``, ``weights``.
+
+Thin: parse arguments, read and decode, call the library, encode and write. The
+``colorstyle`` entry point (``jobs.cli``) adds the job commands to these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+from colorstyle_core import color, imageio, loader, storage
+from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.hints import ColorHints, HintsError, parse_points
+from colorstyle_core.models import layout
+from colorstyle_core.models.vgg import layer_names
+from colorstyle_core.provenance import Provenance
+from colorstyle_core.style.gatys import StyleConfig, Stylizer
+from colorstyle_core.synthetic import UNTRAINED_NOTE
+from colorstyle_core.weights import COLORIZERS, REGISTRY, VGG_ARCHS, get_spec
+
+log = logging.getLogger("colorstyle")
+
+_POINT_SUFFIXES = (".json", ".csv", ".txt")
+
+
+def _storage_options(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        opts = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--storage-options is not valid JSON: {e}") from None
+    if not isinstance(opts, dict):
+        raise SystemExit("--storage-options must be a JSON object")
+    return opts
+
+
+def _weights_source(args: argparse.Namespace) -> loader.WeightsSource:
+    return loader.WeightsSource(args.weights, args.weights_sha256, _storage_options(args.storage_options))
+
+
+def _read_image(uri: str, opts: dict | None) -> torch.Tensor:
+    decoded = imageio.decode_image(storage.read_bytes(uri, opts), uri)
+    for note in decoded.notes:
+        log.info("%s: %s", uri, note)
+    return imageio.to_tensor(decoded.pixels)
+
+
+def _describe(*provenances: Provenance) -> str:
+    text = "colorstyle " + "; ".join(p.describe() for p in provenances)
+    if any(p.untrained for p in provenances):
+        text += f" -- {UNTRAINED_NOTE}"
+    return text
+
+
+def _warn_untrained(*provenances: Provenance) -> None:
+    if any(p.untrained for p in provenances):
+        log.warning("UNTRAINED: %s", UNTRAINED_NOTE)
+
+
+def _write_image(rgb: torch.Tensor, uri: str, opts: dict | None, description: str) -> None:
+    data = imageio.encode_image(imageio.to_uint8_hwc(rgb), uri, description)
+    storage.write_bytes_atomic(uri, data, opts)
+
+
+def _load_hints(args: argparse.Namespace, opts: dict | None) -> ColorHints | None:
+    if not args.hints:
+        if args.hint_mask:
+            raise SystemExit("--hint-mask needs --hints HINT_IMAGE")
+        return None
+    if args.hints.lower().endswith(_POINT_SUFFIXES):
+        hints = parse_points(storage.read_bytes(args.hints, opts).decode("utf-8"), args.hints)
+        return ColorHints(points=hints.points, patch=args.hint_patch or hints.patch)
+    if not args.hint_mask:
+        raise SystemExit(f"{args.hints}: a hint image needs --hint-mask MASK (nonzero = hint)")
+    hint_rgb = _read_image(args.hints, opts)
+    mask = _read_image(args.hint_mask, opts)
+    if hint_rgb.shape[1] == 1:
+        hint_rgb = hint_rgb.expand(-1, 3, -1, -1)
+    dense_ab = color.rgb_to_lab(hint_rgb)[:, 1:]
+    dense_mask = (mask.amax(dim=1, keepdim=True) > 0).float()
+    return ColorHints(patch=args.hint_patch or 3, dense_ab=dense_ab, dense_mask=dense_mask)
+
+
+def cmd_colorize(args: argparse.Namespace) -> int:
+    opts = _storage_options(args.storage_options)
+    colorizer = Colorizer.from_weights(
+        args.model, _weights_source(args), device=args.device, gamut=args.gamut,
+        untrained_seed=args.untrained_weights,
+    )
+    _warn_untrained(colorizer.provenance)
+    image = _read_image(args.input, opts)
+    hints = _load_hints(args, opts)
+    start = time.perf_counter()
+    rgb = colorizer(image, None if hints is None else [hints])
+    log.info("colorized %s (%dx%d) in %.2f s", args.input, image.shape[-1], image.shape[-2],
+             time.perf_counter() - start)
+    _write_image(rgb, args.output, opts, _describe(colorizer.provenance))
+    print(args.output)
+    return 0
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _layers(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def style_config_from_args(args: argparse.Namespace) -> StyleConfig:
+    """The :class:`StyleConfig` the ``stylize`` flags describe (defaults for flags not given)."""
+    given = {
+        "steps": args.steps,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "content_weight": args.content_weight,
+        "style_weight": args.style_weight,
+        "tv_weight": args.tv_weight,
+        "preserve_color": args.preserve_color,
+        "style_blend": _floats(args.blend, "--blend"),
+        "init": args.init,
+        "seed": args.seed,
+        "content_layers": _layers(args.content_layers),
+        "style_layers": _layers(args.style_layers),
+        "style_scale": args.style_scale,
+    }
+    try:
+        return StyleConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:
+        raise SystemExit(f"stylize: {e}") from None
+
+
+def _resize_longer(image: torch.Tensor, size: int | None) -> torch.Tensor:
+    if not size:
+        return image
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    hw = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.interpolate(image, size=hw, mode="bicubic", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
+def _write_losses(result_losses: dict[str, torch.Tensor], uri: str, opts: dict | None) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    names = list(result_losses)
+    writer.writerow(["step", *names])
+    for step in range(result_losses["total"].shape[0]):
+        writer.writerow([step, *(f"{result_losses[n][step, 0].item():.6g}" for n in names)])
+    storage.write_bytes_atomic(uri, buf.getvalue().encode(), opts)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    opts = _storage_options(args.storage_options)
+    config = style_config_from_args(args)
+    stylizer = Stylizer.from_weights(
+        args.arch, _weights_source(args), device=args.device, pooling=args.pooling,
+        untrained_seed=args.untrained_weights,
+    )
+    _warn_untrained(stylizer.provenance)
+    content = _resize_longer(_read_image(args.content, opts), args.size)
+    styles = [_read_image(uri, opts) for uri in args.styles.split(",") if uri]
+    start = time.perf_counter()
+    result = stylizer(content, styles, config)
+    total = result.losses["total"][:, 0]
+    log.info("stylized %s at %dx%d: %d steps in %.1f s, loss %.4g -> %.4g", args.content,
+             content.shape[-1], content.shape[-2], result.evaluations, time.perf_counter() - start,
+             total[0].item() if len(total) else float("nan"), total[-1].item() if len(total) else float("nan"))
+    _write_image(result.images, args.output, opts, _describe(stylizer.provenance))
+    if args.losses_out:
+        _write_losses(result.losses, args.losses_out, opts)
+    print(args.output)
+    return 0
+
+
+def cmd_models_layout(args: argparse.Namespace) -> int:
+    rows = layout(args.name)
+    if args.json:
+        print("[\n" + ",\n".join("  " + json.dumps([k, s, d]) for k, s, d in rows) + "\n]")
+    else:
+        for k, s, d in rows:
+            print(f"{k:40s} {str(tuple(s)):24s} {d}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    for spec in REGISTRY.values():
+        extra = f"  layers: {', '.join(n for n in layer_names(spec.name) if n.startswith('relu'))}" \
+            if spec.kind == "vgg" else ""
+        print(f"{spec.name:11s} {spec.kind:9s} {spec.reference}{extra}")
+    return 0
+
+
+def cmd_weights_list(args: argparse.Namespace) -> int:
+    cache = loader.default_cache_dir()
+    for spec in REGISTRY.values():
+        cached = (cache / spec.filename).is_file()
+        print(f"{spec.name:11s} {spec.filename:42s} sha256:{spec.sha256}  {'cached' if cached else 'not cached'}"
+              f"\n{'':11s} {spec.url}\n{'':11s} licence: {spec.license}")
+    return 0
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    opts = _storage_options(args.storage_options)
+    source = loader.WeightsSource(args.source, args.sha256, opts)
+    written = loader.fetch(get_spec(args.name), args.to, source, dest_storage_options=opts)
+    print(written)
+    return 0
+
+
+def _add_weight_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", metavar="URI", help="checkpoint location (path or fsspec URI); "
+                   "default: $COLORSTYLE_CACHE, then the published URL")
+    p.add_argument("--weights-sha256", metavar="HEX", help="full sha256 of --weights when it is not the "
+                   "published file (default: hash in its file name, else the published hash)")
+    p.add_argument("--untrained-weights", metavar="SEED", type=int, nargs="?", const=0, default=None,
+                   help="smoke runs only: use generated UNTRAINED weights (output is marked as such)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--storage-options", metavar="JSON",
+                   help='fsspec options for all URIs, e.g. \'{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}\'')
+
+
+def add_core_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``colorize``, ``stylize``, ``models`` and ``weights`` on a subparser set."""
+    p = sub.add_parser("colorize", help="colorize one image (Zhang et al.)",
+                       description="Colorize one image. INPUT/OUTPUT are paths or fsspec URIs; "
+                       "the output format follows OUTPUT's suffix (.png .jpg .webp .tif).")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--model", choices=COLORIZERS, default="eccv16", help="network (default: eccv16)")
+    p.add_argument("--hints", metavar="FILE", help="siggraph17 colour hints: points as JSON "
+                   '({"points": [[y, x, a, b], ...]}) or CSV rows y,x,a,b; or a hint image (with --hint-mask)')
+    p.add_argument("--hint-mask", metavar="FILE", help="mask image for a hint image: nonzero pixels are hints")
+    p.add_argument("--hint-patch", type=int, default=None, help="side of each hint square at 256 px (default 3)")
+    p.add_argument("--gamut", choices=("preserve-l", "clip"), default="preserve-l",
+                   help="out-of-gamut colours: preserve-l keeps L exactly (default); clip = authors' demo")
+    _add_weight_flags(p)
+    p.set_defaults(func=cmd_colorize)
+
+    p = sub.add_parser("stylize", help="neural style transfer of one image (Gatys et al.)",
+                       description="Stylize CONTENT with one or more STYLE images (comma-separated).")
+    p.add_argument("content")
+    p.add_argument("styles", metavar="STYLE[,STYLE2]")
+    p.add_argument("output")
+    p.add_argument("--arch", choices=VGG_ARCHS, default="vgg19", help="VGG network (default: vgg19)")
+    p.add_argument("--size", type=int, default=512, help="longer side of the output in px (default: 512; 0 = as is)")
+    p.add_argument("--steps", type=int, help="optimiser steps (default: 300)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default: lbfgs")
+    p.add_argument("--lr", type=float, help="step length (default: 1.0 lbfgs, 0.02 adam)")
+    p.add_argument("--content-weight", type=float, help="default: 1")
+    p.add_argument("--style-weight", type=float, help="default: 1e6")
+    p.add_argument("--tv-weight", type=float, help="default: 1")
+    p.add_argument("--preserve-color", action="store_true", default=None,
+                   help="luminance-only transfer: keep the content's colours")
+    p.add_argument("--blend", metavar="W1,W2", help="blend weights of the style images (default: equal)")
+    p.add_argument("--style-scale", type=float, help="style size relative to the output (default: 1.0)")
+    p.add_argument("--init", choices=("content", "noise"), help="start image (default: content)")
+    p.add_argument("--seed", type=int, help="seed for noise init (default: 0)")
+    p.add_argument("--content-layers", metavar="L1,L2", help="default: relu4_2")
+    p.add_argument("--style-layers", metavar="L1,L2", help="default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
+    p.add_argument("--pooling", choices=("max", "avg"), default="max", help="VGG pooling (default: max)")
+    p.add_argument("--losses-out", metavar="URI", help="write the per-step loss curve as CSV")
+    _add_weight_flags(p)
+    p.set_defaults(func=cmd_stylize)
+
+    models = sub.add_parser("models", help="network architectures").add_subparsers(dest="models_cmd", required=True)
+    p = models.add_parser("layout", help="print a checkpoint's state_dict layout")
+    p.add_argument("name", choices=list(REGISTRY))
+    p.add_argument("--json", action="store_true", help="as [[key, [shape...], dtype], ...]")
+    p.set_defaults(func=cmd_models_layout)
+    p = models.add_parser("list", help="list the architectures")
+    p.set_defaults(func=cmd_models_list)
+
+    weights = sub.add_parser("weights", help="published weights: list, stage").add_subparsers(
+        dest="weights_cmd", required=True)
+    p = weights.add_parser("list", help="list the weight sets, their URLs, hashes and cache state")
+    p.set_defaults(func=cmd_weights_list)
+    p = weights.add_parser("fetch", help="verify a checkpoint and copy it into a cache dir or bucket",
+                           description="Resolve NAME (--from URI, else the cache, else the published URL), "
+                           "verify its sha256 and write it to --to (a directory/prefix or a .pth URI).")
+    p.add_argument("name", choices=list(REGISTRY))
+    p.add_argument("--to", required=True, metavar="URI", help="e.g. ~/.cache/colorstyle or s3://bucket/weights/")
+    p.add_argument("--from", dest="source", metavar="URI", help="take the file from here instead")
+    p.add_argument("--sha256", metavar="HEX", help="full sha256 of --from when it is not the published file")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for --from/--to")
+    p.set_defaults(func=cmd_weights_fetch)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command, turning expected failures into one clear line and exit code 2."""
+    try:
+        return args.func(args)
+    except (loader.WeightsError, imageio.ImageDecodeError, HintsError, storage.StorageError,
+            FileNotFoundError, ValueError) as e:
+        print(f"colorstyle: error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m colorstyle_core.cli``: the single-image commands alone."""
+    parser = argparse.ArgumentParser(prog="colorstyle")
+    add_core_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
