@@ -14,7 +14,7 @@ sRGB lose chroma, not lightness, see :func:`colorstyle_core.color.lab_to_rgb`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from colorstyle_core import color
 from colorstyle_core.devices import resolve_device
 from colorstyle_core.hints import ColorHints, rasterize
-from colorstyle_core.loader import WeightsSource, load_weights
+from colorstyle_core.loader import WeightsSource, load_strict, load_weights
 from colorstyle_core.models import build
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.resample import resize_bilinear, resize_like_pil_bicubic
@@ -80,14 +80,34 @@ class Colorizer:
         """
         if name not in COLORIZERS:
             raise ValueError(f"unknown colorizer {name!r}; choose one of {', '.join(COLORIZERS)}")
-        spec = get_spec(name)
-        net = build(name)
         if untrained_seed is not None:
-            net.load_state_dict(generated_state_dict(name, untrained_seed), strict=True)
-            provenance = Provenance.generated(name, untrained_seed)
-        else:
-            provenance = Provenance.from_resolved(name, load_weights(net, spec, source))
-        return cls(net.to(resolve_device(device)), spec, provenance, gamut)
+            return cls.from_state_dict(name, generated_state_dict(name, untrained_seed),
+                                       Provenance.generated(name, untrained_seed), device=device, gamut=gamut)
+        net = build(name)
+        provenance = Provenance.from_resolved(name, load_weights(net, get_spec(name), source))
+        return cls(net.to(resolve_device(device)), get_spec(name), provenance, gamut)
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        name: str,
+        state_dict: Mapping[str, Tensor],
+        provenance: Provenance,
+        *,
+        device: str | torch.device | None = None,
+        gamut: color.GamutMode = "preserve-l",
+    ) -> Colorizer:
+        """Build ``name`` from already verified tensors (see ``loader.load_verified_state_dict``).
+
+        Raises:
+            ValueError: unknown colorizer name.
+            colorstyle_core.loader.WeightsLayoutError: the tensors do not fit the architecture.
+        """
+        if name not in COLORIZERS:
+            raise ValueError(f"unknown colorizer {name!r}; choose one of {', '.join(COLORIZERS)}")
+        net = build(name)
+        load_strict(net, state_dict, provenance.origin)
+        return cls(net.to(resolve_device(device)), get_spec(name), provenance, gamut)
 
     @property
     def device(self) -> torch.device:

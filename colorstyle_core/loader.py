@@ -277,6 +277,37 @@ def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], where: str) 
     model.load_state_dict(state_dict, strict=True)
 
 
+def load_verified_state_dict(
+    spec: WeightSpec,
+    source: WeightsSource = WeightsSource(),
+    *,
+    key_filter: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None,
+    cache_dir: Path | None = None,
+    allow_download: bool | None = None,
+) -> tuple[dict[str, Tensor], ResolvedWeights]:
+    """Resolve and verify ``spec``'s checkpoint and read it safely, without building a model.
+
+    Lets a driver check weights once before any work and hand the tensors to its workers.
+
+    Returns:
+        ``(state_dict, resolved)``, the state_dict after ``key_filter``.
+    Raises:
+        WeightsError: any of its subclasses, with a message naming the file.
+    """
+    resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
+    try:
+        state_dict = read_state_dict(resolved.path, resolved.origin)
+    finally:
+        if resolved.temporary:
+            resolved.path.unlink(missing_ok=True)
+    if key_filter is not None:
+        try:
+            state_dict = key_filter(state_dict)
+        except ValueError as e:
+            raise WeightsLayoutError(f"{resolved.origin}: {e}") from None
+    return state_dict, resolved
+
+
 def load_weights(
     model: nn.Module,
     spec: WeightSpec,
@@ -297,17 +328,8 @@ def load_weights(
     Raises:
         WeightsError: any of its subclasses, with a message naming the file.
     """
-    resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
-    try:
-        state_dict = read_state_dict(resolved.path, resolved.origin)
-    finally:
-        if resolved.temporary:
-            resolved.path.unlink(missing_ok=True)
-    if key_filter is not None:
-        try:
-            state_dict = key_filter(state_dict)
-        except ValueError as e:
-            raise WeightsLayoutError(f"{resolved.origin}: {e}") from None
+    state_dict, resolved = load_verified_state_dict(spec, source, key_filter=key_filter, cache_dir=cache_dir,
+                                                    allow_download=allow_download)
     load_strict(model, state_dict, resolved.origin)
     return resolved
 

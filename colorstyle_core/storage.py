@@ -48,7 +48,7 @@ def unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """The full URI of ``path`` on ``fs`` (``bucket/key`` -> ``s3://bucket/key``)."""
     proto = protocol_of(fs)
     if proto in ("file", "local"):
-        return path
+        return os.path.normpath(path)
     return fs.unstrip_protocol(path)
 
 

@@ -18,7 +18,7 @@ get alone. No global device, no printing, no file I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from colorstyle_core import color
 from colorstyle_core.devices import resolve_device
-from colorstyle_core.loader import WeightsSource, load_weights
+from colorstyle_core.loader import WeightsSource, load_strict, load_weights
 from colorstyle_core.models.vgg import ALL_LAYER_NAMES, VGGFeatures, vgg_features_only
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.style.lbfgs import lbfgs_minimize
@@ -355,6 +355,14 @@ def _pad_rows(rows: list[Tensor], steps: int, n: int) -> Tensor:
     return out
 
 
+def _extractor(arch: str, pooling: Literal["max", "avg"]) -> VGGFeatures:
+    if arch not in VGG_ARCHS:
+        raise ValueError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
+    spec = get_spec(arch)
+    assert isinstance(spec.preprocess, ImageNetContract)
+    return VGGFeatures(arch, spec.preprocess, pooling)
+
+
 class Stylizer:
     """A loaded VGG feature extractor with the stylization entry points.
 
@@ -387,17 +395,31 @@ class Stylizer:
             ValueError: unknown architecture.
             colorstyle_core.loader.WeightsError: weights missing, corrupt or of the wrong layout.
         """
-        if arch not in VGG_ARCHS:
-            raise ValueError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
-        spec = get_spec(arch)
-        assert isinstance(spec.preprocess, ImageNetContract)
-        extractor = VGGFeatures(arch, spec.preprocess, pooling)
         if untrained_seed is not None:
-            extractor.load_state_dict(vgg_features_only(generated_state_dict(arch, untrained_seed)), strict=True)
-            provenance = Provenance.generated(arch, untrained_seed)
-        else:
-            resolved = load_weights(extractor, spec, source, key_filter=vgg_features_only)
-            provenance = Provenance.from_resolved(arch, resolved)
+            return cls.from_state_dict(arch, vgg_features_only(generated_state_dict(arch, untrained_seed)),
+                                       Provenance.generated(arch, untrained_seed), device=device, pooling=pooling)
+        extractor = _extractor(arch, pooling)
+        resolved = load_weights(extractor, get_spec(arch), source, key_filter=vgg_features_only)
+        return cls(extractor.to(resolve_device(device)), Provenance.from_resolved(arch, resolved))
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        arch: str,
+        state_dict: Mapping[str, Tensor],
+        provenance: Provenance,
+        *,
+        device: str | torch.device | None = None,
+        pooling: Literal["max", "avg"] = "max",
+    ) -> Stylizer:
+        """Build from already verified ``features.*`` tensors (see ``loader.load_verified_state_dict``).
+
+        Raises:
+            ValueError: unknown architecture.
+            colorstyle_core.loader.WeightsLayoutError: the tensors do not fit the architecture.
+        """
+        extractor = _extractor(arch, pooling)
+        load_strict(extractor, state_dict, provenance.origin)
         return cls(extractor.to(resolve_device(device)), provenance)
 
     @property
