@@ -4,9 +4,44 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
+from rich.console import Console
+
 from colorstyle_core.cli import add_core_commands, run_command
+from jobs.manifest import ManifestError, load_manifest
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.driver import RunOptions, run_job
+
+    manifest = load_manifest(args.manifest)
+    options = RunOptions(dry_run=args.dry_run, progress=not args.no_progress, address=args.address)
+    return run_job(manifest, options, Console(stderr=True)).exit_code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from jobs.driver import RunOptions, run_job
+
+    manifest = load_manifest(args.manifest)
+    report = run_job(manifest, RunOptions(dry_run=True), Console(stderr=True))
+    return 1 if report.plan and report.plan.problems else 0
+
+
+def add_job_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``run`` and ``validate``."""
+    p = sub.add_parser("run", help="run a job manifest (embedded Ray, or RAY_ADDRESS / --address)",
+                       description="Run a job manifest. Starts an embedded local Ray unless RAY_ADDRESS or "
+                       "--address names a cluster. Rerunning the same manifest resumes it.")
+    p.add_argument("manifest", help="path or fsspec URI of the manifest YAML")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (inputs, work units, actors), run nothing")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("validate", help="check a manifest and print its plan without running models")
+    p.add_argument("manifest")
+    p.set_defaults(func=cmd_validate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     add_core_commands(sub)
+    add_job_commands(sub)
     return parser
 
 
@@ -26,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    return run_command(args)
+    try:
+        return run_command(args)
+    except ManifestError as e:
+        print(f"colorstyle: invalid manifest:\n{e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

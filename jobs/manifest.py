@@ -1,0 +1,319 @@
+"""Job manifests: YAML parsed once, at the edge, into frozen typed objects.
+
+Unknown keys and bad values are rejected with the key path and its line in the
+file (``manifest.yaml:14: pipeline.stylize.stepz: unknown key``). Nothing downstream
+reads raw dicts. See ``manifests/`` for worked examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from colorstyle_core import storage
+from colorstyle_core.loader import WeightsSource
+from colorstyle_core.models.vgg import ALL_LAYER_NAMES
+from colorstyle_core.style.gatys import StyleConfig
+
+
+class ManifestError(ValueError):
+    """The manifest is invalid; the message lists every problem with its line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeightsRef(_Model):
+    """Where a weight set is: a URI and, for non-published files, its full sha256.
+
+    A plain string is taken as the URI.
+    """
+
+    uri: str | None = None
+    sha256: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"uri": value} if isinstance(value, str) else value
+
+
+class FrameSelection(_Model):
+    """Frames ``start`` (inclusive) to ``end`` (exclusive) of a video; ``end: null`` = to the last."""
+
+    start: int = Field(0, ge=0)
+    end: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FrameSelection:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be greater than start ({self.start})")
+        return self
+
+
+class InputSpec(_Model):
+    """One input: a file, a directory/prefix (recursive), a glob, or a list file (one URI per line).
+
+    A plain string is taken as ``uri``.
+    """
+
+    uri: str | None = None
+    list: str | None = None
+    frames: FrameSelection | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"uri": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.uri is None) == (self.list is None):
+            raise ValueError("give exactly one of 'uri' (file, prefix or glob) and 'list' (a list file)")
+        return self
+
+
+class OutputSpec(_Model):
+    """Where results go.
+
+    Attributes:
+        prefix: output directory or prefix; image sets are mirrored under it.
+        image_format: suffix of image outputs, or ``same`` to keep the input's.
+        video_crf, video_preset: H.264 quality (0 lossless .. 51; 18 visually lossless) and x264 speed.
+        storage_options: fsspec options for the output (default: the manifest's).
+    """
+
+    prefix: str
+    image_format: Literal["png", "jpg", "webp", "tif", "same"] = "png"
+    video_crf: int = Field(18, ge=0, le=51)
+    video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                          "slower", "veryslow"] = "medium"
+    storage_options: dict[str, Any] | None = None
+
+
+class ColorizeSpec(_Model):
+    """The colorization step (Zhang et al.)."""
+
+    model: Literal["eccv16", "siggraph17"] = "eccv16"
+    weights: WeightsRef | None = None
+    hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
+    gamut: Literal["preserve-l", "clip"] = "preserve-l"
+
+    @model_validator(mode="after")
+    def _hints_need_siggraph(self) -> ColorizeSpec:
+        if self.hints and self.model != "siggraph17":
+            raise ValueError("hints need model: siggraph17")
+        return self
+
+
+class StylizeSpec(_Model):
+    """The stylization step (Gatys et al.); unset fields take :class:`StyleConfig`'s defaults."""
+
+    styles: list[str] = Field(min_length=1)
+    blend: list[float] | None = None
+    arch: Literal["vgg16", "vgg19"] = "vgg19"
+    weights: WeightsRef | None = None
+    size: int = Field(512, ge=0, description="processing size, longer side in px (0 = input size)")
+    steps: int | None = Field(None, ge=0)
+    optimizer: Literal["lbfgs", "adam"] | None = None
+    lr: float | None = Field(None, gt=0)
+    content_weight: float | None = Field(None, ge=0)
+    style_weight: float | None = Field(None, ge=0)
+    tv_weight: float | None = Field(None, ge=0)
+    preserve_color: bool = False
+    init: Literal["content", "noise"] | None = None
+    seed: int | None = None
+    content_layers: list[str] | None = None
+    style_layers: list[str] | None = None
+    style_scale: float | None = Field(None, gt=0)
+    pooling: Literal["max", "avg"] = "max"
+
+    @field_validator("content_layers", "style_layers")
+    @classmethod
+    def _known_layers(cls, layers: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(layers or ()) - ALL_LAYER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown VGG layer(s) {unknown} (names look like relu1_1, conv4_2)")
+        return layers
+
+    @model_validator(mode="after")
+    def _blend_matches_styles(self) -> StylizeSpec:
+        if self.blend is not None and len(self.blend) != len(self.styles):
+            raise ValueError(f"blend has {len(self.blend)} weights for {len(self.styles)} styles")
+        self.config()  # surface StyleConfig's own checks here, with the line
+        return self
+
+    def config(self) -> StyleConfig:
+        """The :class:`StyleConfig` this step describes."""
+        given = {
+            "steps": self.steps,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "content_weight": self.content_weight,
+            "style_weight": self.style_weight,
+            "tv_weight": self.tv_weight,
+            "preserve_color": self.preserve_color,
+            "style_blend": tuple(self.blend) if self.blend else None,
+            "init": self.init,
+            "seed": self.seed,
+            "content_layers": tuple(self.content_layers) if self.content_layers else None,
+            "style_layers": tuple(self.style_layers) if self.style_layers else None,
+            "style_scale": self.style_scale,
+        }
+        return StyleConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+class PipelineSpec(_Model):
+    """Which steps run, in order colorize -> stylize; at least one."""
+
+    colorize: ColorizeSpec | None = None
+    stylize: StylizeSpec | None = None
+    untrained_weights: bool = Field(
+        False, description="smoke runs only: generated UNTRAINED weights; every output and row says so")
+
+    @model_validator(mode="after")
+    def _some_step(self) -> PipelineSpec:
+        if self.colorize is None and self.stylize is None:
+            raise ValueError("the pipeline needs a 'colorize' or a 'stylize' step (or both)")
+        return self
+
+
+class ExecutionSpec(_Model):
+    """How the work is spread.
+
+    Attributes:
+        actors: size of the actor pool.
+        gpus_per_actor: GPUs each actor requests (1 = pinned to one GPU; fractions
+            share a GPU; ``auto`` = 1 when the cluster has GPUs, else 0 = CPU).
+        cpus_per_actor: CPU cores each actor requests (also its torch threads).
+        batch_size: frames/images per network batch.
+        images_per_shard: images per work unit.
+        frames_per_range: video frames per work unit.
+        max_in_flight_per_actor: work units queued on one actor at a time (backpressure).
+        retries: extra attempts for a failed work unit, each on another actor when possible.
+    """
+
+    actors: int = Field(1, ge=1)
+    gpus_per_actor: float | Literal["auto"] = "auto"
+    cpus_per_actor: float = Field(1.0, gt=0)
+    batch_size: int = Field(4, ge=1)
+    images_per_shard: int = Field(16, ge=1)
+    frames_per_range: int = Field(48, ge=1)
+    max_in_flight_per_actor: int = Field(2, ge=1)
+    retries: int = Field(2, ge=0)
+
+    @field_validator("gpus_per_actor")
+    @classmethod
+    def _non_negative(cls, value: float | str) -> float | str:
+        if value != "auto" and float(value) < 0:
+            raise ValueError("gpus_per_actor must be >= 0 or 'auto'")
+        return value
+
+
+class MetricsSpec(_Model):
+    """Where timing metrics go (default: ``<output prefix>/_colorstyle/<job id>/``)."""
+
+    prefix: str | None = None
+
+
+class Manifest(_Model):
+    """A whole job."""
+
+    version: Literal[1] = 1
+    job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+    inputs: list[InputSpec] = Field(min_length=1)
+    storage_options: dict[str, Any] | None = None
+    output: OutputSpec
+    pipeline: PipelineSpec
+    execution: ExecutionSpec = ExecutionSpec()
+    metrics: MetricsSpec = MetricsSpec()
+
+    @property
+    def output_storage_options(self) -> dict[str, Any] | None:
+        return self.output.storage_options if self.output.storage_options is not None else self.storage_options
+
+    @property
+    def resolved_job_id(self) -> str:
+        """``job_id`` or one derived from what the job computes (inputs, output, pipeline),
+        so the same manifest always names the same job and a rerun resumes it."""
+        if self.job_id:
+            return self.job_id
+        identity = self.model_dump(include={"inputs", "output", "pipeline"}, mode="json")
+        identity["output"].pop("storage_options", None)
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        return f"cs-{digest[:12]}"
+
+    @property
+    def metrics_prefix(self) -> str:
+        return self.metrics.prefix or storage.join(self.output.prefix, "_colorstyle", self.resolved_job_id)
+
+    def weights_source(self, ref: WeightsRef | None) -> WeightsSource:
+        """The loader's :class:`WeightsSource` for a step's ``weights``."""
+        ref = ref or WeightsRef()
+        return WeightsSource(ref.uri, ref.sha256, self.storage_options)
+
+
+def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
+    """The YAML node a pydantic error location points to: the key for mapping entries,
+    the closest existing parent for missing ones."""
+    node = found = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                break
+            found, node = pair
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = found = node.value[part]
+        else:
+            break
+    return found
+
+
+def _format_errors(err: ValidationError, root: yaml.Node | None, name: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
+        node = _node_at(root, loc)
+        line = f"{name}:{node.start_mark.line + 1}" if node is not None else name
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        lines.append(f"{line}: {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_manifest(text: str, name: str = "manifest.yaml") -> Manifest:
+    """Parse and validate manifest text.
+
+    Raises:
+        ManifestError: YAML syntax errors and every validation problem, each with its line.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ManifestError(f"{name}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{name}: a manifest is a YAML mapping with inputs, output and pipeline")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        raise ManifestError(_format_errors(e, root, name)) from None
+
+
+def load_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> Manifest:
+    """Read and parse a manifest from a path or fsspec URI.
+
+    Raises:
+        ManifestError: unreadable or invalid.
+    """
+    try:
+        text = storage.read_bytes(uri, storage_options).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{uri}: cannot read manifest ({e})") from None
+    return parse_manifest(text, uri)

@@ -1,0 +1,372 @@
+"""From a manifest to work units: list inputs (fsspec), probe videos, cut shards and frame ranges.
+
+The cutting functions are pure and table-tested. Everything here runs in the driver
+process, before any actor starts, and records bad inputs as problems instead of
+stopping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fsspec.core import has_magic  # the glob test fsspec itself uses
+
+from colorstyle_core import storage
+from colorstyle_core.imageio import IMAGE_SUFFIXES
+from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe
+from jobs.manifest import InputSpec, Manifest
+from jobs.units import FrameRange, ImageItem, ImageShard, VideoPlan
+
+CONTROL_DIR = "_colorstyle"  # metrics, done records and staging live under this name
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """An input that cannot be processed, and why (becomes a failures-table row)."""
+
+    input_uri: str
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A listed input file."""
+
+    uri: str
+    rel: str
+    kind: str  # "image" or "video"
+    frames: tuple[int, int | None] | None = None
+
+
+@dataclass
+class DoneState:
+    """What earlier runs of the job finished (read from its metrics records)."""
+
+    images: set[str] = field(default_factory=set)  # input URIs with a written output
+    ranges: set[str] = field(default_factory=set)  # unit ids of staged frame ranges
+    videos: set[str] = field(default_factory=set)  # keys of assembled videos
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run will do.
+
+    Attributes:
+        job_id: the job.
+        shards: image work units still to do.
+        videos: videos not yet assembled.
+        ranges: frame-range units still to do.
+        problems: inputs that cannot be processed.
+        inputs_found: number of input files listed.
+        skipped_images, skipped_videos: finished by an earlier run.
+        ignored: files skipped during listing (other suffixes), with a reason.
+    """
+
+    job_id: str
+    shards: tuple[ImageShard, ...]
+    videos: tuple[VideoPlan, ...]
+    ranges: tuple[FrameRange, ...]
+    problems: tuple[InputProblem, ...]
+    inputs_found: int
+    skipped_images: int = 0
+    skipped_videos: int = 0
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def frames_to_do(self) -> int:
+        return sum(s.frames for s in self.shards) + sum(r.frames for r in self.ranges)
+
+
+# ---- pure cutting --------------------------------------------------------------------------
+
+
+def split_shards(items: Sequence, per_shard: int) -> list[tuple]:
+    """Cut ``items`` into consecutive groups of ``per_shard`` (the last may be smaller).
+
+    Raises:
+        ValueError: if ``per_shard < 1``.
+    """
+    if per_shard < 1:
+        raise ValueError("per_shard must be >= 1")
+    return [tuple(items[i : i + per_shard]) for i in range(0, len(items), per_shard)]
+
+
+def split_ranges(start: int, stop: int, per_range: int, overlap: int = 0) -> list[tuple[int, int, int]]:
+    """Cut frames ``[start, stop)`` into ranges of ``per_range`` written frames.
+
+    Returns ``(read_start, write_start, stop)`` per range: written parts tile
+    ``[start, stop)`` exactly (no gap, no overlap); each range after the first also
+    reads up to ``overlap`` frames before its written part (never before ``start``).
+
+    Raises:
+        ValueError: for ``per_range < 1``, ``overlap < 0`` or ``stop < start``.
+    """
+    if per_range < 1 or overlap < 0 or stop < start:
+        raise ValueError(f"bad range request: [{start}, {stop}) per {per_range}, overlap {overlap}")
+    out = []
+    for write_start in range(start, stop, per_range):
+        out.append((max(start, write_start - overlap), write_start, min(write_start + per_range, stop)))
+    return out
+
+
+def _digest(text: str, n: int) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def shard_id(items: Iterable[ImageItem]) -> str:
+    """Stable id of an image shard: a digest of its input URIs."""
+    return "img-" + _digest("\n".join(i.uri for i in items), 16)
+
+
+def video_key(uri: str) -> str:
+    """Stable short id of a video input."""
+    return _digest(uri, 12)
+
+
+def range_id(key: str, write_start: int, stop: int) -> str:
+    return f"vid-{key}-{write_start:07d}-{stop:07d}"
+
+
+# ---- listing -------------------------------------------------------------------------------
+
+
+def _suffix(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def _kind(path: str) -> str | None:
+    suffix = _suffix(path)
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    return None
+
+
+def _glob_base(path: str) -> str:
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if has_magic(part):
+            return "/".join(parts[:i])
+    return posixpath.dirname(path)
+
+
+def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem], list[str]]:
+    """List every input file of the manifest.
+
+    Returns:
+        ``(files, problems, ignored)``: files with their relative paths (sorted, no
+        duplicates, nothing under the output prefix), problems (missing prefix, empty
+        glob, unknown suffix, unreadable list file), and ignored files (other suffixes
+        found while listing a prefix or glob).
+    """
+    opts = manifest.storage_options
+    out_fs, out_path = storage.filesystem(manifest.output.prefix, manifest.output_storage_options)
+    out_root = out_path.rstrip("/") + "/"
+    files: dict[str, InputFile] = {}
+    problems: list[InputProblem] = []
+    ignored: list[str] = []
+
+    def add(fs, path: str, rel: str, spec: InputSpec, explicit: bool) -> None:
+        uri = storage.unstrip(fs, path)
+        if (path.rstrip("/") + "/").startswith(out_root) and type(fs) is type(out_fs):
+            return  # never read our own outputs back in
+        if f"/{CONTROL_DIR}/" in f"/{rel}":
+            return
+        kind = _kind(path)
+        if kind is None:
+            if explicit:
+                problems.append(InputProblem(uri, "UnsupportedInput",
+                                             f"{uri}: not an image or video suffix ({_suffix(path) or 'none'})"))
+            else:
+                ignored.append(uri)
+            return
+        frames = (spec.frames.start, spec.frames.end) if spec.frames else None
+        files.setdefault(uri, InputFile(uri, rel, kind, frames))
+
+    for spec in manifest.inputs:
+        if spec.list is not None:
+            _list_file(spec, opts, add, problems)
+            continue
+        assert spec.uri is not None
+        fs, path = storage.filesystem(spec.uri, opts)
+        try:
+            if has_magic(path):
+                base = _glob_base(path)
+                matches = [p for p in sorted(fs.glob(path)) if fs.isfile(p)]
+                if not matches:
+                    problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the glob matched no files"))
+                for p in matches:
+                    add(fs, p, posixpath.relpath(p, base) if base else p, spec, explicit=False)
+            elif fs.isdir(path):
+                matches = sorted(fs.find(path))
+                if not matches:
+                    problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the prefix holds no files"))
+                for p in matches:
+                    add(fs, p, posixpath.relpath(p, path.rstrip("/")), spec, explicit=False)
+            elif fs.isfile(path):
+                add(fs, path, posixpath.basename(path), spec, explicit=True)
+            else:
+                problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: no such file or prefix"))
+        except (OSError, ValueError) as e:
+            problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: cannot list ({e})"))
+    return sorted(files.values(), key=lambda f: f.uri), problems, ignored
+
+
+def _list_file(spec: InputSpec, opts, add, problems: list[InputProblem]) -> None:
+    assert spec.list is not None
+    try:
+        text = storage.read_bytes(spec.list, opts).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(InputProblem(spec.list, "MissingInput", f"{spec.list}: cannot read list file ({e})"))
+        return
+    list_dir = spec.list.rsplit("/", 1)[0] if "/" in spec.list else "."
+    entries = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not entries:
+        problems.append(InputProblem(spec.list, "EmptyInput", f"{spec.list}: the list file names no inputs"))
+        return
+    resolved = [e if "://" in e or e.startswith("/") else storage.join(list_dir, e) for e in entries]
+    pairs = [storage.filesystem(uri, opts) for uri in resolved]
+    paths = [p for _, p in pairs]
+    try:
+        common = posixpath.commonpath([posixpath.dirname(p) for p in paths])
+    except ValueError:  # mixed absolute/relative (different filesystems): keep full paths
+        common = ""
+    for uri, (fs, path) in zip(resolved, pairs):
+        try:
+            exists = fs.isfile(path)
+        except OSError:
+            exists = False
+        if not exists:
+            problems.append(InputProblem(uri, "MissingInput", f"{uri} (listed in {spec.list}): no such file"))
+            continue
+        add(fs, path, posixpath.relpath(path, common) if common else path, spec, explicit=True)
+
+
+# ---- planning ------------------------------------------------------------------------------
+
+
+def output_uri_for(manifest: Manifest, f: InputFile, info: VideoInfo | None = None) -> str:
+    """Where an input's result goes: its relative path under the output prefix, new suffix."""
+    stem = f.rel[: -len(_suffix(f.rel))] if _suffix(f.rel) else f.rel
+    if f.kind == "video":
+        suffix = ".gif" if (info is not None and info.is_gif) or _suffix(f.rel) == ".gif" else ".mp4"
+    elif manifest.output.image_format == "same":
+        suffix = _suffix(f.rel) if _suffix(f.rel) in IMAGE_SUFFIXES else ".png"
+    else:
+        suffix = "." + manifest.output.image_format
+    return storage.join(manifest.output.prefix, stem + suffix)
+
+
+def probe_video(uri: str, storage_options) -> VideoInfo:
+    """:func:`colorstyle_core.video.probe` on any fsspec URI (streams; no full download)."""
+    if storage.is_local(uri):
+        return probe(uri.removeprefix("file://"), uri)
+    with storage.open_read(uri, storage_options) as f:
+        return probe(f, uri)
+
+
+def plan_job(manifest: Manifest, done: DoneState | None = None, *, overlap: int = 0, workers: int = 8) -> Plan:
+    """List, probe and cut the manifest's inputs into work units, skipping finished work.
+
+    Args:
+        manifest: the job.
+        done: what earlier runs finished (default: nothing).
+        overlap: frames each range after the first reads before its written part.
+        workers: threads for probing videos (I/O bound).
+    """
+    done = done or DoneState()
+    job_id = manifest.resolved_job_id
+    files, problems, ignored = list_inputs(manifest)
+    ex = manifest.execution
+    by_output: dict[str, str] = {}
+
+    def claim(f: InputFile, out: str) -> bool:
+        if out in by_output:
+            problems.append(InputProblem(f.uri, "OutputCollision",
+                                         f"{f.uri}: its output {out} is already the output of {by_output[out]}"))
+            return False
+        by_output[out] = f.uri
+        return True
+
+    hints = _hint_files(manifest)
+    images: list[ImageItem] = []
+    skipped_images = 0
+    for f in (f for f in files if f.kind == "image"):
+        out = output_uri_for(manifest, f)
+        if not claim(f, out):
+            continue
+        if f.uri in done.images:
+            skipped_images += 1
+            continue
+        hint = hints.get(f.rel.rsplit(".", 1)[0] + ".json")
+        images.append(ImageItem(f.uri, f.rel, out, hint))
+    shards = tuple(ImageShard(shard_id(group), group) for group in split_shards(images, ex.images_per_shard))
+
+    video_files = [f for f in files if f.kind == "video"]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(video_files)))) as pool:
+        probed = list(pool.map(lambda f: _probe_or_problem(f, manifest), video_files))
+    videos: list[VideoPlan] = []
+    ranges: list[FrameRange] = []
+    skipped_videos = 0
+    staging_root = storage.join(manifest.output.prefix, CONTROL_DIR, "staging", job_id)
+    for f, result in zip(video_files, probed):
+        if isinstance(result, InputProblem):
+            problems.append(result)
+            continue
+        info = result
+        start, stop = 0, info.frame_count
+        if f.frames is not None:
+            start, end = f.frames
+            stop = info.frame_count if end is None else end
+            if start >= info.frame_count or stop > info.frame_count:
+                problems.append(InputProblem(f.uri, "FrameRangeError",
+                                             f"{f.uri}: frames [{start}, {stop}) go beyond the video's "
+                                             f"{info.frame_count} frames"))
+                continue
+        out = output_uri_for(manifest, f, info)
+        if not claim(f, out):
+            continue
+        key = video_key(f.uri)
+        if key in done.videos:
+            skipped_videos += 1
+            continue
+        staging = storage.join(staging_root, key)
+        cuts = split_ranges(start, stop, ex.frames_per_range, overlap)
+        ids = tuple(range_id(key, w, s) for _, w, s in cuts)
+        videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, staging))
+        for (read_start, write_start, s), uid in zip(cuts, ids):
+            if uid in done.ranges:
+                continue
+            ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
+                                     storage.join(staging, f"{uid}.mkv"), first_of_video=write_start == start))
+    return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
+                skipped_images, skipped_videos, tuple(ignored))
+
+
+def _probe_or_problem(f: InputFile, manifest: Manifest) -> VideoInfo | InputProblem:
+    try:
+        return probe_video(f.uri, manifest.storage_options)
+    except VideoError as e:
+        return InputProblem(f.uri, "VideoError", str(e))
+    except (OSError, ValueError) as e:
+        return InputProblem(f.uri, "ReadError", f"{f.uri}: {e}")
+
+
+def _hint_files(manifest: Manifest) -> dict[str, str]:
+    """``{relative path of a .json hint file: its URI}`` under the colorize step's hints prefix."""
+    step = manifest.pipeline.colorize
+    if step is None or not step.hints:
+        return {}
+    fs, root = storage.filesystem(step.hints, manifest.storage_options)
+    try:
+        found = fs.find(root)
+    except (OSError, ValueError):
+        return {}
+    return {posixpath.relpath(p, root.rstrip("/")): storage.unstrip(fs, p) for p in found if p.endswith(".json")}

@@ -1,0 +1,165 @@
+"""Work units are data: frozen tasks go to actors, frozen results come back.
+
+A work unit is either an :class:`ImageShard` (a few images) or a :class:`FrameRange`
+(consecutive frames of one video). Ids derive from the inputs, so the same job
+always cuts the same units and a rerun can skip the finished ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from colorstyle_core.video import VideoInfo
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image of an image set.
+
+    Attributes:
+        uri: input URI.
+        rel: path relative to its input root; the output mirrors it.
+        output_uri: where the result goes.
+        hints_uri: SIGGRAPH17 hint points file, if any.
+    """
+
+    uri: str
+    rel: str
+    output_uri: str
+    hints_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageShard:
+    """A work unit of images."""
+
+    unit_id: str
+    items: tuple[ImageItem, ...]
+
+    @property
+    def frames(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """One video input and how it is cut.
+
+    Attributes:
+        key: short stable id of the video (from its URI).
+        uri, rel, output_uri: input, relative path, output (``.mp4``, or ``.gif`` for GIFs).
+        info: the probed video (all timestamps).
+        start, stop: selected frames ``[start, stop)``.
+        unit_ids: the frame-range units, in frame order.
+        staging_prefix: where range segments wait for assembly.
+    """
+
+    key: str
+    uri: str
+    rel: str
+    output_uri: str
+    info: VideoInfo
+    start: int
+    stop: int
+    unit_ids: tuple[str, ...]
+    staging_prefix: str
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """A work unit of consecutive video frames.
+
+    Frames ``[read_start, stop)`` are decoded and processed; only ``[write_start, stop)``
+    are written (``write_start > read_start`` when the unit warms up temporal state on
+    frames owned by the previous range).
+
+    Attributes:
+        unit_id: stable id.
+        video_key, video_uri: the video.
+        read_start, write_start, stop: frame indices.
+        info: the video's info, windowed to this range's timestamps.
+        segment_uri: where the encoded segment goes (staging).
+        first_of_video: True for the video's first range (no state to carry in).
+    """
+
+    unit_id: str
+    video_key: str
+    video_uri: str
+    read_start: int
+    write_start: int
+    stop: int
+    info: VideoInfo
+    segment_uri: str
+    first_of_video: bool = True
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.write_start
+
+
+WorkUnit = ImageShard | FrameRange
+
+
+@dataclass(frozen=True)
+class AssemblyTask:
+    """Join a video's segments into its output."""
+
+    video: VideoPlan
+    segment_uris: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    """Where an actor runs."""
+
+    name: str
+    node_id: str
+    hostname: str
+    gpu_ids: tuple[str, ...]
+    device: str
+    pid: int
+    weights: str
+
+    @property
+    def gpu_id(self) -> str:
+        return ",".join(self.gpu_ids)
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What an actor returns for a unit (failures are values, not exceptions).
+
+    Attributes:
+        unit_id: the unit.
+        frame_rows: one metrics row per written image/frame (see ``jobs.metrics.FRAME_SCHEMA``).
+        failures: per-input problems inside the unit (``jobs.metrics.FAILURE_SCHEMA`` rows).
+        outputs: URIs written (images, or the staged segment).
+        actor: who did it.
+        started_at, finished_at: wall clock, seconds since the epoch.
+        extra: unit-level metrics (e.g. stage totals) for the units table.
+    """
+
+    unit_id: str
+    frame_rows: tuple[dict[str, Any], ...]
+    failures: tuple[dict[str, Any], ...]
+    outputs: tuple[str, ...]
+    actor: ActorInfo
+    started_at: float
+    finished_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AssemblyResult:
+    """What assembling a video produced."""
+
+    video_key: str
+    output_uri: str
+    frames: int
+    audio: str
+    seconds: float

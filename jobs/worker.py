@@ -1,0 +1,350 @@
+"""Processing one work unit: read -> decode -> colorize -> stylize -> encode -> write, timed.
+
+Orchestration only: every model and every format lives in ``colorstyle_core``. A
+:class:`UnitProcessor` is built once per actor (models loaded once) and then
+processes units; it has no Ray dependency, so it also runs in plain tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from colorstyle_core import imageio, storage
+from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.hints import ColorHints, HintsError, parse_points
+from colorstyle_core.provenance import Provenance
+from colorstyle_core.style.gatys import StyleConfig, Stylizer
+from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
+from colorstyle_core.video import SegmentWriter, VideoError, assemble, read_frames
+from jobs.manifest import ColorizeSpec, StylizeSpec
+from jobs.metrics import STAGE_COLUMNS, Stage, StageTimer, failure_row
+from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, FrameRange, ImageItem, ImageShard, UnitResult
+
+log = logging.getLogger(__name__)
+
+PERMANENT_ERRORS = (VideoError, imageio.ImageDecodeError, HintsError)
+"""Errors caused by the input itself: retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class WeightsPayload:
+    """Verified weights shipped from the driver to the actors (numpy arrays travel zero-copy)."""
+
+    name: str
+    arrays: dict[str, np.ndarray]
+    provenance: Provenance
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()}  # copy: store arrays are read-only
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything an actor needs to know about the job (frozen, shipped once)."""
+
+    job_id: str
+    run_id: str
+    colorize: ColorizeSpec | None
+    stylize: StylizeSpec | None
+    untrained_seed: int | None
+    storage_options: dict | None
+    output_storage_options: dict | None
+    batch_size: int
+    video_crf: int
+    video_preset: str
+    device: str = "auto"
+    chaos_kill_once: str | None = None
+
+
+def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _ms(t: float) -> int:
+    return int(t * 1000)
+
+
+def resize_longer(image: torch.Tensor, longer: int) -> torch.Tensor:
+    """``(N, C, H, W)`` resized (bicubic, anti-aliased) so its longer side is ``longer``; as is if 0 or larger."""
+    h, w = image.shape[-2:]
+    if not longer or longer >= max(h, w):
+        return image
+    s = longer / max(h, w)
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+class UnitProcessor:
+    """Holds the loaded models of one actor and processes its work units.
+
+    Args:
+        spec: the job's worker settings.
+        colorizer_weights, stylizer_weights: verified weights (``None`` for a step that
+            is off, or when ``spec.untrained_seed`` asks for generated weights).
+        actor: where this processor runs (for metrics rows).
+    """
+
+    def __init__(self, spec: WorkerSpec, colorizer_weights: WeightsPayload | None,
+                 stylizer_weights: WeightsPayload | None, actor: ActorInfo):
+        self.spec = spec
+        self.actor = actor
+        self.colorizer: Colorizer | None = None
+        self.stylizer: Stylizer | None = None
+        self.style_config: StyleConfig | None = None
+        self.styles: list[torch.Tensor] = []
+        provenances: list[Provenance] = []
+        if spec.colorize is not None:
+            if spec.untrained_seed is not None:
+                self.colorizer = Colorizer.from_weights(spec.colorize.model, device=spec.device,
+                                                        gamut=spec.colorize.gamut, untrained_seed=spec.untrained_seed)
+            else:
+                assert colorizer_weights is not None
+                self.colorizer = Colorizer.from_state_dict(spec.colorize.model, colorizer_weights.state_dict(),
+                                                           colorizer_weights.provenance, device=spec.device,
+                                                           gamut=spec.colorize.gamut)
+            provenances.append(self.colorizer.provenance)
+        if spec.stylize is not None:
+            st = spec.stylize
+            if spec.untrained_seed is not None:
+                self.stylizer = Stylizer.from_weights(st.arch, device=spec.device, pooling=st.pooling,
+                                                      untrained_seed=spec.untrained_seed)
+            else:
+                assert stylizer_weights is not None
+                self.stylizer = Stylizer.from_state_dict(st.arch, stylizer_weights.state_dict(),
+                                                         stylizer_weights.provenance, device=spec.device,
+                                                         pooling=st.pooling)
+            provenances.append(self.stylizer.provenance)
+            self.style_config = st.config()
+            self.styles = [self._read_image(uri)[0] for uri in st.styles]  # read once per actor
+        self.provenances = tuple(provenances)
+        self.untrained = any(p.untrained for p in provenances)
+        self.weights_text = "; ".join(p.describe() for p in provenances)
+        self.description = f"colorstyle job {spec.job_id}: {self.weights_text}" + (
+            f" -- {UNTRAINED_NOTE}" if self.untrained else "")
+        device = self.colorizer.device if self.colorizer else self.stylizer.device if self.stylizer else None
+        self._timer_sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else None
+
+    # ---- shared steps --------------------------------------------------------------------
+
+    def _read_image(self, uri: str) -> tuple[torch.Tensor, imageio.DecodedImage]:
+        decoded = imageio.decode_image(storage.read_bytes(uri, self.spec.storage_options), uri)
+        return imageio.to_tensor(decoded.pixels), decoded
+
+    def _transform(self, batch: list[torch.Tensor], hints: list[ColorHints | None] | None, timer: StageTimer
+                   ) -> tuple[list[torch.Tensor], list[dict[str, list[float]]]]:
+        """Colorize then stylize a batch of ``(1, C, H, W)`` images; same sizes stay batched."""
+        with timer(Stage.PREPROCESS):
+            dev = self.colorizer.device if self.colorizer else self.stylizer.device  # type: ignore[union-attr]
+            batch = [b.to(dev) for b in batch]
+        if self.colorizer is not None:
+            with timer(Stage.COLORIZE):
+                batch = [o[None] for o in self.colorizer.colorize_list([b[0] for b in batch], hints)]
+        else:
+            batch = [b.expand(-1, 3, -1, -1) if b.shape[1] == 1 else b for b in batch]
+        curves: list[dict[str, list[float]]] = [{} for _ in batch]
+        if self.stylizer is not None:
+            assert self.style_config is not None and self.spec.stylize is not None
+            with timer(Stage.STYLIZE):
+                by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+                for i, b in enumerate(batch):
+                    by_size[tuple(b.shape[-2:])].append(i)
+                out = list(batch)
+                for (h, w), idx in by_size.items():
+                    content = resize_longer(torch.cat([batch[i] for i in idx]), self.spec.stylize.size)
+                    targets = self.stylizer.targets(self.styles, self.style_config, content,
+                                                    key=tuple(self.spec.stylize.styles))
+                    result = self.stylizer(content, targets, self.style_config)
+                    images = result.images
+                    if tuple(images.shape[-2:]) != (h, w):  # outputs keep the input's size
+                        images = F.interpolate(images, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+                    for j, i in enumerate(idx):
+                        out[i] = images[j : j + 1]
+                        curves[i] = {k: v[:, j].tolist() for k, v in result.losses.items()}
+                batch = out
+        return batch, curves
+
+    def _row(self, unit_id: str, kind: str, input_uri: str, output_uri: str, frame_index: int,
+             image: torch.Tensor, batch_size: int, stages: dict[Stage, float], queue_wait: float,
+             started: float, curves: dict[str, list[float]]) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "job_id": self.spec.job_id, "run_id": self.spec.run_id, "unit_id": unit_id, "kind": kind,
+            "input_uri": input_uri, "output_uri": output_uri, "frame_index": frame_index,
+            "actor": self.actor.name, "node": self.actor.hostname, "gpu_id": self.actor.gpu_id,
+            "device": self.actor.device, "width": int(image.shape[-1]), "height": int(image.shape[-2]),
+            "batch_size": batch_size,
+            "weights": UNTRAINED_TAG + ": " + self.weights_text if self.untrained else self.weights_text,
+            "untrained": self.untrained, "queue_wait_s": queue_wait, "started_at": _ms(started),
+        }
+        for stage in Stage:
+            row[f"{stage.value}_s"] = stages.get(stage, 0.0)
+        row["total_s"] = sum(row[c] for c in STAGE_COLUMNS)
+        for name in ("total", "content", "style", "tv"):
+            row[f"loss_{name}"] = curves.get(name, [])
+        return row
+
+    def _maybe_crash(self, unit_id: str) -> None:
+        """Fault injection for resilience tests: die once, mid-unit, when asked (COLORSTYLE_CHAOS_KILL_ONCE)."""
+        marker = self.spec.chaos_kill_once
+        if marker and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(unit_id)
+            log.warning("chaos: killing actor %s during %s", self.actor.name, unit_id)
+            os._exit(137)
+
+    # ---- images --------------------------------------------------------------------------
+
+    def _hints_for(self, item: ImageItem) -> ColorHints | None:
+        if not item.hints_uri:
+            return None
+        text = storage.read_bytes(item.hints_uri, self.spec.storage_options).decode("utf-8")
+        return parse_points(text, item.hints_uri)
+
+    def process_shard(self, shard: ImageShard, attempt: int, submitted_at: float) -> UnitResult:
+        started = time.time()
+        queue_wait = max(0.0, started - submitted_at)
+        rows, failures, outputs = [], [], []
+        loaded: list[tuple[ImageItem, torch.Tensor, dict[Stage, float], ColorHints | None]] = []
+        for item in shard.items:
+            timer = StageTimer(self._timer_sync)
+            try:
+                with timer(Stage.READ):
+                    data = storage.read_bytes(item.uri, self.spec.storage_options)
+                    hints = self._hints_for(item)
+                with timer(Stage.DECODE):
+                    decoded = imageio.decode_image(data, item.uri)
+            except (*PERMANENT_ERRORS, FileNotFoundError) as e:
+                failures.append(failure_row(self.spec.job_id, self.spec.run_id, item.uri, shard.unit_id,
+                                            type(e).__name__, str(e), attempt))
+                continue
+            for note in decoded.notes:
+                log.info("%s: %s", item.uri, note)
+            loaded.append((item, imageio.to_tensor(decoded.pixels), timer.take(), hints))
+        self._maybe_crash(shard.unit_id)
+        for group in _chunks(loaded, self.spec.batch_size):
+            timer = StageTimer(self._timer_sync)
+            hints = [h for _, _, _, h in group] if any(h for _, _, _, h in group) else None
+            images, curves = self._transform([t for _, t, _, _ in group], hints, timer)
+            shared = {s: v / len(group) for s, v in timer.take().items()}  # batch stages, split evenly
+            for (item, _, own, _), image, curve in zip(group, images, curves):
+                t = StageTimer(self._timer_sync)
+                with t(Stage.ENCODE):
+                    data = imageio.encode_image(imageio.to_uint8_hwc(image), item.output_uri, self.description)
+                with t(Stage.WRITE):
+                    storage.write_bytes_atomic(item.output_uri, data, self.spec.output_storage_options)
+                stages = {s: own.get(s, 0.0) + shared.get(s, 0.0) + t.seconds[s] for s in Stage}
+                rows.append(self._row(shard.unit_id, "image", item.uri, item.output_uri, 0, image, len(group),
+                                      stages, queue_wait, started, curve))
+                outputs.append(item.output_uri)
+        return UnitResult(shard.unit_id, tuple(rows), tuple(failures), tuple(outputs), self.actor, started,
+                          time.time())
+
+    # ---- video ---------------------------------------------------------------------------
+
+    def _open_source(self, uri: str):
+        if storage.is_local(uri):
+            return uri.removeprefix("file://")
+        fs, path = storage.filesystem(uri, self.spec.storage_options)
+        return fs.open(path, "rb", block_size=8 << 20)
+
+    def process_range(self, unit: FrameRange, attempt: int, submitted_at: float) -> UnitResult:
+        started = time.time()
+        queue_wait = max(0.0, started - submitted_at)
+        rows: list[dict[str, Any]] = []
+        timer = StageTimer(self._timer_sync)
+        with tempfile.TemporaryDirectory(prefix="colorstyle-") as tmp:
+            local_segment = os.path.join(tmp, "segment.mkv")
+            with timer(Stage.READ):
+                source = self._open_source(unit.video_uri)
+            try:
+                frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
+                metadata = {"comment": self.description}
+                with SegmentWriter(local_segment, unit.info, crf=self.spec.video_crf, preset=self.spec.video_preset,
+                                   metadata=metadata) as writer:
+                    first = True
+                    while True:
+                        with timer(Stage.DECODE):
+                            batch = [(i, imageio.to_tensor(rgb.astype(np.float32) / 255.0))
+                                     for i, rgb in _take(frames, self.spec.batch_size)]
+                        if not batch:
+                            break
+                        if first:
+                            self._maybe_crash(unit.unit_id)
+                            first = False
+                        own = timer.take()
+                        images, curves = self._transform([t for _, t in batch], None, timer)
+                        shared = timer.take()
+                        for (index, _), image, curve in zip(batch, images, curves):
+                            if index < unit.write_start:
+                                continue  # warm-up frame owned by the previous range
+                            t = StageTimer(self._timer_sync)
+                            with t(Stage.ENCODE):
+                                writer.write(imageio.to_uint8_hwc(image), index)
+                            stages = {s: (own[s] + shared[s]) / len(batch) + t.seconds[s] for s in Stage}
+                            rows.append(self._row(unit.unit_id, "video", unit.video_uri, unit.segment_uri, index,
+                                                  image, len(batch), stages, queue_wait, started, curve))
+                    encode_flush = time.perf_counter()
+                write_start = time.perf_counter()
+                storage.copy_file_atomic(local_segment, unit.segment_uri, self.spec.output_storage_options)
+                write_s = time.perf_counter() - write_start
+            finally:
+                if not isinstance(source, str):
+                    source.close()
+        flush_s = write_start - encode_flush
+        for row in rows:  # the segment's final flush and upload, shared by its frames
+            row["encode_s"] += flush_s / max(1, len(rows))
+            row["write_s"] += write_s / max(1, len(rows))
+            row["total_s"] = sum(row[c] for c in STAGE_COLUMNS)
+        if len(rows) != unit.frames:
+            raise VideoError(f"{unit.video_uri}: range {unit.unit_id} produced {len(rows)} frames, "
+                             f"expected {unit.frames}")
+        return UnitResult(unit.unit_id, tuple(rows), (), (unit.segment_uri,), self.actor, started, time.time())
+
+    def assemble(self, task: AssemblyTask) -> AssemblyResult:
+        """Join a video's staged segments into its output, then remove the staging files."""
+        start = time.perf_counter()
+        video = task.video
+        suffix = ".gif" if video.info.is_gif else ".mp4"
+        with tempfile.TemporaryDirectory(prefix="colorstyle-") as tmp:
+            local_segments = []
+            for i, uri in enumerate(task.segment_uris):
+                if storage.is_local(uri):
+                    local_segments.append(uri.removeprefix("file://"))
+                    continue
+                path = os.path.join(tmp, f"seg{i:05d}.mkv")
+                fs, remote = storage.filesystem(uri, self.spec.output_storage_options)
+                fs.get_file(remote, path)
+                local_segments.append(path)
+            out_path = os.path.join(tmp, "output" + suffix)
+            source = None if video.info.is_gif else self._open_source(video.uri)
+            try:
+                report = assemble(local_segments, video.info, list(range(video.start, video.stop)), out_path,
+                                  audio_source=source, name=video.uri, metadata={"comment": self.description})
+            finally:
+                if source is not None and not isinstance(source, str):
+                    source.close()
+            storage.copy_file_atomic(out_path, video.output_uri, self.spec.output_storage_options)
+        fs, staging = storage.filesystem(video.staging_prefix, self.spec.output_storage_options)
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+        return AssemblyResult(video.key, video.output_uri, report.frames, report.audio, time.perf_counter() - start)
+
+
+def _take(it: Iterator, n: int) -> list:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
