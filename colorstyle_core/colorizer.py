@@ -48,7 +48,8 @@ class Colorizer:
                  gamut: color.GamutMode = "preserve-l"):
         if not isinstance(spec.preprocess, LabContract):
             raise ValueError(f"{spec.name} is not a colorizer")
-        self.net = net.eval().requires_grad_(False)
+        # channels_last: 15-25% faster convolutions on CPU (oneDNN) and on GPUs with tensor cores
+        self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.spec = spec
         self.contract: LabContract = spec.preprocess
         self.provenance = provenance

@@ -266,10 +266,12 @@ class SegmentWriter:
         crf: H.264 constant rate factor (0 = lossless, 18 = visually lossless, 23 = x264 default).
         preset: x264 speed preset (``ultrafast`` .. ``veryslow``).
         metadata: container tags (provenance, the UNTRAINED marker).
+        threads: encoder threads (0 = the encoder's choice, about 1.5 per core); give a
+            worker's CPU share so background encoding does not starve its model.
     """
 
     def __init__(self, path: str, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
-                 metadata: dict[str, str] | None = None):
+                 metadata: dict[str, str] | None = None, threads: int = 0):
         self.info = info
         self._container = av.open(path, "w", format="matroska")
         for key, value in (metadata or {}).items():
@@ -279,10 +281,12 @@ class SegmentWriter:
             self._stream = self._container.add_stream("ffv1", rate=rate)
             self._stream.pix_fmt = "bgr0"
         else:
-            options = {"crf": str(crf), "preset": preset, "bf": "0"}
+            options = {"crf": str(crf), "preset": preset, "bf": "0", "threads": str(threads)}
             self._stream = self._container.add_stream("libx264", rate=rate, options=options)
             odd = info.width % 2 or info.height % 2
             self._stream.pix_fmt = "yuv444p" if odd else "yuv420p"
+        if info.is_gif:
+            self._stream.codec_context.thread_count = threads
         self._stream.width, self._stream.height = info.width, info.height
         self._stream.time_base = info.time_base
         self._stream.codec_context.time_base = info.time_base
@@ -337,10 +341,15 @@ def _segment_packets(segments: Sequence[Source], names: Sequence[str]) -> Iterat
 
 
 class _AudioTrack:
-    """The source's first audio stream, copied (or re-encoded to AAC) between ``t0`` and ``t1`` seconds."""
+    """The source's first audio stream, copied (or re-encoded to AAC) between ``t0`` and ``t1`` seconds.
 
-    def __init__(self, out, container, stream, t0: float, t1: float):
+    With ``from_start`` (the output begins at the video's first frame) everything before
+    ``t1`` is kept, including encoder-priming packets with negative timestamps.
+    """
+
+    def __init__(self, out, container, stream, t0: float, t1: float, from_start: bool):
         self.container, self.stream, self.t0, self.t1 = container, stream, t0, t1
+        self.from_start = from_start
         codec = stream.codec_context.name
         self.copy = codec in _MP4_AUDIO
         if self.copy:
@@ -363,7 +372,8 @@ class _AudioTrack:
             if packet.pts is None or not packet.size:
                 continue
             t = float(packet.pts * self.stream.time_base)
-            if t < self.t0 - 1e-6 or t >= self.t1:
+            end = t + float((packet.duration or 0) * self.stream.time_base)
+            if t >= self.t1 or (not self.from_start and end <= self.t0):
                 continue
             packet.pts -= offset
             if packet.dts is not None:
@@ -374,7 +384,7 @@ class _AudioTrack:
     def _reencoded(self) -> Iterator[tuple[float, av.Packet]]:
         for frame in self.container.decode(self.stream):
             t = frame.time
-            if t is None or t < self.t0 or t >= self.t1:
+            if t is None or t >= self.t1 or (not self.from_start and t < self.t0):
                 continue
             frame.pts = None  # the encoder numbers samples from 0
             for resampled in self.resampler.resample(frame):
@@ -432,7 +442,8 @@ def assemble(
         if audio_source is not None:
             src = stack.enter_context(_open(audio_source, name))
             if src.streams.audio:
-                audio = _AudioTrack(out, src, src.streams.audio[0], float(origin * tb), float(end * tb))
+                audio = _AudioTrack(out, src, src.streams.audio[0], float(origin * tb), float(end * tb),
+                                    from_start=frame_indices[0] == 0)
         pending = audio.packets() if audio else iter(())
         next_audio = next(pending, None)
         written = 0

@@ -375,7 +375,7 @@ class Stylizer:
     """
 
     def __init__(self, extractor: VGGFeatures, provenance: Provenance):
-        self.extractor = extractor
+        self.extractor = extractor.to(memory_format=torch.channels_last)  # ~10% faster convolutions
         self.provenance = provenance
         self._cache: dict[tuple, StyleTargets] = {}
 

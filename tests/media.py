@@ -1,0 +1,101 @@
+"""Test media built from the shared data: videos with audio tracks, and broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from colorstyle_core.video import SegmentWriter, probe, read_frames
+
+
+def mux_sine_audio(src: Path, dst: Path, *, codec: str = "aac", container: str = "mp4",
+                   frames: int | None = None) -> None:
+    """Copy ``src``'s video packets (the first ``frames``) into ``dst`` and add a 440 Hz stereo track."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=container) as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        packets = [p for p in inp.demux(vin) if p.dts is not None]
+        if frames is not None:
+            keep = sorted(p.pts for p in packets)[:frames]
+            packets = [p for p in packets if p.pts in set(keep)]
+        seconds = len(packets) / float(vin.average_rate)
+        rate = 48000 if codec == "aac" else 44100
+        aout = out.add_stream(codec, rate=rate)
+        aout.layout = "stereo"
+        fmt = "fltp" if codec == "aac" else "s16"
+        n = int(seconds * rate)
+        t = np.arange(n) / rate
+        sig = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        audio_packets = []
+        for i in range(0, n, 1024):
+            x = sig[i : i + 1024]
+            if fmt == "fltp":
+                arr = np.stack([x, x])
+            else:
+                arr = (np.stack([x, x]).T.reshape(1, -1) * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(arr, format=fmt, layout="stereo")
+            frame.sample_rate = rate
+            frame.pts = i
+            audio_packets += list(aout.encode(frame))
+        audio_packets += list(aout.encode(None))
+        for p in packets:
+            p.stream = vout
+            out.mux(p)
+        for p in audio_packets:
+            out.mux(p)
+
+
+def audio_packet_payloads(path: Path) -> list[bytes]:
+    """The raw bytes of every audio packet, in order (to prove a stream was copied unchanged)."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return []
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video as ``(H, W, 3)`` uint8."""
+    info = probe(str(path), str(path))
+    return [f for _, f in read_frames(str(path), info, 0, info.frame_count, str(path))]
+
+
+def write_bad_inputs(root: Path, shared: Path) -> dict[str, str]:
+    """Broken and unusual files; returns ``{name: what should happen}``."""
+    root.mkdir(parents=True, exist_ok=True)
+    photo = Image.open(shared / "data" / "gray" / "coffee.jpg")
+    (root / "zero_bytes.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("meeting notes, not a photo\n")
+    jpeg = (shared / "data" / "gray" / "chelsea_cat.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    small = photo.resize((96, 64))
+    arr16 = (np.asarray(small, dtype=np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(arr16).save(root / "sixteen_bit.png")  # uint16 -> mode I;16
+    rgba = small.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((96, 64)))
+    rgba.save(root / "alpha.png")
+    small.convert("RGB").quantize(64).save(root / "palette.png")
+    small.save(root / "good.jpg")
+    video = shared / "data" / "video" / "dev_kenburns_gray.mp4"
+    data = video.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    info = probe(str(video), str(video))
+    with SegmentWriter(str(root / "tmp.mkv"), info) as w:
+        for i, f in read_frames(str(video), info, 0, 6, str(video)):
+            w.write(f, i)
+    mkv = (root / "tmp.mkv").read_bytes()
+    (root / "tmp.mkv").unlink()
+    (root / "unknown_codec.mkv").write_bytes(mkv.replace(b"V_MPEG4/ISO/AVC", b"V_ZZZZZ/ISO/ZZZ"))
+    return {
+        "zero_bytes.jpg": "ImageDecodeError",
+        "notes.jpg": "ImageDecodeError",
+        "truncated.jpg": "ImageDecodeError",
+        "sixteen_bit.png": "ok",
+        "alpha.png": "ok",
+        "palette.png": "ok",
+        "good.jpg": "ok",
+        "truncated.mp4": "VideoError",
+        "unknown_codec.mkv": "VideoError",
+    }
