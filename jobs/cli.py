@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
 
 from colorstyle_core.cli import add_core_commands, run_command
+from jobs.bench import add_bench_command
 from jobs.manifest import ManifestError, load_manifest
 
 
@@ -29,8 +31,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if report.plan and report.plan.problems else 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from jobs.submit import submit
+
+    try:
+        sub = submit(args.manifest, args.address, wait=not args.no_wait)
+    except RuntimeError as e:
+        print(f"colorstyle: error: {e}", file=sys.stderr)
+        return 2
+    if args.no_wait:
+        print(sub.submission_id)
+        return 0
+    print(f"job {sub.submission_id}: {sub.status}", file=sys.stderr)
+    return 0 if sub.status == "SUCCEEDED" else 1
+
+
 def add_job_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``run`` and ``validate``."""
+    """Register ``run``, ``validate`` and ``submit``."""
     p = sub.add_parser("run", help="run a job manifest (embedded Ray, or RAY_ADDRESS / --address)",
                        description="Run a job manifest. Starts an embedded local Ray unless RAY_ADDRESS or "
                        "--address names a cluster. Rerunning the same manifest resumes it.")
@@ -42,6 +59,14 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a manifest and print its plan without running models")
     p.add_argument("manifest")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("submit", help="send a manifest to a Ray cluster (Ray Jobs API) and follow it",
+                       description="Submit MANIFEST to the cluster's Jobs API with a runtime environment that "
+                       "carries this project's code; follow its logs until it ends (or --no-wait).")
+    p.add_argument("manifest")
+    p.add_argument("--address", default=os.environ.get("RAY_DASHBOARD_ADDRESS", "http://127.0.0.1:8265"),
+                   help="dashboard address of the cluster (default: $RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    p.set_defaults(func=cmd_submit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_core_commands(sub)
     add_job_commands(sub)
+    add_bench_command(sub)
     return parser
 
 

@@ -270,7 +270,7 @@ def summarize(frames: pa.Table, run_id: str, wall_s: float, failures: int, *, jo
     Args:
         frames: all frame rows of the job (rows of other runs are ignored for rates).
         run_id: this run.
-        wall_s: this run's wall time from start of processing to the end, seconds.
+        wall_s: this run's processing wall time (pool ready to the end), seconds.
         failures: problems recorded in this run.
         job_frames: frames/images done over all runs.
         skipped: inputs skipped because an earlier run finished them.

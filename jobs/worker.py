@@ -64,6 +64,7 @@ class WorkerSpec:
     video_crf: int
     video_preset: str
     device: str = "auto"
+    cpu_threads: int = 1
     chaos_kill_once: str | None = None
 
 
@@ -271,7 +272,7 @@ class UnitProcessor:
                 frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
                 metadata = {"comment": self.description}
                 with SegmentWriter(local_segment, unit.info, crf=self.spec.video_crf, preset=self.spec.video_preset,
-                                   metadata=metadata) as writer:
+                                   metadata=metadata, threads=self.spec.cpu_threads) as writer:
                     first = True
                     while True:
                         with timer(Stage.DECODE):
