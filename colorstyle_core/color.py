@@ -130,43 +130,46 @@ def _lab_to_linear_rgb(lab: Tensor, clip_fz: bool) -> Tensor:
     return _apply_matrix(_rgb_from_xyz(lab), xyz)
 
 
-def _in_gamut(lin: Tensor, tol: float) -> Tensor:
-    return ((lin >= -tol) & (lin <= 1.0 + tol)).all(dim=1)
+def _out_of_gamut(lin: Tensor) -> Tensor:
+    return ((lin < 0) | (lin > 1)).any(dim=1)
 
 
-def fit_chroma_to_gamut(lab: Tensor, iterations: int = 14, tol: float = 1e-4) -> Tensor:
-    """Scale a and b of out-of-gamut colours towards gray until they fit sRGB.
+def project_to_gamut(lab: Tensor) -> Tensor:
+    """Linear sRGB of Lab colours, out-of-gamut ones moved into sRGB at constant lightness.
 
-    Lightness and hue angle are kept; only chroma shrinks, by the largest factor in
-    ``[0, 1]`` (found by bisection, ``2**-iterations`` precision) that keeps linear
-    sRGB within ``[-tol, 1 + tol]``. In-gamut pixels are returned unchanged. This is
-    the constant-L, constant-hue chroma reduction of CSS Color 4's gamut mapping,
-    applied in CIE Lab.
+    An out-of-gamut colour ``t`` (linear RGB, as scikit-image computes it) is replaced by
+    the point of the sRGB cube nearest to it among those with the same luminance Y, i.e.
+    the same L: ``x = clamp(t - lambda * w, 0, 1)`` with ``w`` the Y row of the sRGB
+    matrix and ``lambda`` solving ``w . x = Y(L)`` (a decreasing piecewise-linear function
+    of ``lambda``, solved exactly between its six breakpoints). In-gamut colours are left
+    alone, so the result equals scikit-image's ``lab2rgb`` wherever that keeps L, and is
+    as close to its per-channel clipping as the fixed L allows elsewhere.
 
     Args:
         lab: ``(N, 3, H, W)`` float Lab, L in ``[0, 100]``.
-        iterations: bisection steps.
-        tol: tolerance on linear RGB (covers the D65/matrix rounding of pure grays).
     Returns:
-        ``(N, 3, H, W)`` Lab with the same L, same dtype and device.
+        ``(N, 3, H, W)`` linear sRGB in ``[0, 1]``, same dtype and device, luminance = ``Y(L)``.
     """
-    lab = torch.cat((lab[:, :1].clamp(0.0, 100.0), lab[:, 1:]), dim=1)
-    outside = ~_in_gamut(_lab_to_linear_rgb(lab, clip_fz=False), tol)  # (N, H, W)
+    lin = _lab_to_linear_rgb(lab, clip_fz=True)
+    outside = _out_of_gamut(lin)  # (N, H, W)
     if not bool(outside.any()):
-        return lab
-    lab_px = lab.permute(0, 2, 3, 1)[outside]  # (P, 3), a copy of the pixels to fix
-    lightness, ab = lab_px[:, :1], lab_px[:, 1:]
-    lo = torch.zeros_like(lightness)
-    hi = torch.ones_like(lightness)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        trial = torch.cat((lightness, ab * mid), dim=1).T.reshape(1, 3, -1, 1)
-        ok = _in_gamut(_lab_to_linear_rgb(trial, clip_fz=False), tol).reshape(-1, 1)
-        lo = torch.where(ok, mid, lo)
-        hi = torch.where(ok, hi, mid)
-    fixed = torch.cat((lightness, ab * lo), dim=1)
-    out = lab.permute(0, 2, 3, 1).clone()
-    out[outside] = fixed
+        return lin
+    w = torch.tensor(_XYZ_FROM_RGB[1], dtype=lab.dtype, device=lab.device)  # (3,)
+    t = lin.permute(0, 2, 3, 1)[outside]  # (P, 3) colours to move
+    y = _f_inv((lab[:, :1].clamp(0.0, 100.0) + 16.0) / 116.0).permute(0, 2, 3, 1)[outside][:, 0]  # (P,)
+    breaks = torch.cat(((t - 1) / w, t / w), dim=1).sort(dim=1).values  # (P, 6)
+
+    def excess(lam: Tensor) -> Tensor:  # (P, K) -> (P, K): w . clamp(t - lam w) - y, decreasing in lam
+        return ((t[:, None, :] - lam[..., None] * w).clamp(0.0, 1.0) * w).sum(-1) - y[:, None]
+
+    f = excess(breaks)
+    hi = (f <= 0).to(torch.int64).argmax(dim=1).clamp(min=1)[:, None]  # first breakpoint at or past the root
+    l0, l1 = breaks.gather(1, hi - 1), breaks.gather(1, hi)
+    f0, f1 = f.gather(1, hi - 1), f.gather(1, hi)
+    span = f0 - f1
+    lam = torch.where(span.abs() > 1e-12, l0 + f0 * (l1 - l0) / span.where(span.abs() > 1e-12, 1.0), l0)
+    out = lin.permute(0, 2, 3, 1).clone()
+    out[outside] = (t - lam * w).clamp(0.0, 1.0)
     return out.permute(0, 3, 1, 2).contiguous()
 
 
@@ -176,8 +179,8 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
     Args:
         lab: ``(N, 3, H, W)`` float Lab, L in ``[0, 100]``.
         gamut: how colours outside sRGB are handled.
-            ``"preserve-l"`` (default) reduces their chroma at constant L and hue
-            (:func:`fit_chroma_to_gamut`), so the output's lightness equals the input L.
+            ``"preserve-l"`` (default) moves them to the nearest sRGB colour with the
+            same L (:func:`project_to_gamut`), so the output's lightness equals the input L.
             ``"clip"`` clips each RGB channel to ``[0, 1]`` exactly as scikit-image's
             ``lab2rgb`` (and so the authors' demo) does; L then changes where
             colours were out of gamut.
@@ -189,7 +192,7 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
     if lab.ndim != 4 or lab.shape[1] != 3:
         raise ValueError(f"lab_to_rgb expects (N, 3, H, W), got {tuple(lab.shape)}")
     if gamut == "preserve-l":
-        lin = _lab_to_linear_rgb(fit_chroma_to_gamut(lab), clip_fz=False)
+        lin = project_to_gamut(torch.cat((lab[:, :1].clamp(0.0, 100.0), lab[:, 1:]), dim=1))
     elif gamut == "clip":
         lin = _lab_to_linear_rgb(lab, clip_fz=True)
     else:

@@ -7,10 +7,14 @@ deterministic for a given torch version. Anything produced with them is not a
 colorization or a stylization and must say so (:data:`UNTRAINED_TAG`).
 
 Scheme: convolutions He-normal (``std = sqrt(2 / fan_in)``), biases ``N(0, 0.01)``,
-BatchNorm as freshly initialised (identity), the ECCV16 ab-bin layer as random bin
-centres inside the ab disk of radius 80, the SIGGRAPH17 regression head scaled
-down so tanh does not saturate. The VGG classifier (dropped by the feature
-extractor) is a zero tensor expanded to its shape: right layout, a few bytes on disk.
+BatchNorm as freshly initialised (identity). The output layers are scaled so the
+generated colorizers behave like the trained ones where tests look: ECCV16's ab-bin
+layer holds random bin centres inside the ab disk of radius 80 and its logits are
+sharpened (x50) so the 313-way distribution is peaked, giving colours of realistic
+magnitude (mean |ab| about 15) that flicker from frame to frame as per-frame
+colorization does; SIGGRAPH17's regression head gives mean |ab| about 20 without
+saturating tanh. The VGG classifier (dropped by the feature extractor) is a zero
+tensor expanded to its shape: right layout, a few bytes on disk.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ UNTRAINED_TAG = "UNTRAINED"
 """Marker written into every output, metrics row and log line made with generated weights."""
 
 UNTRAINED_NOTE = "weights are UNTRAINED (generated for smoke tests): output is not a real colorization/stylization"
+
+
+_OUTPUT_SCALE = {
+    ("eccv16", "model8.6.weight"): 50.0,  # 313 ab-bin logits: peaked like a trained network's
+    ("siggraph17", "model_out.0.weight"): 1.0,  # regression head before tanh
+}
 
 
 def generated_state_dict(name: str, seed: int = 0) -> dict[str, Tensor]:
@@ -68,10 +78,7 @@ def _tensor_for(name: str, key: str, shape: tuple[int, ...], dtype: str, gen: to
         centres = torch.stack((radius * angle.cos(), radius * angle.sin())) / 110.0
         return centres.view(shape)
     fan_in = math.prod(shape[1:])
-    w = torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in)
-    if name == "siggraph17" and key == "model_out.0.weight":
-        w = w * 0.05
-    return w
+    return torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in) * _OUTPUT_SCALE.get((name, key), 1.0)
 
 
 def save_generated(name: str, path: str, seed: int = 0) -> str:

@@ -52,18 +52,29 @@ def test_preserve_l_keeps_lightness_for_any_ab():
     assert (color.rgb_to_l(color.lab_to_rgb(lab, gamut="clip")) - lab[:, :1]).abs().max() > 5
 
 
-def test_preserve_l_leaves_in_gamut_colours_alone_and_keeps_hue():
+def test_preserve_l_leaves_in_gamut_colours_alone():
     rgb = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     lab = color.rgb_to_lab(rgb)
     torch.testing.assert_close(color.lab_to_rgb(lab), rgb, atol=2e-5, rtol=0)
-    fitted = color.fit_chroma_to_gamut(_random_lab(16, 4).float())
-    original = _random_lab(16, 4).float()
-    hue_in = torch.atan2(original[:, 2], original[:, 1])
-    hue_out = torch.atan2(fitted[:, 2], fitted[:, 1])
-    chroma_out = fitted[:, 1:].norm(dim=1)
-    same_hue = (torch.remainder(hue_in - hue_out + torch.pi, 2 * torch.pi) - torch.pi).abs() < 1e-3
-    assert bool(same_hue[chroma_out > 1].all())
-    assert bool((chroma_out <= original[:, 1:].norm(dim=1) + 1e-4).all())
+
+
+def test_gamut_projection_is_the_nearest_colour_with_the_same_luminance():
+    lab = _random_lab(12, 4)
+    lin = color.project_to_gamut(lab)[0].permute(1, 2, 0).reshape(-1, 3)
+    target = color._lab_to_linear_rgb(lab, clip_fz=True)[0].permute(1, 2, 0).reshape(-1, 3)
+    w = torch.tensor(color._XYZ_FROM_RGB[1], dtype=torch.float64)
+    y = color._f_inv((lab[0, 0].reshape(-1) + 16) / 116)
+    assert (lin >= 0).all() and (lin <= 1).all()
+    torch.testing.assert_close(lin @ w, y, atol=1e-9, rtol=0)  # same luminance, so same L
+    # brute force: the closest point of a fine grid on the plane w.x = y inside the cube
+    g = torch.linspace(0, 1, 201, dtype=torch.float64)
+    r, gg = torch.meshgrid(g, g, indexing="ij")
+    for i in range(0, lin.shape[0], 17):
+        b = (y[i] - w[0] * r - w[1] * gg) / w[2]
+        ok = (b >= 0) & (b <= 1)
+        cand = torch.stack((r[ok], gg[ok], b[ok]), dim=1)
+        best = (cand - target[i]).norm(dim=1).min()
+        assert (lin[i] - target[i]).norm() <= best + 1e-9
 
 
 def test_conversions_do_not_modify_inputs():
@@ -71,7 +82,7 @@ def test_conversions_do_not_modify_inputs():
     lab = color.rgb_to_lab(rgb)
     keep_rgb, keep_lab = rgb.clone(), lab.clone()
     color.lab_to_rgb(lab)
-    color.fit_chroma_to_gamut(lab)
+    color.project_to_gamut(lab)
     color.rgb_to_l(rgb)
     assert torch.equal(rgb, keep_rgb) and torch.equal(lab, keep_lab)
 
