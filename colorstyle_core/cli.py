@@ -223,6 +223,50 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _video_tensors(uri: str, opts: dict | None):
+    """Frames of a video (any fsspec URI) as ``(1, 3, H, W)`` float tensors, streamed."""
+    import numpy as np
+
+    from colorstyle_core import video
+
+    if storage.is_local(uri):
+        source = uri.removeprefix("file://")
+    else:
+        fs, path = storage.filesystem(uri, opts)
+        source = fs.open(path, "rb", block_size=8 << 20)
+    info = video.probe(source, uri)
+    for _, rgb in video.read_frames(source, info, 0, info.frame_count, uri):
+        yield imageio.to_tensor(rgb.astype(np.float32) / 255.0)
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from colorstyle_core.temporal import measure_consistency
+
+    opts = _storage_options(args.storage_options)
+    seams = [int(v) for v in args.seams.split(",")] if args.seams else []
+    result = measure_consistency(
+        _video_tensors(args.output, opts), _video_tensors(args.input, opts), seams=seams,
+        references=_video_tensors(args.reference, opts) if args.reference else None,
+        method=args.flow, preset=args.preset,
+    )
+    report = {
+        "input": args.input, "output": args.output, "reference": args.reference,
+        "e_warp": result.e_warp, "e_warp_seams": result.e_warp_seams, "e_warp_inside": result.e_warp_inside,
+        "reference_diff": result.reference_diff, "scene_cuts": list(result.cuts), "seams": seams,
+        "pairs": len(result.per_pair), "per_pair": list(result.per_pair),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"E_warp {result.e_warp:.6g} over {len(result.per_pair) - len(result.cuts)} frame pairs "
+          f"(scene cuts left out: {list(result.cuts) or 'none'}; flow {args.flow} from {args.input})")
+    if seams:
+        print(f"  at seams {seams}: {result.e_warp_seams:.6g}; elsewhere: {result.e_warp_inside:.6g}")
+    if args.reference:
+        print(f"  mean |RGB| difference to {args.reference}: {result.reference_diff:.4f} (0..1)")
+    return 0
+
+
 def _add_weight_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="URI", help="checkpoint location (path or fsspec URI); "
                    "default: $COLORSTYLE_CACHE, then the published URL")
@@ -286,6 +330,22 @@ def add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = models.add_parser("list", help="list the architectures")
     p.set_defaults(func=cmd_models_list)
 
+    evaluate = sub.add_parser("eval", help="measure results").add_subparsers(dest="eval_cmd", required=True)
+    p = evaluate.add_parser("video", help="temporal consistency: warping error E_warp (Lai et al. 2018)",
+                            description="E_warp of OUTPUT with optical flow and occlusion masks from INPUT (mean "
+                            "over consecutive frame pairs of the masked squared difference between a frame and the "
+                            "next one warped back; scene cuts left out), optionally at frame-range seams and "
+                            "against a per-frame reference.")
+    p.add_argument("input", help="the source video (gives flow and masks)")
+    p.add_argument("output", help="the processed video")
+    p.add_argument("--reference", metavar="VIDEO", help="e.g. the per-frame result: report the mean difference")
+    p.add_argument("--seams", metavar="F1,F2", help="first frames of work units, to report E_warp at the seams")
+    p.add_argument("--flow", choices=("dis", "farneback"), default="dis")
+    p.add_argument("--preset", choices=("ultrafast", "fast", "medium"), default="medium")
+    p.add_argument("--json", action="store_true", help="print a JSON report (with every pair's error)")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for the URIs")
+    p.set_defaults(func=cmd_eval_video)
+
     weights = sub.add_parser("weights", help="published weights: list, stage").add_subparsers(
         dest="weights_cmd", required=True)
     p = weights.add_parser("list", help="list the weight sets, their URLs, hashes and cache state")
@@ -306,7 +366,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (loader.WeightsError, imageio.ImageDecodeError, HintsError, storage.StorageError,
-            FileNotFoundError, ValueError) as e:
+            FileNotFoundError, ValueError) as e:  # VideoError is a ValueError
         print(f"colorstyle: error: {e}", file=sys.stderr)
         return 2
 

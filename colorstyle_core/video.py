@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 from PIL import Image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -253,12 +254,28 @@ def _read_gif_frames(source: Source, start: int, stop: int, name: str) -> Iterat
         raise VideoError(f"{name}: GIF decoding failed ({e})") from None
 
 
+def _x264_options(crf: int, preset: str, threads: int, *, bframes: bool) -> dict[str, str]:
+    options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+    if not bframes:  # decode order = presentation order: ranges join by packet copy
+        options["bf"] = "0"
+    return options
+
+
+def _pix_fmt(info: VideoInfo) -> str:
+    return "yuv444p" if info.width % 2 or info.height % 2 else "yuv420p"
+
+
 class SegmentWriter:
     """Encode one frame range into a local Matroska file.
 
-    Films: H.264 (libx264) with no B-frames, so segments join by packet copy.
-    ``yuv420p`` (4:4:4 when a side is odd, which 4:2:0 cannot hold). GIFs: FFV1,
-    lossless, so the final palette is chosen from exact colours.
+    Films: H.264 (libx264) with no B-frames. Final segments (``intermediate=False``) are
+    encoded at the output's quality and joined by packet copy: ``yuv420p`` (4:4:4 when a
+    side is odd, which 4:2:0 cannot hold). Intermediate segments are FFV1, exactly
+    lossless (about 190 KB per 640x360 frame), decoded and encoded once at assembly, so
+    the output has no key frame and no coding-error jump at range seams (a lossy
+    intermediate would leave one: each range starts with an intra frame whose coding
+    errors differ from the previous frame's). GIFs: FFV1 too, so the final palette is
+    chosen from exact colours.
 
     Args:
         path: local output file.
@@ -268,24 +285,24 @@ class SegmentWriter:
         metadata: container tags (provenance, the UNTRAINED marker).
         threads: encoder threads (0 = the encoder's choice, about 1.5 per core); give a
             worker's CPU share so background encoding does not starve its model.
+        intermediate: write a near-lossless segment for :func:`assemble` with ``reencode=True``.
     """
 
     def __init__(self, path: str, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
-                 metadata: dict[str, str] | None = None, threads: int = 0):
+                 metadata: dict[str, str] | None = None, threads: int = 0, intermediate: bool = False):
         self.info = info
         self._container = av.open(path, "w", format="matroska")
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
         rate = info.average_rate or Fraction(25)
-        if info.is_gif:
+        if info.is_gif or intermediate:
             self._stream = self._container.add_stream("ffv1", rate=rate)
             self._stream.pix_fmt = "bgr0"
         else:
-            options = {"crf": str(crf), "preset": preset, "bf": "0", "threads": str(threads)}
-            self._stream = self._container.add_stream("libx264", rate=rate, options=options)
-            odd = info.width % 2 or info.height % 2
-            self._stream.pix_fmt = "yuv444p" if odd else "yuv420p"
-        if info.is_gif:
+            self._stream = self._container.add_stream("libx264", rate=rate, options=_x264_options(crf, preset, threads,
+                                                                                                  bframes=False))
+            self._stream.pix_fmt = _pix_fmt(info)
+        if info.is_gif or intermediate:
             self._stream.codec_context.thread_count = threads
         self._stream.width, self._stream.height = info.width, info.height
         self._stream.time_base = info.time_base
@@ -332,12 +349,46 @@ class AssemblyReport:
     audio: str
 
 
-def _segment_packets(segments: Sequence[Source], names: Sequence[str]) -> Iterator[av.Packet]:
-    for seg, name in zip(segments, names):
-        with _open(seg, name) as c:
+def _segment_packets(segments: Sequence[Source], names: Sequence[str], info: VideoInfo,
+                     frame_indices: Sequence[int], origin: int, stream, name: str) -> Iterator[av.Packet]:
+    """Copy the segments' packets in order, stamped with their frames' source timestamps."""
+    written = 0
+    for seg, seg_name in zip(segments, names):
+        with _open(seg, seg_name) as c:
             for packet in c.demux(c.streams.video[0]):
-                if packet.size:
-                    yield packet
+                if not packet.size:
+                    continue
+                if written == len(frame_indices):
+                    raise VideoError(f"{name}: segments hold more frames than the {len(frame_indices)} expected")
+                index = frame_indices[written]
+                packet.pts = packet.dts = info.pts_of(index) - origin
+                packet.duration = info.frame_duration(index)
+                packet.time_base = info.time_base
+                packet.stream = stream
+                written += 1
+                yield packet
+    if written != len(frame_indices):
+        raise VideoError(f"{name}: segments hold {written} frames, expected {len(frame_indices)}")
+
+
+def _reencoded_packets(segments: Sequence[Source], names: Sequence[str], info: VideoInfo,
+                       frame_indices: Sequence[int], origin: int, stream, name: str) -> Iterator[av.Packet]:
+    """Decode the segments in order and encode them once more as one stream (no key frames at seams)."""
+    written = 0
+    for seg, seg_name in zip(segments, names):
+        with _open(seg, seg_name) as c:
+            for frame in c.decode(c.streams.video[0]):
+                if written == len(frame_indices):
+                    raise VideoError(f"{name}: segments hold more frames than the {len(frame_indices)} expected")
+                out = frame.reformat(format=stream.pix_fmt)
+                out.pict_type = PictureType.NONE  # decoded FFV1 frames say "I": x264 would obey and code all intra
+                out.pts = info.pts_of(frame_indices[written]) - origin
+                out.time_base = info.time_base
+                written += 1
+                yield from stream.encode(out)
+    if written != len(frame_indices):
+        raise VideoError(f"{name}: segments hold {written} frames, expected {len(frame_indices)}")
+    yield from stream.encode(None)
 
 
 class _AudioTrack:
@@ -403,13 +454,19 @@ def assemble(
     audio_source: Source | None = None,
     name: str = "video",
     metadata: dict[str, str] | None = None,
+    reencode: bool = False,
+    crf: int = 18,
+    preset: str = "medium",
+    threads: int = 0,
 ) -> AssemblyReport:
-    """Join encoded segments, in order, into the final MP4 (or GIF) at ``out_path``.
+    """Join segments, in order, into the final MP4 (or GIF) at ``out_path``.
 
-    Video packets are copied, not re-encoded, and stamped with the source timestamps
-    of their frames (shifted so the output starts at 0). The source's first audio
-    stream is copied for the same time span and interleaved by time; codecs MP4
-    cannot hold (PCM, ...) are re-encoded to AAC.
+    By default video packets are copied, not re-encoded, and stamped with the source
+    timestamps of their frames (shifted so the output starts at 0). With ``reencode``
+    the (intermediate) segments are decoded and encoded once more as one H.264 stream
+    at ``crf``/``preset``, so no key frame marks the seams between ranges. The source's
+    first audio stream is copied for the same time span and interleaved by time; codecs
+    MP4 cannot hold (PCM, ...) are re-encoded to AAC.
 
     Args:
         segments: segment files from :class:`SegmentWriter`, in frame order.
@@ -419,6 +476,7 @@ def assemble(
         audio_source: the source video, to take its audio from (films only).
         name: for error messages.
         metadata: container tags for the output (films).
+        reencode, crf, preset, threads: see above (``threads`` 0 = x264's choice).
     Raises:
         VideoError: when the segments hold a different number of frames than
             ``frame_indices`` (a lost or duplicated range), or a file cannot be read.
@@ -435,8 +493,16 @@ def assemble(
         out = stack.enter_context(av.open(out_path, "w", format="mp4"))
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
-        template = stack.enter_context(_open(segments[0], names[0])).streams.video[0]
-        video_out = out.add_stream_from_template(template)
+        if reencode:
+            video_out = out.add_stream("libx264", rate=info.average_rate or Fraction(25),
+                                       options=_x264_options(crf, preset, threads, bframes=True))
+            video_out.width, video_out.height, video_out.pix_fmt = info.width, info.height, _pix_fmt(info)
+            video_out.codec_context.time_base = tb
+            source = _reencoded_packets
+        else:
+            template = stack.enter_context(_open(segments[0], names[0])).streams.video[0]
+            video_out = out.add_stream_from_template(template)
+            source = _segment_packets
         video_out.time_base = tb
         audio = None
         if audio_source is not None:
@@ -446,27 +512,16 @@ def assemble(
                                     from_start=frame_indices[0] == 0)
         pending = audio.packets() if audio else iter(())
         next_audio = next(pending, None)
-        written = 0
-        for packet in _segment_packets(segments, names):
-            if written == len(frame_indices):
-                raise VideoError(f"{name}: segments hold more frames than the {len(frame_indices)} expected")
-            index = frame_indices[written]
-            packet.pts = packet.dts = info.pts_of(index) - origin
-            packet.duration = info.frame_duration(index)
-            packet.time_base = tb
-            packet.stream = video_out
-            now = float(packet.pts * tb)
+        for packet in source(segments, names, info, frame_indices, origin, video_out, name):
+            now = float((packet.dts if packet.dts is not None else packet.pts or 0) * packet.time_base)
             while next_audio is not None and next_audio[0] <= now:
                 out.mux(next_audio[1])
                 next_audio = next(pending, None)
             out.mux(packet)
-            written += 1
-        if written != len(frame_indices):
-            raise VideoError(f"{name}: segments hold {written} frames, expected {len(frame_indices)}")
         while next_audio is not None:
             out.mux(next_audio[1])
             next_audio = next(pending, None)
-        return AssemblyReport(written, audio.note if audio else "none")
+        return AssemblyReport(len(frame_indices), audio.note if audio else "none")
 
 
 def _assemble_gif(segments, names, info: VideoInfo, frame_indices: Sequence[int], out_path: str) -> AssemblyReport:

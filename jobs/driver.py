@@ -305,7 +305,7 @@ class _Scheduler:
         self.store.record_video({
             "job_id": self.store.job_id, "run_id": self.store.run_id, "video_key": result.video_key,
             "input_uri": video.uri, "output_uri": result.output_uri, "frames": result.frames, "audio": result.audio,
-            "assemble_s": result.seconds, "finished_at": now_ms(),
+            "assemble_s": result.seconds, "finished_at": now_ms(), **(result.consistency or {}),
         })
         self.assembled.append(result)
         log.info("assembled %s (%d frames, audio %s)", result.output_uri, result.frames, result.audio)
@@ -441,6 +441,11 @@ def run_job(manifest: Manifest, options: RunOptions = RunOptions(), console: Con
     return report
 
 
+def _temporal(step, default_preset: str):
+    t = step.temporal if step is not None else None
+    return t.settings(default_preset) if t is not None and t.enabled else None
+
+
 def _remove_empty_staging(manifest: Manifest, job_id: str) -> None:
     """Drop the job's staging prefix once every video in it was assembled (its segments removed)."""
     fs, root = storage.filesystem(storage.join(manifest.output.prefix, CONTROL_DIR, "staging", job_id),
@@ -465,6 +470,9 @@ def _run_pool(manifest: Manifest, plan: Plan, store: MetricsStore, done: DoneSta
         storage_options=manifest.storage_options, output_storage_options=manifest.output_storage_options,
         batch_size=ex.batch_size, video_crf=manifest.output.video_crf, video_preset=manifest.output.video_preset,
         cpu_threads=max(1, int(ex.cpus_per_actor)), chaos_kill_once=os.environ.get("COLORSTYLE_CHAOS_KILL_ONCE"),
+        color_temporal=_temporal(manifest.pipeline.colorize, "fast"),
+        style_temporal=_temporal(manifest.pipeline.stylize, "medium"),
+        measure_consistency=manifest.metrics.video_consistency, reencode_videos=manifest.reencode_videos,
     )
     gpus = _gpus_per_actor(ex.gpus_per_actor)
     actor_cls = ray.remote(PipelineActor).options(

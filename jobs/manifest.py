@@ -18,6 +18,7 @@ from colorstyle_core import storage
 from colorstyle_core.loader import WeightsSource
 from colorstyle_core.models.vgg import ALL_LAYER_NAMES
 from colorstyle_core.style.gatys import StyleConfig
+from colorstyle_core.temporal import TemporalSettings
 
 
 class ManifestError(ValueError):
@@ -85,6 +86,12 @@ class OutputSpec(_Model):
         prefix: output directory or prefix; image sets are mirrored under it.
         image_format: suffix of image outputs, or ``same`` to keep the input's.
         video_crf, video_preset: H.264 quality (0 lossless .. 51; 18 visually lossless) and x264 speed.
+        video_join: how frame ranges become one video. ``copy``: each range is encoded at
+            the final quality and the packets are joined (fast, exact timestamps; a key
+            frame starts every range). ``reencode``: ranges are staged near-lossless and
+            encoded once more as one stream, so no key frame marks the seams (slower
+            assembly, more staging space). ``auto``: ``reencode`` when a step has temporal
+            consistency on, else ``copy``.
         storage_options: fsspec options for the output (default: the manifest's).
     """
 
@@ -93,7 +100,42 @@ class OutputSpec(_Model):
     video_crf: int = Field(18, ge=0, le=51)
     video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                           "slower", "veryslow"] = "medium"
+    video_join: Literal["auto", "copy", "reencode"] = "auto"
     storage_options: dict[str, Any] | None = None
+
+
+class TemporalSpec(_Model):
+    """Temporal consistency of one step on videos (ignored for still images).
+
+    Attributes:
+        enabled: off = per-frame processing, exactly as without this block.
+        flow: optical flow method.
+        preset: DIS preset (default ``fast`` for colour, ``medium`` for style).
+        strength: colour: weight of the warped previous output (0..1); style: scale of the
+            temporal-loss mask.
+        temporal_weight: style: weight of the masked temporal loss (Ruder et al. 2016).
+        overlap: frames a range reads before its first written frame to warm up the chain
+            (each costs one extra frame of work per range; the previous range hands over
+            to the same state, see README).
+        scene_cut_threshold: cut score (0..1) above which the chain restarts.
+        steps_after_first: style: optimiser steps for warm-started frames (default: steps / 3).
+    """
+
+    enabled: bool = True
+    flow: Literal["dis", "farneback"] = "dis"
+    preset: Literal["ultrafast", "fast", "medium"] | None = None
+    strength: float = Field(0.8, ge=0, le=1)
+    temporal_weight: float = Field(1.0e3, ge=0)
+    overlap: int = Field(6, ge=0)
+    scene_cut_threshold: float = Field(0.3, gt=0, le=1)
+    steps_after_first: int | None = Field(None, ge=0)
+
+    def settings(self, default_preset: str) -> TemporalSettings:
+        return TemporalSettings(
+            method=self.flow, preset=self.preset or default_preset, strength=self.strength,
+            scene_cut_threshold=self.scene_cut_threshold, temporal_weight=self.temporal_weight,
+            steps_after_first=self.steps_after_first,
+        )
 
 
 class ColorizeSpec(_Model):
@@ -103,6 +145,7 @@ class ColorizeSpec(_Model):
     weights: WeightsRef | None = None
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
     gamut: Literal["preserve-l", "clip"] = "preserve-l"
+    temporal: TemporalSpec | None = None
 
     @model_validator(mode="after")
     def _hints_need_siggraph(self) -> ColorizeSpec:
@@ -132,6 +175,7 @@ class StylizeSpec(_Model):
     style_layers: list[str] | None = None
     style_scale: float | None = Field(None, gt=0)
     pooling: Literal["max", "avg"] = "max"
+    temporal: TemporalSpec | None = None
 
     @field_validator("content_layers", "style_layers")
     @classmethod
@@ -182,6 +226,12 @@ class PipelineSpec(_Model):
             raise ValueError("the pipeline needs a 'colorize' or a 'stylize' step (or both)")
         return self
 
+    @property
+    def overlap(self) -> int:
+        """Warm-up frames per range: the largest overlap of the steps with temporal consistency on."""
+        return max((t.overlap for step in (self.colorize, self.stylize)
+                    if step is not None and (t := step.temporal) is not None and t.enabled), default=0)
+
 
 class ExecutionSpec(_Model):
     """How the work is spread.
@@ -216,9 +266,17 @@ class ExecutionSpec(_Model):
 
 
 class MetricsSpec(_Model):
-    """Where timing metrics go (default: ``<output prefix>/_colorstyle/<job id>/``)."""
+    """Where timing metrics go (default: ``<output prefix>/_colorstyle/<job id>/``).
+
+    Attributes:
+        prefix: the metrics location.
+        video_consistency: also measure each output video's warping error E_warp (Lai et
+            al. 2018, flow from the input) overall and at range seams, and each frame's
+            difference to the per-frame result, into ``videos.parquet`` / ``frames.parquet``.
+    """
 
     prefix: str | None = None
+    video_consistency: bool = False
 
 
 class Manifest(_Model):
@@ -232,6 +290,19 @@ class Manifest(_Model):
     pipeline: PipelineSpec
     execution: ExecutionSpec = ExecutionSpec()
     metrics: MetricsSpec = MetricsSpec()
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> Manifest:
+        if self.pipeline.overlap >= self.execution.frames_per_range:
+            raise ValueError(f"temporal overlap ({self.pipeline.overlap}) must be smaller than "
+                             f"execution.frames_per_range ({self.execution.frames_per_range})")
+        return self
+
+    @property
+    def reencode_videos(self) -> bool:
+        """Whether frame ranges are re-encoded at assembly (see ``OutputSpec.video_join``)."""
+        join = self.output.video_join
+        return join == "reencode" or (join == "auto" and self.pipeline.overlap > 0)
 
     @property
     def output_storage_options(self) -> dict[str, Any] | None:

@@ -41,6 +41,7 @@ class Stage(StrEnum):
     PREPROCESS = "preprocess"
     COLORIZE = "colorize"
     STYLIZE = "stylize"
+    TEMPORAL = "temporal"  # optical flow, consistency masks and warping (temporal consistency)
     ENCODE = "encode"
     WRITE = "write"
 
@@ -73,6 +74,10 @@ FRAME_SCHEMA = pa.schema(
         ("loss_content", pa.list_(pa.float32())),
         ("loss_style", pa.list_(pa.float32())),
         ("loss_tv", pa.list_(pa.float32())),
+        ("chain_reset", pa.bool_()),  # temporal chain (re)started here: first frame of a shot or range
+        ("cut_score", pa.float32()),  # scene-cut score against the previous frame (temporal only)
+        ("flow_trusted", pa.float32()),  # fraction of pixels the flow consistency mask trusted
+        ("perframe_diff", pa.float32()),  # mean |RGB| difference to the per-frame colorization (temporal)
     ]
 )
 """One row per written image or video frame. Batched stages are shared evenly by the batch's frames."""
@@ -111,6 +116,12 @@ VIDEO_SCHEMA = pa.schema(
         ("audio", pa.string()),
         ("assemble_s", pa.float64()),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
+        ("e_warp", pa.float64()),  # warping error, scene cuts excluded (metrics.video_consistency)
+        ("e_warp_seams", pa.float64()),  # at pairs straddling frame-range seams
+        ("e_warp_inside", pa.float64()),  # at the other pairs
+        ("e_warp_pairs", pa.list_(pa.float32())),  # per consecutive pair (NaN at cuts)
+        ("seams", pa.list_(pa.int64())),  # first frame index of every range after the first
+        ("scene_cuts", pa.list_(pa.int64())),
     ]
 )
 """One row per assembled video."""

@@ -272,19 +272,19 @@ def probe_video(uri: str, storage_options) -> VideoInfo:
         return probe(f, uri)
 
 
-def plan_job(manifest: Manifest, done: DoneState | None = None, *, overlap: int = 0, workers: int = 8) -> Plan:
+def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int = 8) -> Plan:
     """List, probe and cut the manifest's inputs into work units, skipping finished work.
 
     Args:
-        manifest: the job.
+        manifest: the job (its temporal settings give the warm-up overlap of frame ranges).
         done: what earlier runs finished (default: nothing).
-        overlap: frames each range after the first reads before its written part.
         workers: threads for probing videos (I/O bound).
     """
     done = done or DoneState()
     job_id = manifest.resolved_job_id
     files, problems, ignored = list_inputs(manifest)
     ex = manifest.execution
+    overlap = manifest.pipeline.overlap
     by_output: dict[str, str] = {}
 
     def claim(f: InputFile, out: str) -> bool:
@@ -340,12 +340,15 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, overlap: int 
         staging = storage.join(staging_root, key)
         cuts = split_ranges(start, stop, ex.frames_per_range, overlap)
         ids = tuple(range_id(key, w, s) for _, w, s in cuts)
-        videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, staging))
-        for (read_start, write_start, s), uid in zip(cuts, ids):
+        videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, staging,
+                                seams=tuple(w for _, w, _ in cuts[1:])))
+        for k, ((read_start, write_start, s), uid) in enumerate(zip(cuts, ids)):
             if uid in done.ranges:
                 continue
+            handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
             ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                                     storage.join(staging, f"{uid}.mkv"), first_of_video=write_start == start))
+                                     storage.join(staging, f"{uid}.mkv"), first_of_video=write_start == start,
+                                     handoff_start=handoff))
     return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
                 skipped_images, skipped_videos, tuple(ignored))
 

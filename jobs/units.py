@@ -53,6 +53,7 @@ class VideoPlan:
         start, stop: selected frames ``[start, stop)``.
         unit_ids: the frame-range units, in frame order.
         staging_prefix: where range segments wait for assembly.
+        seams: first frame of every range after the first (where two units meet).
     """
 
     key: str
@@ -64,6 +65,7 @@ class VideoPlan:
     stop: int
     unit_ids: tuple[str, ...]
     staging_prefix: str
+    seams: tuple[int, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -85,6 +87,9 @@ class FrameRange:
         info: the video's info, windowed to this range's timestamps.
         segment_uri: where the encoded segment goes (staging).
         first_of_video: True for the video's first range (no state to carry in).
+        handoff_start: with temporal consistency, where the next range starts warming up:
+            from there this range also runs the chain the next one will run and fades its
+            written frames into it (``None``: last range, or no temporal consistency).
     """
 
     unit_id: str
@@ -96,6 +101,7 @@ class FrameRange:
     info: VideoInfo
     segment_uri: str
     first_of_video: bool = True
+    handoff_start: int | None = None
 
     @property
     def frames(self) -> int:
@@ -156,10 +162,11 @@ class UnitResult:
 
 @dataclass(frozen=True)
 class AssemblyResult:
-    """What assembling a video produced."""
+    """What assembling a video produced (with its consistency figures when asked)."""
 
     video_key: str
     output_uri: str
     frames: int
     audio: str
     seconds: float
+    consistency: dict[str, Any] | None = None

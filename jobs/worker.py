@@ -26,6 +26,16 @@ from colorstyle_core.hints import ColorHints, HintsError, parse_points
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
+from colorstyle_core.temporal import (
+    ABStabilizer,
+    StepInfo,
+    StyleChain,
+    TemporalSettings,
+    blend,
+    handoff_weight,
+    measure_consistency,
+    resize_to,
+)
 from colorstyle_core.video import SegmentWriter, VideoError, assemble, read_frames
 from jobs.manifest import ColorizeSpec, StylizeSpec
 from jobs.metrics import STAGE_COLUMNS, Stage, StageTimer, failure_row
@@ -66,6 +76,31 @@ class WorkerSpec:
     device: str = "auto"
     cpu_threads: int = 1
     chaos_kill_once: str | None = None
+    color_temporal: TemporalSettings | None = None
+    style_temporal: TemporalSettings | None = None
+    measure_consistency: bool = False
+    reencode_videos: bool = False
+
+
+@dataclass
+class _Chains:
+    """The temporal state of one pass over a video: colour chain and (created lazily) style chain."""
+
+    color: ABStabilizer | None
+    style: StyleChain | None = None
+
+
+@dataclass
+class _Frame:
+    """One processed frame on its way to the encoder."""
+
+    index: int
+    image: torch.Tensor  # (1, 3, H, W) float in [0, 1]
+    curves: dict[str, list[float]]
+    stages: dict[Stage, float]
+    batch_size: int
+    info: StepInfo | None = None
+    perframe_diff: float | None = None
 
 
 def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
@@ -178,7 +213,8 @@ class UnitProcessor:
 
     def _row(self, unit_id: str, kind: str, input_uri: str, output_uri: str, frame_index: int,
              image: torch.Tensor, batch_size: int, stages: dict[Stage, float], queue_wait: float,
-             started: float, curves: dict[str, list[float]]) -> dict[str, Any]:
+             started: float, curves: dict[str, list[float]], info: StepInfo | None = None,
+             perframe_diff: float | None = None) -> dict[str, Any]:
         row: dict[str, Any] = {
             "job_id": self.spec.job_id, "run_id": self.spec.run_id, "unit_id": unit_id, "kind": kind,
             "input_uri": input_uri, "output_uri": output_uri, "frame_index": frame_index,
@@ -193,6 +229,10 @@ class UnitProcessor:
         row["total_s"] = sum(row[c] for c in STAGE_COLUMNS)
         for name in ("total", "content", "style", "tv"):
             row[f"loss_{name}"] = curves.get(name, [])
+        row["chain_reset"] = info.reset if info else None
+        row["cut_score"] = info.cut_score if info else None
+        row["flow_trusted"] = info.trusted if info else None
+        row["perframe_diff"] = perframe_diff
         return row
 
     def _maybe_crash(self, unit_id: str) -> None:
@@ -259,6 +299,109 @@ class UnitProcessor:
         fs, path = storage.filesystem(uri, self.spec.storage_options)
         return fs.open(path, "rb", block_size=8 << 20)
 
+    def _plain_frames(self, frames: Iterator, timer: StageTimer) -> Iterator[_Frame]:
+        """Per-frame processing: batches through the colorizer and the stylizer."""
+        while True:
+            with timer(Stage.DECODE):
+                batch = [(i, imageio.to_tensor(rgb.astype(np.float32) / 255.0))
+                         for i, rgb in _take(frames, self.spec.batch_size)]
+            if not batch:
+                return
+            own = timer.take()
+            images, curves = self._transform([t for _, t in batch], None, timer)
+            shared = timer.take()
+            for (index, _), image, curve in zip(batch, images, curves):
+                stages = {s: (own[s] + shared[s]) / len(batch) for s in Stage}
+                yield _Frame(index, image, curve, stages, len(batch))
+
+    def _new_chains(self) -> _Chains:
+        return _Chains(ABStabilizer(self.spec.color_temporal) if self.spec.color_temporal else None)
+
+    def _chain_frame(self, chains: _Chains, lightness: torch.Tensor | None, ab_pred: torch.Tensor | None,
+                     rgb_in: torch.Tensor, timer: StageTimer, measure: bool) -> tuple[
+                         torch.Tensor | None, torch.Tensor, dict[str, list[float]], StepInfo | None, float | None]:
+        """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``."""
+        info: StepInfo | None = None
+        ab = None
+        perframe_diff = None
+        rgb = rgb_in
+        if self.colorizer is not None:
+            assert lightness is not None and ab_pred is not None
+            ab = ab_pred
+            if chains.color is not None:
+                with timer(Stage.TEMPORAL):
+                    ab, info = chains.color.step(lightness, ab_pred)
+            with timer(Stage.COLORIZE):
+                rgb = self.colorizer.compose(lightness, ab)
+                if measure and chains.color is not None:
+                    perframe_diff = float((rgb - self.colorizer.compose(lightness, ab_pred)).abs().mean())
+        curves: dict[str, list[float]] = {}
+        if self.stylizer is not None:
+            assert self.style_config is not None and self.spec.stylize is not None
+            h, w = rgb.shape[-2:]
+            content = resize_longer(rgb, self.spec.stylize.size)
+            key = tuple(self.spec.stylize.styles)
+            if self.spec.style_temporal is not None:
+                if chains.style is None:
+                    targets = self.stylizer.targets(self.styles, self.style_config, content, key=key)
+                    chains.style = StyleChain(self.stylizer, targets, self.style_config, self.spec.style_temporal)
+                with timer(Stage.STYLIZE):
+                    image, result, style_info = chains.style.step(content)
+                timer.seconds[Stage.STYLIZE] -= style_info.seconds  # flow and masks are temporal work
+                timer.seconds[Stage.TEMPORAL] += style_info.seconds
+                info = style_info if info is None else info
+            else:
+                with timer(Stage.STYLIZE):
+                    targets = self.stylizer.targets(self.styles, self.style_config, content, key=key)
+                    result = self.stylizer(content, targets, self.style_config)
+                    image = result.images
+            curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+            rgb = resize_to(image, (h, w))
+        return ab, rgb, curves, info, perframe_diff
+
+    def _temporal_frames(self, frames: Iterator, unit: FrameRange, timer: StageTimer) -> Iterator[_Frame]:
+        """Frames in order through the temporal chains; before a seam, also through the fresh
+        chains the next unit starts with, cross-fading into them (:func:`handoff_weight`)."""
+        main, fresh = self._new_chains(), None
+        dev = self.colorizer.device if self.colorizer else self.stylizer.device  # type: ignore[union-attr]
+        while True:
+            with timer(Stage.DECODE):
+                batch = [(i, imageio.to_tensor(rgb.astype(np.float32) / 255.0))
+                         for i, rgb in _take(frames, self.spec.batch_size)]
+            if not batch:
+                return
+            with timer(Stage.PREPROCESS):
+                x = torch.cat([t for _, t in batch]).to(dev)
+            lightness = ab_pred = None
+            with timer(Stage.COLORIZE):
+                if self.colorizer is not None:
+                    lightness, ab_pred = self.colorizer.predict_ab(x)
+            rgb_in = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+            base = timer.take()
+            for j, (index, _) in enumerate(batch):
+                if unit.handoff_start is not None and index == unit.handoff_start:
+                    fresh = self._new_chains()
+                t = StageTimer(self._timer_sync)
+                sl = slice(j, j + 1)
+                args = (None if lightness is None else lightness[sl], None if ab_pred is None else ab_pred[sl],
+                        rgb_in[sl], t)
+                ab, image, curves, info, diff = self._chain_frame(main, *args, measure=True)
+                if fresh is not None:
+                    assert unit.handoff_start is not None
+                    weight = handoff_weight(index, unit.handoff_start, unit.stop)
+                    ab_f, image_f, _, _, _ = self._chain_frame(fresh, *args, measure=False)
+                    with t(Stage.TEMPORAL):
+                        if self.stylizer is None and ab is not None and ab_f is not None:
+                            image = self.colorizer.compose(lightness[sl], blend(ab, ab_f, weight))  # type: ignore
+                        else:
+                            image = blend(image, image_f, weight)
+                stages = {s: base[s] / len(batch) + t.seconds[s] for s in Stage}
+                yield _Frame(index, image, curves, stages, len(batch), info, diff)
+
+    @property
+    def temporal(self) -> bool:
+        return self.spec.color_temporal is not None or self.spec.style_temporal is not None
+
     def process_range(self, unit: FrameRange, attempt: int, submitted_at: float) -> UnitResult:
         started = time.time()
         queue_wait = max(0.0, started - submitted_at)
@@ -268,33 +411,26 @@ class UnitProcessor:
             local_segment = os.path.join(tmp, "segment.mkv")
             with timer(Stage.READ):
                 source = self._open_source(unit.video_uri)
+            read_s = timer.take()[Stage.READ]
             try:
                 frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
-                metadata = {"comment": self.description}
+                processed = self._temporal_frames(frames, unit, timer) if self.temporal \
+                    else self._plain_frames(frames, timer)
                 with SegmentWriter(local_segment, unit.info, crf=self.spec.video_crf, preset=self.spec.video_preset,
-                                   metadata=metadata, threads=self.spec.cpu_threads) as writer:
-                    first = True
-                    while True:
-                        with timer(Stage.DECODE):
-                            batch = [(i, imageio.to_tensor(rgb.astype(np.float32) / 255.0))
-                                     for i, rgb in _take(frames, self.spec.batch_size)]
-                        if not batch:
-                            break
-                        if first:
+                                   metadata={"comment": self.description}, threads=self.spec.cpu_threads,
+                                   intermediate=self.spec.reencode_videos) as writer:
+                    for k, frame in enumerate(processed):
+                        if k == 0:
                             self._maybe_crash(unit.unit_id)
-                            first = False
-                        own = timer.take()
-                        images, curves = self._transform([t for _, t in batch], None, timer)
-                        shared = timer.take()
-                        for (index, _), image, curve in zip(batch, images, curves):
-                            if index < unit.write_start:
-                                continue  # warm-up frame owned by the previous range
-                            t = StageTimer(self._timer_sync)
-                            with t(Stage.ENCODE):
-                                writer.write(imageio.to_uint8_hwc(image), index)
-                            stages = {s: (own[s] + shared[s]) / len(batch) + t.seconds[s] for s in Stage}
-                            rows.append(self._row(unit.unit_id, "video", unit.video_uri, unit.segment_uri, index,
-                                                  image, len(batch), stages, queue_wait, started, curve))
+                        if frame.index < unit.write_start:
+                            continue  # warm-up frame: its output belongs to the previous range
+                        t = StageTimer(self._timer_sync)
+                        with t(Stage.ENCODE):
+                            writer.write(imageio.to_uint8_hwc(frame.image), frame.index)
+                        stages = {s: frame.stages[s] + t.seconds[s] for s in Stage}
+                        rows.append(self._row(unit.unit_id, "video", unit.video_uri, unit.segment_uri, frame.index,
+                                              frame.image, frame.batch_size, stages, queue_wait, started,
+                                              frame.curves, frame.info, frame.perframe_diff))
                     encode_flush = time.perf_counter()
                 write_start = time.perf_counter()
                 storage.copy_file_atomic(local_segment, unit.segment_uri, self.spec.output_storage_options)
@@ -303,7 +439,8 @@ class UnitProcessor:
                 if not isinstance(source, str):
                     source.close()
         flush_s = write_start - encode_flush
-        for row in rows:  # the segment's final flush and upload, shared by its frames
+        for row in rows:  # opening the source, the segment's final flush and upload: shared by its frames
+            row["read_s"] += read_s / max(1, len(rows))
             row["encode_s"] += flush_s / max(1, len(rows))
             row["write_s"] += write_s / max(1, len(rows))
             row["total_s"] = sum(row[c] for c in STAGE_COLUMNS)
@@ -331,15 +468,42 @@ class UnitProcessor:
             source = None if video.info.is_gif else self._open_source(video.uri)
             try:
                 report = assemble(local_segments, video.info, list(range(video.start, video.stop)), out_path,
-                                  audio_source=source, name=video.uri, metadata={"comment": self.description})
+                                  audio_source=source, name=video.uri, metadata={"comment": self.description},
+                                  reencode=self.spec.reencode_videos, crf=self.spec.video_crf,
+                                  preset=self.spec.video_preset, threads=self.spec.cpu_threads)
             finally:
                 if source is not None and not isinstance(source, str):
                     source.close()
             storage.copy_file_atomic(out_path, video.output_uri, self.spec.output_storage_options)
+            consistency = self._consistency(video, out_path) if self.spec.measure_consistency else None
         fs, staging = storage.filesystem(video.staging_prefix, self.spec.output_storage_options)
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
-        return AssemblyResult(video.key, video.output_uri, report.frames, report.audio, time.perf_counter() - start)
+        return AssemblyResult(video.key, video.output_uri, report.frames, report.audio, time.perf_counter() - start,
+                              consistency)
+
+    def _consistency(self, video, out_path: str) -> dict[str, Any]:
+        """E_warp of the committed output against its input, overall and at range seams."""
+        from colorstyle_core.video import probe
+
+        out_info = probe(out_path, video.output_uri)
+        source = self._open_source(video.uri)
+        try:
+            def tensors(frames):
+                for _, rgb in frames:
+                    yield imageio.to_tensor(rgb.astype(np.float32) / 255.0)
+
+            result = measure_consistency(
+                tensors(read_frames(out_path, out_info, 0, out_info.frame_count, video.output_uri)),
+                tensors(read_frames(source, video.info, video.start, video.stop, video.uri)),
+                seams=[s - video.start for s in video.seams],
+            )
+        finally:
+            if not isinstance(source, str):
+                source.close()
+        return {"e_warp": result.e_warp, "e_warp_seams": result.e_warp_seams, "e_warp_inside": result.e_warp_inside,
+                "e_warp_pairs": list(result.per_pair), "seams": list(video.seams),
+                "scene_cuts": [c + video.start for c in result.cuts]}
 
 
 def _take(it: Iterator, n: int) -> list:
