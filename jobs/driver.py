@@ -292,7 +292,7 @@ class _Scheduler:
             "started_at": int(result.started_at * 1000), "finished_at": int(result.finished_at * 1000),
             "untrained": any(r["untrained"] for r in rows),
         }
-        self.store.record_unit(unit.unit_id, rows, unit_row)
+        self.store.record_unit(unit.unit_id, rows, unit_row, result.quality)
         self.on_frames(len(rows) + len(result.failures))
         if isinstance(unit, FrameRange):
             left = self.remaining[unit.video_key]

@@ -92,6 +92,8 @@ class OutputSpec(_Model):
             encoded once more as one stream, so no key frame marks the seams (slower
             assembly, more staging space). ``auto``: ``reencode`` when a step has temporal
             consistency on, else ``copy``.
+        save_colorized: with both steps, also keep each image's colorized result (before
+            stylization) under the metrics prefix, for reports.
         storage_options: fsspec options for the output (default: the manifest's).
     """
 
@@ -101,6 +103,7 @@ class OutputSpec(_Model):
     video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                           "slower", "veryslow"] = "medium"
     video_join: Literal["auto", "copy", "reencode"] = "auto"
+    save_colorized: bool = False
     storage_options: dict[str, Any] | None = None
 
 
@@ -273,10 +276,14 @@ class MetricsSpec(_Model):
         video_consistency: also measure each output video's warping error E_warp (Lai et
             al. 2018, flow from the input) overall and at range seams, and each frame's
             difference to the per-frame result, into ``videos.parquet`` / ``frames.parquet``.
+        reference: ground-truth prefix: every output image is compared with the image of
+            the same relative path (any image suffix) there: PSNR, SSIM, ab error,
+            colourfulness, the grey baseline and diff maps, into ``quality.parquet``.
     """
 
     prefix: str | None = None
     video_consistency: bool = False
+    reference: str | None = None
 
 
 class Manifest(_Model):

@@ -44,6 +44,7 @@ class Stage(StrEnum):
     TEMPORAL = "temporal"  # optical flow, consistency masks and warping (temporal consistency)
     ENCODE = "encode"
     WRITE = "write"
+    EVALUATE = "evaluate"  # comparison with ground truth (metrics.reference)
 
 
 STAGE_COLUMNS = tuple(f"{s.value}_s" for s in Stage)
@@ -78,6 +79,7 @@ FRAME_SCHEMA = pa.schema(
         ("cut_score", pa.float32()),  # scene-cut score against the previous frame (temporal only)
         ("flow_trusted", pa.float32()),  # fraction of pixels the flow consistency mask trusted
         ("perframe_diff", pa.float32()),  # mean |RGB| difference to the per-frame colorization (temporal)
+        ("colorized_uri", pa.string()),  # the colorized image before stylization (output.save_colorized)
     ]
 )
 """One row per written image or video frame. Batched stages are shared evenly by the batch's frames."""
@@ -125,6 +127,30 @@ VIDEO_SCHEMA = pa.schema(
     ]
 )
 """One row per assembled video."""
+
+QUALITY_SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("run_id", pa.string()),
+        ("unit_id", pa.string()),
+        ("input_uri", pa.string()),
+        ("output_uri", pa.string()),
+        ("reference_uri", pa.string()),  # the ground truth it was compared with
+        ("psnr", pa.float64()),  # dB, RGB, 8-bit range (inf for identical images)
+        ("ssim", pa.float64()),  # RGB, scikit-image defaults (7x7 uniform window), mean over channels
+        ("ab_error", pa.float64()),  # mean Euclidean ab distance in CIE Lab
+        ("colorfulness_pred", pa.float64()),  # Hasler & Suesstrunk 2003, RGB on 0..255
+        ("colorfulness_ref", pa.float64()),
+        ("delta_colorfulness", pa.float64()),  # pred - ref
+        ("baseline_psnr", pa.float64()),  # the same metrics for the grey baseline (same L, ab = 0)
+        ("baseline_ssim", pa.float64()),
+        ("baseline_ab_error", pa.float64()),
+        ("baseline_colorfulness", pa.float64()),
+        ("abs_diff_uri", pa.string()),  # |pred - ref| per pixel (8-bit levels)
+        ("clamped_diff_uri", pa.string()),  # the same clamped at 32 levels and stretched to full scale
+    ]
+)
+"""One row per output image compared with a ground-truth image (``metrics.reference``)."""
 
 FAILURE_SCHEMA = pa.schema(
     [
@@ -231,16 +257,23 @@ class MetricsStore:
     def frames(self) -> pa.Table:
         return self._read_parts("frames", FRAME_SCHEMA)
 
+    def quality(self) -> pa.Table:
+        return self._read_parts("quality", QUALITY_SCHEMA)
+
     def units(self) -> pa.Table:
         return self._read_parts("units", UNIT_SCHEMA)
 
     def videos(self) -> pa.Table:
         return self._read_parts("videos", VIDEO_SCHEMA)
 
-    def record_unit(self, unit_id: str, frame_rows: Sequence[dict], unit_row: dict) -> None:
-        """Persist a finished unit: its frame rows first, then its unit row (the done record)."""
+    def record_unit(self, unit_id: str, frame_rows: Sequence[dict], unit_row: dict,
+                    quality_rows: Sequence[dict] = ()) -> None:
+        """Persist a finished unit: frame and quality rows first, then its unit row (the done record)."""
         storage.write_bytes_atomic(self._uri("parts", "frames", f"{unit_id}.parquet"),
                                    _to_parquet(frame_rows, FRAME_SCHEMA), self.storage_options)
+        if quality_rows:
+            storage.write_bytes_atomic(self._uri("parts", "quality", f"{unit_id}.parquet"),
+                                       _to_parquet(quality_rows, QUALITY_SCHEMA), self.storage_options)
         storage.write_bytes_atomic(self._uri("parts", "units", f"{unit_id}.parquet"),
                                    _to_parquet([unit_row], UNIT_SCHEMA), self.storage_options)
 
@@ -256,6 +289,7 @@ class MetricsStore:
         """Write the job-wide tables and ``summary.json``; returns their URIs."""
         written = {}
         for name, table in (("frames", self.frames()), ("units", self.units()), ("videos", self.videos()),
+                            ("quality", self.quality()),
                             ("failures", pa.Table.from_pylist(list(failures), schema=FAILURE_SCHEMA))):
             buf = io.BytesIO()
             pq.write_table(table, buf, compression="zstd")

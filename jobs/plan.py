@@ -254,7 +254,7 @@ def _list_file(spec: InputSpec, opts, add, problems: list[InputProblem]) -> None
 
 def output_uri_for(manifest: Manifest, f: InputFile, info: VideoInfo | None = None) -> str:
     """Where an input's result goes: its relative path under the output prefix, new suffix."""
-    stem = f.rel[: -len(_suffix(f.rel))] if _suffix(f.rel) else f.rel
+    stem = _stem(f.rel)
     if f.kind == "video":
         suffix = ".gif" if (info is not None and info.is_gif) or _suffix(f.rel) == ".gif" else ".mp4"
     elif manifest.output.image_format == "same":
@@ -296,6 +296,8 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
         return True
 
     hints = _hint_files(manifest)
+    references = _reference_files(manifest)
+    both_steps = manifest.pipeline.colorize is not None and manifest.pipeline.stylize is not None
     images: list[ImageItem] = []
     skipped_images = 0
     for f in (f for f in files if f.kind == "image"):
@@ -305,8 +307,14 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
         if f.uri in done.images:
             skipped_images += 1
             continue
-        hint = hints.get(f.rel.rsplit(".", 1)[0] + ".json")
-        images.append(ImageItem(f.uri, f.rel, out, hint))
+        stem = _stem(f.rel)
+        reference = references.get(stem)
+        images.append(ImageItem(
+            f.uri, f.rel, out, hints.get(stem + ".json"), reference_uri=reference,
+            colorized_uri=storage.join(manifest.metrics_prefix, "colorized", stem + ".jpg")
+            if manifest.output.save_colorized and both_steps else None,
+            diff_prefix=storage.join(manifest.metrics_prefix, "diffs", stem) if reference else None,
+        ))
     shards = tuple(ImageShard(shard_id(group), group) for group in split_shards(images, ex.images_per_shard))
 
     video_files = [f for f in files if f.kind == "video"]
@@ -360,6 +368,23 @@ def _probe_or_problem(f: InputFile, manifest: Manifest) -> VideoInfo | InputProb
         return InputProblem(f.uri, "VideoError", str(e))
     except (OSError, ValueError) as e:
         return InputProblem(f.uri, "ReadError", f"{f.uri}: {e}")
+
+
+def _stem(rel: str) -> str:
+    return rel[: -len(_suffix(rel))] if _suffix(rel) else rel
+
+
+def _reference_files(manifest: Manifest) -> dict[str, str]:
+    """``{relative path without suffix: URI}`` of the ground-truth images under ``metrics.reference``."""
+    if not manifest.metrics.reference:
+        return {}
+    fs, root = storage.filesystem(manifest.metrics.reference, manifest.storage_options)
+    try:
+        found = sorted(fs.find(root))
+    except (OSError, ValueError):
+        return {}
+    base = root.rstrip("/")
+    return {_stem(posixpath.relpath(p, base)): storage.unstrip(fs, p) for p in found if _kind(p) == "image"}
 
 
 def _hint_files(manifest: Manifest) -> dict[str, str]:

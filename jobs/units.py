@@ -22,12 +22,18 @@ class ImageItem:
         rel: path relative to its input root; the output mirrors it.
         output_uri: where the result goes.
         hints_uri: SIGGRAPH17 hint points file, if any.
+        reference_uri: ground truth to compare the output with (``metrics.reference``).
+        colorized_uri: where to keep the colorized result before stylization, if asked.
+        diff_prefix: where to write this image's diff maps (with a reference).
     """
 
     uri: str
     rel: str
     output_uri: str
     hints_uri: str | None = None
+    reference_uri: str | None = None
+    colorized_uri: str | None = None
+    diff_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ class UnitResult:
         outputs: URIs written (images, or the staged segment).
         actor: who did it.
         started_at, finished_at: wall clock, seconds since the epoch.
+        quality: per-image comparison with ground truth (``jobs.metrics.QUALITY_SCHEMA`` rows).
         extra: unit-level metrics (e.g. stage totals) for the units table.
     """
 
@@ -157,6 +164,7 @@ class UnitResult:
     actor: ActorInfo
     started_at: float
     finished_at: float
+    quality: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 

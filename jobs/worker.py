@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from colorstyle_core import imageio, storage
+from colorstyle_core import imageio, quality, storage
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.hints import ColorHints, HintsError, parse_points
 from colorstyle_core.provenance import Provenance
@@ -179,8 +179,12 @@ class UnitProcessor:
         return imageio.to_tensor(decoded.pixels), decoded
 
     def _transform(self, batch: list[torch.Tensor], hints: list[ColorHints | None] | None, timer: StageTimer
-                   ) -> tuple[list[torch.Tensor], list[dict[str, list[float]]]]:
-        """Colorize then stylize a batch of ``(1, C, H, W)`` images; same sizes stay batched."""
+                   ) -> tuple[list[torch.Tensor], list[dict[str, list[float]]], list[torch.Tensor] | None]:
+        """Colorize then stylize a batch of ``(1, C, H, W)`` images; same sizes stay batched.
+
+        Returns the final images, the stylization loss curves, and the colorized images
+        before stylization (``None`` unless both steps run).
+        """
         with timer(Stage.PREPROCESS):
             dev = self.colorizer.device if self.colorizer else self.stylizer.device  # type: ignore[union-attr]
             batch = [b.to(dev) for b in batch]
@@ -190,6 +194,7 @@ class UnitProcessor:
         else:
             batch = [b.expand(-1, 3, -1, -1) if b.shape[1] == 1 else b for b in batch]
         curves: list[dict[str, list[float]]] = [{} for _ in batch]
+        colorized = list(batch) if self.colorizer is not None and self.stylizer is not None else None
         if self.stylizer is not None:
             assert self.style_config is not None and self.spec.stylize is not None
             with timer(Stage.STYLIZE):
@@ -209,7 +214,7 @@ class UnitProcessor:
                         out[i] = images[j : j + 1]
                         curves[i] = {k: v[:, j].tolist() for k, v in result.losses.items()}
                 batch = out
-        return batch, curves
+        return batch, curves, colorized
 
     def _row(self, unit_id: str, kind: str, input_uri: str, output_uri: str, frame_index: int,
              image: torch.Tensor, batch_size: int, stages: dict[Stage, float], queue_wait: float,
@@ -273,23 +278,70 @@ class UnitProcessor:
                 log.info("%s: %s", item.uri, note)
             loaded.append((item, imageio.to_tensor(decoded.pixels), timer.take(), hints))
         self._maybe_crash(shard.unit_id)
+        quality_rows: list[dict[str, Any]] = []
         for group in _chunks(loaded, self.spec.batch_size):
             timer = StageTimer(self._timer_sync)
             hints = [h for _, _, _, h in group] if any(h for _, _, _, h in group) else None
-            images, curves = self._transform([t for _, t, _, _ in group], hints, timer)
+            images, curves, colorized = self._transform([t for _, t, _, _ in group], hints, timer)
             shared = {s: v / len(group) for s, v in timer.take().items()}  # batch stages, split evenly
-            for (item, _, own, _), image, curve in zip(group, images, curves):
+            for k, ((item, _, own, _), image, curve) in enumerate(zip(group, images, curves)):
                 t = StageTimer(self._timer_sync)
                 with t(Stage.ENCODE):
-                    data = imageio.encode_image(imageio.to_uint8_hwc(image), item.output_uri, self.description)
+                    pixels = imageio.to_uint8_hwc(image)
+                    data = imageio.encode_image(pixels, item.output_uri, self.description)
+                    between = None
+                    if item.colorized_uri and colorized is not None:
+                        between = imageio.encode_image(imageio.to_uint8_hwc(colorized[k]), item.colorized_uri,
+                                                       self.description)
                 with t(Stage.WRITE):
                     storage.write_bytes_atomic(item.output_uri, data, self.spec.output_storage_options)
+                    if between is not None:
+                        storage.write_bytes_atomic(item.colorized_uri, between, self.spec.output_storage_options)
+                if item.reference_uri:
+                    with t(Stage.EVALUATE):
+                        row = self._compare(shard.unit_id, item, pixels, attempt, failures)
+                    if row is not None:
+                        quality_rows.append(row)
                 stages = {s: own.get(s, 0.0) + shared.get(s, 0.0) + t.seconds[s] for s in Stage}
-                rows.append(self._row(shard.unit_id, "image", item.uri, item.output_uri, 0, image, len(group),
-                                      stages, queue_wait, started, curve))
+                row = self._row(shard.unit_id, "image", item.uri, item.output_uri, 0, image, len(group), stages,
+                                queue_wait, started, curve)
+                row["colorized_uri"] = item.colorized_uri if between is not None else None
+                rows.append(row)
                 outputs.append(item.output_uri)
         return UnitResult(shard.unit_id, tuple(rows), tuple(failures), tuple(outputs), self.actor, started,
-                          time.time())
+                          time.time(), quality=tuple(quality_rows))
+
+    def _compare(self, unit_id: str, item: ImageItem, pixels: np.ndarray, attempt: int,
+                 failures: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Quality of one output against its ground truth, with diff maps; problems become failure rows."""
+        assert item.reference_uri is not None and item.diff_prefix is not None
+        try:
+            ref = imageio.decode_image(storage.read_bytes(item.reference_uri, self.spec.storage_options),
+                                       item.reference_uri).pixels
+            ref8 = imageio.to_uint8_hwc(imageio.to_tensor(ref).expand(-1, 3, -1, -1))
+            if ref8.shape != pixels.shape:
+                raise ValueError(f"{item.reference_uri}: ground truth is {ref8.shape[1]}x{ref8.shape[0]}, "
+                                 f"the output {pixels.shape[1]}x{pixels.shape[0]}")
+            got = quality.evaluate_pair(pixels, ref8)
+            base = quality.evaluate_pair(quality.gray_baseline(ref8), ref8)
+        except (imageio.ImageDecodeError, FileNotFoundError, ValueError) as e:
+            failures.append(failure_row(self.spec.job_id, self.spec.run_id, item.uri, unit_id, "ReferenceError",
+                                        str(e), attempt))
+            return None
+        abs_uri, clamped_uri = item.diff_prefix + ".abs.png", item.diff_prefix + ".clamped.png"
+        for uri, diff in ((abs_uri, quality.abs_diff_map(pixels, ref8)),
+                          (clamped_uri, quality.clamped_diff_map(pixels, ref8))):
+            storage.write_bytes_atomic(uri, imageio.encode_image(diff, uri), self.spec.output_storage_options)
+        return {
+            "job_id": self.spec.job_id, "run_id": self.spec.run_id, "unit_id": unit_id, "input_uri": item.uri,
+            "output_uri": item.output_uri, "reference_uri": item.reference_uri,
+            "psnr": got.psnr, "ssim": got.ssim, "ab_error": got.ab_error,
+            "colorfulness_pred": got.colorfulness_pred, "colorfulness_ref": got.colorfulness_ref,
+            "delta_colorfulness": got.delta_colorfulness,
+            "baseline_psnr": base.psnr, "baseline_ssim": base.ssim, "baseline_ab_error": base.ab_error,
+            "baseline_colorfulness": base.colorfulness_pred,
+            "abs_diff_uri": abs_uri, "clamped_diff_uri": clamped_uri,
+        }
 
     # ---- video ---------------------------------------------------------------------------
 
@@ -308,7 +360,7 @@ class UnitProcessor:
             if not batch:
                 return
             own = timer.take()
-            images, curves = self._transform([t for _, t in batch], None, timer)
+            images, curves, _ = self._transform([t for _, t in batch], None, timer)
             shared = timer.take()
             for (index, _), image, curve in zip(batch, images, curves):
                 stages = {s: (own[s] + shared[s]) / len(batch) for s in Stage}
