@@ -349,45 +349,48 @@ class AssemblyReport:
     audio: str
 
 
+def _numbered(items: Iterator, frame_indices: Sequence[int], name: str) -> Iterator[tuple[int, object]]:
+    """Pair each packet or frame of the segments with its source frame index; check the count."""
+    written = 0
+    for item in items:
+        if written == len(frame_indices):
+            raise VideoError(f"{name}: segments hold more frames than the {len(frame_indices)} expected")
+        yield frame_indices[written], item
+        written += 1
+    if written != len(frame_indices):
+        raise VideoError(f"{name}: segments hold {written} frames, expected {len(frame_indices)}")
+
+
+def _segment_items(segments: Sequence[Source], names: Sequence[str], decode: bool) -> Iterator:
+    for seg, seg_name in zip(segments, names):
+        with _open(seg, seg_name) as c:
+            stream = c.streams.video[0]
+            if decode:
+                yield from c.decode(stream)
+            else:
+                yield from (p for p in c.demux(stream) if p.size)
+
+
 def _segment_packets(segments: Sequence[Source], names: Sequence[str], info: VideoInfo,
                      frame_indices: Sequence[int], origin: int, stream, name: str) -> Iterator[av.Packet]:
     """Copy the segments' packets in order, stamped with their frames' source timestamps."""
-    written = 0
-    for seg, seg_name in zip(segments, names):
-        with _open(seg, seg_name) as c:
-            for packet in c.demux(c.streams.video[0]):
-                if not packet.size:
-                    continue
-                if written == len(frame_indices):
-                    raise VideoError(f"{name}: segments hold more frames than the {len(frame_indices)} expected")
-                index = frame_indices[written]
-                packet.pts = packet.dts = info.pts_of(index) - origin
-                packet.duration = info.frame_duration(index)
-                packet.time_base = info.time_base
-                packet.stream = stream
-                written += 1
-                yield packet
-    if written != len(frame_indices):
-        raise VideoError(f"{name}: segments hold {written} frames, expected {len(frame_indices)}")
+    for index, packet in _numbered(_segment_items(segments, names, decode=False), frame_indices, name):
+        packet.pts = packet.dts = info.pts_of(index) - origin
+        packet.duration = info.frame_duration(index)
+        packet.time_base = info.time_base
+        packet.stream = stream
+        yield packet
 
 
 def _reencoded_packets(segments: Sequence[Source], names: Sequence[str], info: VideoInfo,
                        frame_indices: Sequence[int], origin: int, stream, name: str) -> Iterator[av.Packet]:
     """Decode the segments in order and encode them once more as one stream (no key frames at seams)."""
-    written = 0
-    for seg, seg_name in zip(segments, names):
-        with _open(seg, seg_name) as c:
-            for frame in c.decode(c.streams.video[0]):
-                if written == len(frame_indices):
-                    raise VideoError(f"{name}: segments hold more frames than the {len(frame_indices)} expected")
-                out = frame.reformat(format=stream.pix_fmt)
-                out.pict_type = PictureType.NONE  # decoded FFV1 frames say "I": x264 would obey and code all intra
-                out.pts = info.pts_of(frame_indices[written]) - origin
-                out.time_base = info.time_base
-                written += 1
-                yield from stream.encode(out)
-    if written != len(frame_indices):
-        raise VideoError(f"{name}: segments hold {written} frames, expected {len(frame_indices)}")
+    for index, frame in _numbered(_segment_items(segments, names, decode=True), frame_indices, name):
+        out = frame.reformat(format=stream.pix_fmt)
+        out.pict_type = PictureType.NONE  # decoded FFV1 frames say "I": x264 would obey and code all intra
+        out.pts = info.pts_of(index) - origin
+        out.time_base = info.time_base
+        yield from stream.encode(out)
     yield from stream.encode(None)
 
 
@@ -525,20 +528,11 @@ def assemble(
 
 
 def _assemble_gif(segments, names, info: VideoInfo, frame_indices: Sequence[int], out_path: str) -> AssemblyReport:
+    """Quantise each frame to its own 256-colour palette and write the GIF with the source's durations."""
     assert info.durations_ms is not None
-
-    def frames() -> Iterator[Image.Image]:
-        count = 0
-        for seg, seg_name in zip(segments, names):
-            with _open(seg, seg_name) as c:
-                for frame in c.decode(c.streams.video[0]):
-                    count += 1
-                    yield Image.fromarray(frame.to_ndarray(format="rgb24")).quantize(
-                        256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
-        if count != len(frame_indices):
-            raise VideoError(f"segments hold {count} frames, expected {len(frame_indices)}")
-
-    it = frames()
+    it = (Image.fromarray(frame.to_ndarray(format="rgb24")).quantize(
+              256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+          for _, frame in _numbered(_segment_items(segments, names, decode=True), frame_indices, out_path))
     first = next(it)
     durations = [info.durations_ms[i - info.first_index] for i in frame_indices]
     extra = {"loop": info.loop} if info.loop is not None else {}

@@ -351,14 +351,19 @@ class UnitProcessor:
         fs, path = storage.filesystem(uri, self.spec.storage_options)
         return fs.open(path, "rb", block_size=8 << 20)
 
-    def _plain_frames(self, frames: Iterator, timer: StageTimer) -> Iterator[_Frame]:
-        """Per-frame processing: batches through the colorizer and the stylizer."""
+    def _batches(self, frames: Iterator, timer: StageTimer) -> Iterator[list[tuple[int, torch.Tensor]]]:
+        """Decoded frames in batches of ``batch_size``: ``[(index, (1, 3, H, W) float32), ...]``."""
         while True:
             with timer(Stage.DECODE):
                 batch = [(i, imageio.to_tensor(rgb.astype(np.float32) / 255.0))
                          for i, rgb in _take(frames, self.spec.batch_size)]
             if not batch:
                 return
+            yield batch
+
+    def _plain_frames(self, frames: Iterator, timer: StageTimer) -> Iterator[_Frame]:
+        """Per-frame processing: batches through the colorizer and the stylizer."""
+        for batch in self._batches(frames, timer):
             own = timer.take()
             images, curves, _ = self._transform([t for _, t in batch], None, timer)
             shared = timer.take()
@@ -416,12 +421,7 @@ class UnitProcessor:
         chains the next unit starts with, cross-fading into them (:func:`handoff_weight`)."""
         main, fresh = self._new_chains(), None
         dev = self.colorizer.device if self.colorizer else self.stylizer.device  # type: ignore[union-attr]
-        while True:
-            with timer(Stage.DECODE):
-                batch = [(i, imageio.to_tensor(rgb.astype(np.float32) / 255.0))
-                         for i, rgb in _take(frames, self.spec.batch_size)]
-            if not batch:
-                return
+        for batch in self._batches(frames, timer):
             with timer(Stage.PREPROCESS):
                 x = torch.cat([t for _, t in batch]).to(dev)
             lightness = ab_pred = None
