@@ -13,6 +13,7 @@ from rich.console import Console
 from colorstyle_core.cli import add_core_commands, run_command
 from jobs.bench import add_bench_command
 from jobs.manifest import ManifestError, load_manifest
+from jobs.report import add_report_command
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_core_commands(sub)
     add_job_commands(sub)
     add_bench_command(sub)
+    add_report_command(sub)
     return parser
 
 
