@@ -218,6 +218,8 @@ class _Scheduler:
         self.load = [0] * len(actors)
         self.deaths = [0] * len(actors)
         self.dead: set[int] = set()
+        self.probes: dict[ray.ObjectRef, int] = {}  # health checks of actors that failed (restarting?)
+        self.recovering: set[int] = set()
         self.failures: list[dict[str, Any]] = []
         self.videos = {v.key: v for v in plan.videos}
         self.remaining = {v.key: {u for u in v.unit_ids if u not in done.ranges} for v in plan.videos}
@@ -226,12 +228,13 @@ class _Scheduler:
         self.assembled: list[AssemblyResult] = []
 
     def _pick(self, avoid: int | None) -> int | None:
-        free = [i for i in range(len(self.actors))
-                if i not in self.dead and self.load[i] < self.ex.max_in_flight_per_actor]
-        if not free:
-            return None
-        preferred = [i for i in free if i != avoid] or free
-        return min(preferred, key=lambda i: self.load[i])
+        """The least loaded live actor with a free slot, never ``avoid`` (where the unit just failed)
+        unless it is the only live actor; ``None`` = wait."""
+        live = [i for i in range(len(self.actors)) if i not in self.dead and i not in self.recovering]
+        others = [i for i in live if i != avoid]
+        candidates = others if others else live
+        free = [i for i in candidates if self.load[i] < self.ex.max_in_flight_per_actor]
+        return min(free, key=lambda i: self.load[i]) if free else None
 
     def _submit_units(self) -> None:
         while self.assembly:
@@ -245,6 +248,10 @@ class _Scheduler:
             self.load[i] += 1
         while self.queue:
             unit, attempt, avoid = self.queue[0]
+            if isinstance(unit, FrameRange) and unit.video_key in self.failed_videos:
+                self.queue.popleft()  # its video cannot be assembled any more: spare the work
+                self.on_frames(unit.frames)
+                continue
             i = self._pick(avoid)
             if i is None:
                 return
@@ -260,10 +267,13 @@ class _Scheduler:
                 self._abandon_all("every actor died")
                 return
             self._submit_units()
-            if not self.inflight:
+            if not self.inflight and not self.probes:
                 continue
-            ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait([*self.inflight, *self.probes], num_returns=1, timeout=1.0)
             for ref in ready:
+                if ref in self.probes:
+                    self._probed(ref)
+                    continue
                 entry = self.inflight.pop(ref)
                 self.load[entry.actor] -= 1
                 try:
@@ -275,6 +285,20 @@ class _Scheduler:
                         self._unit_done(entry, result)
                     else:
                         self._video_done(result)
+
+    def _probed(self, ref: ray.ObjectRef) -> None:
+        i = self.probes.pop(ref)
+        try:
+            ray.get(ref)
+        except RayActorError:
+            if self.deaths[i] > self.ex.retries + 1:
+                self.dead.add(i)
+                self.recovering.discard(i)
+            else:  # still restarting: ask again
+                self.probes[self.actors[i].info.remote()] = i
+            return
+        self.recovering.discard(i)
+        log.info("actor-%d is back", i)
 
     def _unit_done(self, entry: _Inflight, result: UnitResult) -> None:
         unit = entry.payload
@@ -313,10 +337,13 @@ class _Scheduler:
     def _failed(self, entry: _Inflight, error: Exception) -> None:
         cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
         permanent = isinstance(cause, PERMANENT_ERRORS)
-        if isinstance(error, RayActorError):
+        if isinstance(error, RayActorError) and entry.actor not in self.recovering | self.dead:
             self.deaths[entry.actor] += 1
             if self.deaths[entry.actor] > self.ex.retries + 1:
                 self.dead.add(entry.actor)
+            else:  # Ray restarts it; keep work away until it answers again
+                self.recovering.add(entry.actor)
+                self.probes[self.actors[entry.actor].info.remote()] = entry.actor
         message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
         if entry.kind == "assemble":
             video = entry.payload

@@ -257,29 +257,39 @@ class UnitProcessor:
         text = storage.read_bytes(item.hints_uri, self.spec.storage_options).decode("utf-8")
         return parse_points(text, item.hints_uri)
 
+    def _load(self, item: ImageItem, unit_id: str, attempt: int, failures: list[dict[str, Any]]
+              ) -> tuple[torch.Tensor, dict[Stage, float], ColorHints | None] | None:
+        """Read and decode one image; a bad file becomes a failure row (and ``None``)."""
+        timer = StageTimer(self._timer_sync)
+        try:
+            with timer(Stage.READ):
+                data = storage.read_bytes(item.uri, self.spec.storage_options)
+                hints = self._hints_for(item)
+            with timer(Stage.DECODE):
+                decoded = imageio.decode_image(data, item.uri)
+        except (*PERMANENT_ERRORS, FileNotFoundError) as e:
+            failures.append(failure_row(self.spec.job_id, self.spec.run_id, item.uri, unit_id, type(e).__name__,
+                                        str(e), attempt))
+            return None
+        for note in decoded.notes:
+            log.info("%s: %s", item.uri, note)
+        return imageio.to_tensor(decoded.pixels), timer.take(), hints
+
     def process_shard(self, shard: ImageShard, attempt: int, submitted_at: float) -> UnitResult:
+        """Images in batches of ``batch_size``: only one batch is decoded at a time (archival scans are big)."""
         started = time.time()
         queue_wait = max(0.0, started - submitted_at)
-        rows, failures, outputs = [], [], []
-        loaded: list[tuple[ImageItem, torch.Tensor, dict[Stage, float], ColorHints | None]] = []
-        for item in shard.items:
-            timer = StageTimer(self._timer_sync)
-            try:
-                with timer(Stage.READ):
-                    data = storage.read_bytes(item.uri, self.spec.storage_options)
-                    hints = self._hints_for(item)
-                with timer(Stage.DECODE):
-                    decoded = imageio.decode_image(data, item.uri)
-            except (*PERMANENT_ERRORS, FileNotFoundError) as e:
-                failures.append(failure_row(self.spec.job_id, self.spec.run_id, item.uri, shard.unit_id,
-                                            type(e).__name__, str(e), attempt))
-                continue
-            for note in decoded.notes:
-                log.info("%s: %s", item.uri, note)
-            loaded.append((item, imageio.to_tensor(decoded.pixels), timer.take(), hints))
-        self._maybe_crash(shard.unit_id)
+        rows: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        outputs: list[str] = []
         quality_rows: list[dict[str, Any]] = []
-        for group in _chunks(loaded, self.spec.batch_size):
+        for n, chunk in enumerate(_chunks(shard.items, self.spec.batch_size)):
+            if n == 1:
+                self._maybe_crash(shard.unit_id)  # fault injection: after a batch was already written
+            group = [(item, *loaded) for item in chunk
+                     if (loaded := self._load(item, shard.unit_id, attempt, failures)) is not None]
+            if not group:
+                continue
             timer = StageTimer(self._timer_sync)
             hints = [h for _, _, _, h in group] if any(h for _, _, _, h in group) else None
             images, curves, colorized = self._transform([t for _, t, _, _ in group], hints, timer)

@@ -172,7 +172,7 @@ def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path, mon
             inputs: [{archive}/photos/, {archive}/loop.gif]
             output: {{prefix: {prefix}}}
             pipeline: {{colorize: {{model: eccv16}}, untrained_weights: true}}
-            execution: {{actors: 2, images_per_shard: 2, frames_per_range: 12, batch_size: 4, retries: 2}}
+            execution: {{actors: 2, images_per_shard: 3, frames_per_range: 12, batch_size: 2, retries: 2}}
         """)
 
     calm = run_job(job(tmp_path / "calm"), QUIET)
@@ -182,7 +182,7 @@ def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path, mon
     assert marker.exists()  # an actor really died mid-unit
     assert calm.exit_code == chaos.exit_code == EXIT_OK
     units = pq.read_table(chaos.written["units"]).to_pylist()
-    assert any(u["attempt"] == 2 for u in units) and sum(u["frames"] for u in units) == 3 + 24
+    assert any(u["attempt"] > 1 for u in units) and sum(u["frames"] for u in units) == 3 + 24
     for rel in ("coffee.png", "chelsea_cat.png", "more/lighthouse.png"):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "calm" / rel)),
                               np.asarray(Image.open(tmp_path / "chaos" / rel)))
