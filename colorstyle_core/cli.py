@@ -22,7 +22,7 @@ from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.hints import ColorHints, HintsError, parse_points
 from colorstyle_core.models import layout
 from colorstyle_core.models.vgg import layer_names
-from colorstyle_core.provenance import Provenance
+from colorstyle_core.provenance import Provenance, mark_untrained_logs
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.weights import COLORIZERS, REGISTRY, VGG_ARCHS, get_spec
@@ -64,7 +64,8 @@ def _describe(*provenances: Provenance) -> str:
 
 def _warn_untrained(*provenances: Provenance) -> None:
     if any(p.untrained for p in provenances):
-        log.warning("UNTRAINED: %s", UNTRAINED_NOTE)
+        mark_untrained_logs()  # from here on every log line says so
+        log.warning("%s", UNTRAINED_NOTE)
 
 
 def _write_image(rgb: torch.Tensor, uri: str, opts: dict | None, description: str) -> None:

@@ -14,14 +14,9 @@ import socket
 import ray
 import torch
 
+from colorstyle_core.provenance import mark_untrained_logs
 from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, FrameRange, ImageShard, UnitResult
 from jobs.worker import UnitProcessor, WeightsPayload, WorkerSpec
-
-
-class _UntrainedFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = f"[UNTRAINED weights] {record.msg}"
-        return True
 
 
 class PipelineActor:
@@ -57,7 +52,7 @@ class PipelineActor:
         self.info_ = ActorInfo(**{**self.info_.__dict__, "weights": self.processor.weights_text})
         self.processor.actor = self.info_
         if self.processor.untrained:
-            logging.getLogger().addFilter(_UntrainedFilter())
+            mark_untrained_logs()
 
     def info(self) -> ActorInfo:
         """Where this actor runs (node, GPU ids from Ray, device, loaded weights)."""

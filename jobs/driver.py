@@ -26,8 +26,8 @@ from rich.table import Table
 
 from colorstyle_core import imageio, loader, storage
 from colorstyle_core.models.vgg import vgg_features_only
-from colorstyle_core.provenance import Provenance
-from colorstyle_core.synthetic import UNTRAINED_NOTE
+from colorstyle_core.provenance import Provenance, mark_untrained_logs, unmark_untrained_logs
+from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
 from colorstyle_core.weights import get_spec
 from jobs.actor import PipelineActor
 from jobs.manifest import Manifest
@@ -408,6 +408,40 @@ def run_job(manifest: Manifest, options: RunOptions = RunOptions(), console: Con
         The report; ``exit_code`` 0 = all done, 1 = some inputs failed, 2 = the job could not start.
     """
     console = console or Console(stderr=True)
+    untrained = manifest.pipeline.untrained_weights
+    marker = None
+    if untrained:  # every line this run prints or logs says so
+        console = _UntrainedConsole(console)
+        marker = mark_untrained_logs()
+        console.print(f"[bold red]{UNTRAINED_NOTE}[/bold red]")
+    try:
+        return _run(manifest, options, console, untrained)
+    finally:
+        if marker is not None:
+            unmark_untrained_logs(marker)
+
+
+class _UntrainedConsole:
+    """A console whose every text line says the weights are untrained (tables carry it in their title)."""
+
+    def __init__(self, console: Console):
+        self._console = console
+
+    def print(self, *objects, **kwargs) -> None:
+        if objects and isinstance(objects[0], str):
+            objects = (f"({UNTRAINED_TAG} weights) " + objects[0], *objects[1:])
+        self._console.print(*objects, **kwargs)
+
+    @property
+    def rich(self) -> Console:
+        return self._console
+
+
+def _rich(console) -> Console:
+    return console.rich if isinstance(console, _UntrainedConsole) else console
+
+
+def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> RunReport:
     job_id, run_id = manifest.resolved_job_id, new_run_id()
     store = MetricsStore(manifest.metrics_prefix, job_id, run_id, manifest.output_storage_options)
     report = RunReport(job_id, run_id, EXIT_OK)
@@ -417,9 +451,6 @@ def run_job(manifest: Manifest, options: RunOptions = RunOptions(), console: Con
     print_plan(plan, manifest, console)
     if options.dry_run:
         return report
-    untrained = manifest.pipeline.untrained_weights
-    if untrained:
-        console.print(f"[bold red]UNTRAINED[/bold red]: {UNTRAINED_NOTE}")
     failures = [failure_row(job_id, run_id, p.input_uri, "", p.error_type, p.message, 0) for p in plan.problems]
     try:
         store.check_writable()
@@ -461,8 +492,9 @@ def run_job(manifest: Manifest, options: RunOptions = RunOptions(), console: Con
     print_summary(summary, console)
     for f in failures:
         console.print(f"  [red]failed[/red] {f['input_uri'] or '(job)'}: {f['error_type']}: {f['message']}")
-    console.print(f"outputs: {manifest.output.prefix}\nmetrics: {manifest.metrics_prefix} "
-                  f"(frames.parquet, units.parquet, failures.parquet, summary.json)")
+    console.print(f"outputs: {manifest.output.prefix}")
+    console.print(f"metrics: {manifest.metrics_prefix} (frames.parquet, units.parquet, failures.parquet, "
+                  f"summary.json)")
     if report.exit_code != EXIT_FATAL:
         report.exit_code = EXIT_FAILURES if failures else EXIT_OK
     return report
@@ -522,8 +554,9 @@ def _run_pool(manifest: Manifest, plan: Plan, store: MetricsStore, done: DoneSta
     total = plan.frames_to_do
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, disable=not options.progress, transient=False) as progress:
-        task = progress.add_task("frames", total=total, rate="")
+                  console=_rich(console), disable=not options.progress, transient=False) as progress:
+        label = f"frames ({UNTRAINED_TAG} weights)" if isinstance(console, _UntrainedConsole) else "frames"
+        task = progress.add_task(label, total=total, rate="")
         t0 = time.time()
 
         def on_frames(n: int) -> None:

@@ -313,3 +313,22 @@ def test_unavailable_weights_stop_the_job_with_the_clear_error(archive, tmp_path
     message = report.failures[-1]["message"]
     assert "colorization_release_v2-9b330a0b.pth" in message and "colorstyle weights fetch" in message
     assert not any(p.suffix == ".png" for p in (tmp_path / "out").rglob("*"))
+
+
+def test_every_line_of_an_untrained_run_says_so(archive, tmp_path, caplog):
+    from rich.console import Console
+
+    buf = io.StringIO()
+    manifest = _manifest(f"""
+        inputs: [{archive}/photos/coffee.jpg]
+        output: {{prefix: {tmp_path / 'out'}}}
+        pipeline: {{colorize: {{}}, untrained_weights: true}}
+    """)
+    with caplog.at_level("INFO"):
+        report = run_job(manifest, QUIET, Console(file=buf, width=300))
+    assert report.exit_code == EXIT_OK
+    text_lines = [ln for ln in buf.getvalue().splitlines() if ln.strip() and ln.lstrip()[0] not in "┏┃┡│└━╇┳┻"]
+    assert text_lines and all("UNTRAINED" in ln for ln in text_lines), text_lines
+    assert "UNTRAINED" in buf.getvalue().split("┏")[0].splitlines()[-1]  # the summary table's title
+    records = [r for r in caplog.records if r.name.startswith(("jobs", "colorstyle"))]
+    assert all("UNTRAINED" in r.getMessage() for r in records)
