@@ -47,6 +47,7 @@ class PipelineActor:
             device=device,
             pid=os.getpid(),
             weights="",
+            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
         self.processor = UnitProcessor(spec, colorizer_weights, stylizer_weights, self.info_)
         self.info_ = ActorInfo(**{**self.info_.__dict__, "weights": self.processor.weights_text})
@@ -57,9 +58,6 @@ class PipelineActor:
     def info(self) -> ActorInfo:
         """Where this actor runs (node, GPU ids from Ray, device, loaded weights)."""
         return self.info_
-
-    def cuda_visible_devices(self) -> str | None:
-        return os.environ.get("CUDA_VISIBLE_DEVICES")
 
     def process(self, unit: ImageShard | FrameRange, attempt: int, submitted_at: float) -> UnitResult:
         """Process one work unit; per-input problems come back as failure rows."""

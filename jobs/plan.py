@@ -355,8 +355,7 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
                 continue
             handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
             ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                                     storage.join(staging, f"{uid}.mkv"), first_of_video=write_start == start,
-                                     handoff_start=handoff))
+                                     storage.join(staging, f"{uid}.mkv"), handoff_start=handoff))
     return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
                 skipped_images, skipped_videos, tuple(ignored))
 

@@ -7,7 +7,7 @@ always cuts the same units and a rerun can skip the finished ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from colorstyle_core.video import VideoInfo
@@ -92,7 +92,6 @@ class FrameRange:
         read_start, write_start, stop: frame indices.
         info: the video's info, windowed to this range's timestamps.
         segment_uri: where the encoded segment goes (staging).
-        first_of_video: True for the video's first range (no state to carry in).
         handoff_start: with temporal consistency, where the next range starts warming up:
             from there this range also runs the chain the next one will run and fades its
             written frames into it (``None``: last range, or no temporal consistency).
@@ -106,7 +105,6 @@ class FrameRange:
     stop: int
     info: VideoInfo
     segment_uri: str
-    first_of_video: bool = True
     handoff_start: int | None = None
 
     @property
@@ -136,6 +134,7 @@ class ActorInfo:
     device: str
     pid: int
     weights: str
+    cuda_visible_devices: str | None = None  # as Ray set it for this actor
 
     @property
     def gpu_id(self) -> str:
@@ -154,7 +153,6 @@ class UnitResult:
         actor: who did it.
         started_at, finished_at: wall clock, seconds since the epoch.
         quality: per-image comparison with ground truth (``jobs.metrics.QUALITY_SCHEMA`` rows).
-        extra: unit-level metrics (e.g. stage totals) for the units table.
     """
 
     unit_id: str
@@ -165,7 +163,6 @@ class UnitResult:
     started_at: float
     finished_at: float
     quality: tuple[dict[str, Any], ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ def test_actors_are_pinned_to_distinct_gpus(local_job):
     _, _, first, _, _ = local_job
     gpu_ids = [a.gpu_ids for a in first.actors]
     assert len(gpu_ids) == 2 and all(len(g) == 1 for g in gpu_ids) and gpu_ids[0] != gpu_ids[1]
+    assert [a.cuda_visible_devices for a in first.actors] == [g[0] for g in gpu_ids]  # Ray pinned each one
     frames = pq.read_table(first.written["frames"])
     by_actor = {}
     for actor, gpu in zip(frames["actor"].to_pylist(), frames["gpu_id"].to_pylist()):
