@@ -453,9 +453,9 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
         return report
     failures = [failure_row(job_id, run_id, p.input_uri, "", p.error_type, p.message, 0) for p in plan.problems]
     try:
-        store.check_writable()
         _check_styles(manifest)
         colorizer_weights, stylizer_weights = _load_weights(manifest)
+        store.check_writable()  # last: it creates the metrics prefix
     except (storage.StorageError, FatalJobError, loader.WeightsError) as e:
         console.print(f"[bold red]error[/bold red]: {e}")
         report.exit_code = EXIT_FATAL

@@ -190,7 +190,7 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
         _load(ECCV16, loader.WeightsSource(str(evil), digest))
     assert not marker.exists()
     raw = tmp_path / "raw.pth"
-    raw.write_bytes(pickle.dumps(_Payload(str(marker))))
+    raw.write_bytes(pickle.dumps(_Payload(str(marker)), protocol=2))
     with pytest.raises(loader.WeightsFormatError):
         _load(ECCV16, loader.WeightsSource(str(raw), hashlib.sha256(raw.read_bytes()).hexdigest()))
     assert not marker.exists()
