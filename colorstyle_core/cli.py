@@ -32,20 +32,8 @@ log = logging.getLogger("colorstyle")
 _POINT_SUFFIXES = (".json", ".csv", ".txt")
 
 
-def _storage_options(text: str | None) -> dict | None:
-    if not text:
-        return None
-    try:
-        opts = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"--storage-options is not valid JSON: {e}") from None
-    if not isinstance(opts, dict):
-        raise SystemExit("--storage-options must be a JSON object")
-    return opts
-
-
 def _weights_source(args: argparse.Namespace) -> loader.WeightsSource:
-    return loader.WeightsSource(args.weights, args.weights_sha256, _storage_options(args.storage_options))
+    return loader.WeightsSource(args.weights, args.weights_sha256, storage.parse_options(args.storage_options))
 
 
 def _read_image(uri: str, opts: dict | None) -> torch.Tensor:
@@ -93,7 +81,7 @@ def _load_hints(args: argparse.Namespace, opts: dict | None) -> ColorHints | Non
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    opts = _storage_options(args.storage_options)
+    opts = storage.parse_options(args.storage_options)
     colorizer = Colorizer.from_weights(
         args.model, _weights_source(args), device=args.device, gamut=args.gamut,
         untrained_seed=args.untrained_weights,
@@ -167,7 +155,7 @@ def _write_losses(result_losses: dict[str, torch.Tensor], uri: str, opts: dict |
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    opts = _storage_options(args.storage_options)
+    opts = storage.parse_options(args.storage_options)
     config = style_config_from_args(args)
     stylizer = Stylizer.from_weights(
         args.arch, _weights_source(args), device=args.device, pooling=args.pooling,
@@ -217,7 +205,7 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_fetch(args: argparse.Namespace) -> int:
-    opts = _storage_options(args.storage_options)
+    opts = storage.parse_options(args.storage_options)
     source = loader.WeightsSource(args.source, args.sha256, opts)
     written = loader.fetch(get_spec(args.name), args.to, source, dest_storage_options=opts)
     print(written)
@@ -243,7 +231,7 @@ def _video_tensors(uri: str, opts: dict | None):
 def cmd_eval_video(args: argparse.Namespace) -> int:
     from colorstyle_core.temporal import measure_consistency
 
-    opts = _storage_options(args.storage_options)
+    opts = storage.parse_options(args.storage_options)
     seams = [int(v) for v in args.seams.split(",")] if args.seams else []
     result = measure_consistency(
         _video_tensors(args.output, opts), _video_tensors(args.input, opts), seams=seams,
@@ -292,7 +280,7 @@ def _rgb8(uri: str, opts: dict | None):
 def cmd_eval_images(args: argparse.Namespace) -> int:
     from colorstyle_core import quality
 
-    opts = _storage_options(args.storage_options)
+    opts = storage.parse_options(args.storage_options)
     preds = _images_under(args.predictions, opts)
     refs = _images_under(args.reference, opts)
     out_dir = args.out or storage.join(args.predictions.rstrip("/"), "_colorstyle", "eval")

@@ -8,6 +8,7 @@ for an S3-compatible server).
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import uuid
@@ -27,6 +28,23 @@ _ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "adl"
 
 class StorageError(OSError):
     """A storage operation failed; the message names the URI."""
+
+
+def parse_options(text: str | None, flag: str = "--storage-options") -> dict[str, Any] | None:
+    """fsspec options given as JSON text on a command line (``None`` for no text).
+
+    Raises:
+        ValueError: not JSON, or not a JSON object; the message names ``flag``.
+    """
+    if not text:
+        return None
+    try:
+        opts = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} is not valid JSON: {e}") from None
+    if not isinstance(opts, dict):
+        raise ValueError(f"{flag} must be a JSON object")
+    return opts
 
 
 def filesystem(uri: str, storage_options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:

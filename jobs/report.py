@@ -1181,20 +1181,8 @@ def build_report(metrics_prefix: str, out: str | None = None, storage_options: d
 # ---- command line -----------------------------------------------------------------------------
 
 
-def _parse_options(text: str | None) -> dict | None:
-    if not text:
-        return None
-    try:
-        opts = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--storage-options is not valid JSON: {e}") from None
-    if not isinstance(opts, dict):
-        raise ValueError("--storage-options must be a JSON object")
-    return opts
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    opts = _parse_options(args.storage_options)
+    opts = storage.parse_options(args.storage_options)
     prefix = find_metrics_prefix(args.prefix, args.job, opts)
     result = build_report(prefix, args.out, opts, max_images=args.max_images)
     for p in result.problems:
