@@ -485,7 +485,7 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
     n = summary["frames"]
     summary.update(job_id=job_id, startup_s=ready - start, end_to_end_s=end - start,
                    end_to_end_frames_per_s=n / (end - start) if n else 0.0,
-                   manifest=manifest.model_dump(mode="json"), actors=[a.__dict__ for a in report.actors])
+                   manifest=manifest.redacted(), actors=[a.__dict__ for a in report.actors])
     store.write_failures(failures)
     report.written = store.consolidate(failures, summary)
     report.summary, report.failures = summary, failures

@@ -20,6 +20,18 @@ from colorstyle_core.models.vgg import ALL_LAYER_NAMES
 from colorstyle_core.style.gatys import StyleConfig
 from colorstyle_core.temporal import TemporalSettings
 
+_SECRET_KEYS = ("key", "secret", "token", "password", "passwd", "credential", "session", "auth", "sas", "signature")
+
+
+def redact(value: Any) -> Any:
+    """A copy of plain data with the values of credential-like keys (key, secret, token, ...) masked."""
+    if isinstance(value, dict):
+        return {k: ("•••" if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEYS) and v is not None
+                    else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
 
 class ManifestError(ValueError):
     """The manifest is invalid; the message lists every problem with its line."""
@@ -329,6 +341,10 @@ class Manifest(_Model):
     @property
     def metrics_prefix(self) -> str:
         return self.metrics.prefix or storage.join(self.output.prefix, "_colorstyle", self.resolved_job_id)
+
+    def redacted(self) -> dict[str, Any]:
+        """The manifest as plain data with credentials masked, for summaries and reports."""
+        return redact(self.model_dump(mode="json"))
 
     def weights_source(self, ref: WeightsRef | None) -> WeightsSource:
         """The loader's :class:`WeightsSource` for a step's ``weights``."""

@@ -40,6 +40,7 @@ from PIL import Image
 
 from colorstyle_core import imageio, storage
 from colorstyle_core.video import probe, read_frames
+from jobs.manifest import redact
 from jobs.metrics import FAILURE_SCHEMA, FRAME_SCHEMA, QUALITY_SCHEMA, STAGE_COLUMNS, UNIT_SCHEMA, VIDEO_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ MAX_VIDEOS = 8
 """Videos shown with frames (and in the E_warp chart)."""
 MAX_LISTED_OUTPUTS = 300
 """Output files listed by name under "Files"."""
-_SECRET_KEYS = ("key", "secret", "token", "password", "credential", "sas", "signature", "auth")
 TABLES = {"frames": FRAME_SCHEMA, "units": UNIT_SCHEMA, "videos": VIDEO_SCHEMA, "quality": QUALITY_SCHEMA,
           "failures": FAILURE_SCHEMA}
 
@@ -220,16 +220,6 @@ def _duration(seconds: Any) -> str:
     if s < 3600:
         return f"{int(s // 60)} min {s % 60:.0f} s"
     return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
-
-
-def redact(value: Any) -> Any:
-    """A copy of a manifest with credentials (keys named like key/secret/token/...) masked."""
-    if isinstance(value, dict):
-        return {k: ("•••" if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEYS) and v is not None
-                    else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
 
 
 def _short(uri: str, root: str | None = None) -> str:

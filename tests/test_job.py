@@ -333,3 +333,18 @@ def test_every_line_of_an_untrained_run_says_so(archive, tmp_path, caplog):
     assert "UNTRAINED" in buf.getvalue().split("┏")[0].splitlines()[-1]  # the summary table's title
     records = [r for r in caplog.records if r.name.startswith(("jobs", "colorstyle"))]
     assert all("UNTRAINED" in r.getMessage() for r in records)
+
+
+def test_credentials_never_reach_the_summary(tmp_path, archive):
+    import json
+
+    manifest = _manifest(f"""
+        inputs: [{archive}/photos/coffee.jpg]
+        storage_options: {{key: AKIAEXAMPLE, secret: do-not-leak, client_kwargs: {{endpoint_url: http://127.0.0.1:1}}}}
+        output: {{prefix: {tmp_path / 'out'}}}
+        pipeline: {{colorize: {{}}, untrained_weights: true}}
+    """)
+    report = run_job(manifest, QUIET)
+    text = open(report.written["summary"]).read()
+    assert "do-not-leak" not in text and "AKIAEXAMPLE" not in text
+    assert json.loads(text)["manifest"]["storage_options"]["client_kwargs"]["endpoint_url"] == "http://127.0.0.1:1"

@@ -30,8 +30,8 @@ from PIL import Image
 
 from jobs.cli import main
 from jobs.driver import EXIT_FAILURES, RunOptions, run_job
-from jobs.manifest import parse_manifest
-from jobs.report import build_report, find_metrics_prefix, fmt, loss_curves, redact
+from jobs.manifest import parse_manifest, redact
+from jobs.report import build_report, find_metrics_prefix, fmt, loss_curves
 
 PHOTOS = ("coffee", "chelsea_cat", "lighthouse")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
