@@ -139,6 +139,9 @@ class Colorizer:
                         ) -> list[tuple[Tensor, Tensor]]:
         """Predict full-resolution ab for images of any (mixed) sizes in one network batch.
 
+        Images of the same shape are resized and upsampled as one batch; all of them go
+        through the network together (its input is always the network size).
+
         Args:
             images: each ``(C, H, W)`` float32 in ``[0, 1]``, C = 1 (gray) or 3 (sRGB;
                 reduced to its L), any device.
@@ -146,34 +149,55 @@ class Colorizer:
         Returns:
             Per image ``(L, ab)``: ``(1, H, W)`` L in ``[0, 100]`` of the original and
             ``(2, H, W)`` predicted ab, float32, on the model's device.
+        Raises:
+            ValueError: hints for a model that takes none, or a hint count that differs.
+            colorstyle_core.hints.HintsError: a hint outside its image.
         """
         if not images:
             return []
-        dev = self.device
-        batch = [img.to(dev, torch.float32)[None] for img in images]
-        net_l = torch.cat([self._network_l(img) for img in batch])
-        hint_ab, hint_mask = self._hint_tensors(hints, [tuple(img.shape[-2:]) for img in batch])
-        ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
-        out = []
-        for i, img in enumerate(batch):
-            ab = resize_bilinear(ab_small[i : i + 1], tuple(img.shape[-2:]))
-            out.append((color.rgb_to_l(img)[0], ab[0]))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(tuple(img.shape), []).append(i)
+        batches = [torch.stack([images[i] for i in idx]) for idx in groups.values()]
+        order = [i for idx in groups.values() for i in idx]
+        out: list[tuple[Tensor, Tensor]] = [None] * len(images)  # type: ignore[list-item]
+        for idx, (lightness, ab) in zip(groups.values(),
+                                        self._predict(batches, None if hints is None else [hints[i] for i in order])):
+            for j, i in enumerate(idx):
+                out[i] = (lightness[j], ab[j])
         return out
 
     @torch.inference_mode()
     def predict_ab(self, images: Tensor, hints: Sequence[ColorHints | None] | None = None) -> tuple[Tensor, Tensor]:
-        """Batched :meth:`predict_ab_list` for same-size images (video frames).
+        """:meth:`predict_ab_list` for a batch of same-size images (video frames).
 
         Args:
             images: ``(N, C, H, W)`` float32 in ``[0, 1]``, C = 1 or 3.
+            hints: one :class:`ColorHints` (or ``None``) per image; SIGGRAPH17 only.
         Returns:
-            ``(L, ab)``: ``(N, 1, H, W)`` and ``(N, 2, H, W)`` float32 on the model's device.
+            ``(L, ab)``: ``(N, 1, H, W)`` L in ``[0, 100]`` and ``(N, 2, H, W)`` ab, float32,
+            on the model's device.
         """
-        images = images.to(self.device, torch.float32)
-        hint_ab, hint_mask = self._hint_tensors(hints, [tuple(images.shape[-2:])] * images.shape[0])
-        net_l = self._network_l(images)
+        return self._predict([images], hints)[0]
+
+    def _predict(self, batches: Sequence[Tensor], hints: Sequence[ColorHints | None] | None
+                 ) -> list[tuple[Tensor, Tensor]]:
+        """The one colorizer path: same-shape batches -> ``(L, ab)`` per batch, one network call.
+
+        ``hints`` (if any) follow the images of ``batches`` in order.
+        """
+        dev = self.device
+        batches = [b.to(dev, torch.float32) for b in batches]
+        net_l = torch.cat([self._network_l(b) for b in batches])
+        sizes = [tuple(b.shape[-2:]) for b in batches for _ in range(b.shape[0])]
+        hint_ab, hint_mask = self._hint_tensors(hints, sizes)
         ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
-        return color.rgb_to_l(images), resize_bilinear(ab_small, tuple(images.shape[-2:]))
+        out, k = [], 0
+        for b in batches:
+            n = b.shape[0]
+            out.append((color.rgb_to_l(b), resize_bilinear(ab_small[k : k + n], tuple(b.shape[-2:]))))
+            k += n
+        return out
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""

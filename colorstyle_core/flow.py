@@ -39,7 +39,6 @@ Luminance inputs are Lab lightness ``L`` in ``[0, 100]`` (``color.rgb_to_l``), a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -442,7 +441,7 @@ class CutScores:
         inconsistent: fraction of in-frame pixels of ``prev`` whose DIS flow fails the
             forward-backward round-trip test of :func:`consistency_mask` (1 when no
             pixel maps inside the frame).
-        score: ``(histogram + inconsistent) / 2``, what :func:`scene_cut` thresholds.
+        score: ``(histogram + inconsistent) / 2``, what the temporal chains threshold.
     """
 
     histogram: Tensor
@@ -465,7 +464,8 @@ def cut_scores(prev_l: Tensor, next_l: Tensor, analysis_size: int | None = CUT_A
     Scale: within a shot scores are near 0 (below 0.02 for consecutive frames of a
     slow pan, up to about 0.2 for pans of tens of pixels per frame); a hard cut
     between different scenes scores about 0.5-0.85, even between frames of matched
-    histograms. :data:`DEFAULT_CUT_THRESHOLD` (0.3) separates them. Fades, flashes
+    histograms. :data:`DEFAULT_CUT_THRESHOLD` (0.3) separates them: a pair is a cut when
+    its score exceeds the threshold. Fades, flashes
     and cuts between near-identical shots are not handled specially.
 
     Args:
@@ -495,23 +495,6 @@ def cut_score(prev_l: Tensor, next_l: Tensor, analysis_size: int | None = CUT_AN
               bins: int = HIST_BINS) -> Tensor:
     """``cut_scores(...).score``: ``(N,)`` float64 in ``[0, 1]``; see :func:`cut_scores`."""
     return cut_scores(prev_l, next_l, analysis_size, bins).score
-
-
-def scene_cut(prev_l: Tensor, next_l: Tensor, threshold: float = DEFAULT_CUT_THRESHOLD) -> bool:
-    """Whether there is a hard cut between two consecutive frames.
-
-    Args:
-        prev_l, next_l: one frame each, L in ``[0, 100]``, ``(H, W)`` or ``(1, 1, H, W)``.
-        threshold: cut when :func:`cut_score` exceeds it (scale in :func:`cut_scores`).
-    Returns:
-        ``True`` for a cut.
-    Raises:
-        ValueError: a batch of more than one pair (use :func:`cut_score` for batches),
-            or as :func:`cut_scores`.
-    """
-    if _as_l_batch(prev_l, "prev_l").shape[0] != 1:
-        raise ValueError("scene_cut takes one pair of frames; use cut_score(...) > threshold for batches")
-    return bool(cut_score(prev_l, next_l)[0] > threshold)
 
 
 # ----------------------------------------------------------------------------- warping error
@@ -626,36 +609,3 @@ def _as_image_batch(image: Tensor) -> Tensor:
     if isinstance(image, Tensor) and image.ndim == 3:
         return image[None]
     return image
-
-
-def warping_error(frames_out: Iterable[Tensor], frames_in_l: Iterable[Tensor],
-                  method: str = "dis", preset: str | None = None) -> float:
-    """E_warp of a whole video (Lai et al. 2018), consuming the frames as a stream.
-
-    Only two frames of each sequence are held at a time, so generators that decode
-    frames lazily work. ``(T, C, H, W)`` / ``(T, 1, H, W)`` tensors work too (they
-    iterate frame by frame). For per-pair values use :class:`WarpingError`.
-
-    Args:
-        frames_out: T output frames, each ``(C, H, W)`` (or ``(1, C, H, W)``) float in ``[0, 1]``.
-        frames_in_l: the T input frames' L in ``[0, 100]``, each ``(H, W)``,
-            ``(1, H, W)`` or ``(1, 1, H, W)``.
-        method, preset: flow estimator (see :func:`estimate_flow`).
-    Returns:
-        Mean of :func:`pair_warping_error` over the T - 1 consecutive pairs.
-    Raises:
-        ValueError: the sequences differ in length, fewer than 2 frames, a batched
-            frame, or as :func:`pair_warping_error`.
-    """
-    meter = WarpingError(method, preset)
-    prev: tuple[Tensor, Tensor] | None = None
-    for o, l in zip(frames_out, frames_in_l, strict=True):
-        o, l = _as_image_batch(o), _as_l_batch(l, "frames_in_l")
-        if o.shape[0] != 1 or l.shape[0] != 1:
-            raise ValueError("warping_error takes one frame per item; use WarpingError.update for batches")
-        if prev is not None:
-            meter.update(prev[0], o, prev[1], l)
-        prev = (o, l)
-    if meter.count == 0:
-        raise ValueError("warping_error needs at least 2 frames")
-    return meter.value

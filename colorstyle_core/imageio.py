@@ -52,10 +52,6 @@ class DecodedImage:
     source_mode: str
     notes: tuple[str, ...] = ()
 
-    @property
-    def is_gray(self) -> bool:
-        return self.pixels.shape[2] == 1
-
 
 def _alpha_on_white(img: Image.Image) -> Image.Image:
     rgba = img.convert("RGBA")

@@ -54,3 +54,40 @@ def resize_bilinear(images: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(images.shape[-2:]) == tuple(size):
         return images
     return F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def longer_side_size(hw: tuple[int, int], longer: int, *, upscale: bool = False) -> tuple[int, int]:
+    """``(h, w)`` scaled so the longer side is ``longer`` pixels (aspect ratio kept, sides >= 1).
+
+    ``longer == 0`` keeps the size; so does a ``longer`` above the current longer side
+    unless ``upscale``.
+    """
+    h, w = hw
+    if not longer or (longer >= max(h, w) and not upscale):
+        return h, w
+    s = longer / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize_longer(images: Tensor, longer: int, *, upscale: bool = False) -> Tensor:
+    """Resize ``(N, C, H, W)`` images in ``[0, 1]`` so their longer side is ``longer`` pixels.
+
+    Bicubic, anti-aliased when shrinking, clamped to ``[0, 1]``: the processing size of the
+    stylizer. Returns the input itself when the size does not change (see
+    :func:`longer_side_size` for ``longer == 0`` and ``upscale``).
+    """
+    size = longer_side_size(tuple(images.shape[-2:]), longer, upscale=upscale)
+    if size == tuple(images.shape[-2:]):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def resize_to(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bicubic resize of ``(N, C, H, W)`` images in ``[0, 1]`` to ``size`` (``(H, W)`` pixels), clamped.
+
+    Used to bring a stylized result back to its input's size; the input itself when it
+    already has ``size``.
+    """
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=tuple(size), mode="bicubic", align_corners=False).clamp(0, 1)

@@ -112,6 +112,30 @@ def open_read(uri: str, storage_options: StorageOptions | None = None) -> Iterat
         yield f
 
 
+@contextmanager
+def open_source(uri: str, storage_options: StorageOptions | None = None,
+                block_size: int = 8 << 20) -> Iterator[str | BinaryIO]:
+    """A media source for PyAV or Pillow: the local path itself, or a seekable fsspec file.
+
+    Local files are handed over by path (the decoders then read them directly);
+    remote ones are opened with large read blocks (``block_size`` bytes) so a decoder's
+    small reads do not become one request each.
+
+    Raises:
+        FileNotFoundError: the remote object does not exist.
+    """
+    if is_local(uri):
+        yield uri.removeprefix("file://")
+        return
+    fs, path = filesystem(uri, storage_options)
+    try:
+        f = fs.open(path, "rb", block_size=block_size)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such file") from None
+    with f:
+        yield f
+
+
 def exists(uri: str, storage_options: StorageOptions | None = None) -> bool:
     fs, path = filesystem(uri, storage_options)
     return fs.exists(path)

@@ -28,21 +28,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from colorstyle_core import flow
 from colorstyle_core.color import rgb_to_l
 from colorstyle_core.style.gatys import StyleConfig, StyleTargets, Stylizer, StylizeResult, TemporalPrior
 
+DEFAULT_PRESETS = {"color": "fast", "style": "medium"}
+"""DIS preset of each chain kind when none is given: colour needs only coarse motion,
+stylization's warm start and temporal loss are sharper with the medium preset."""
+
 
 @dataclass(frozen=True)
 class TemporalSettings:
-    """How a chain follows motion.
+    """How a chain follows motion; the defaults here are the defaults everywhere (manifests included).
 
     Attributes:
         method: ``"dis"`` or ``"farneback"`` optical flow.
-        preset: DIS preset (``ultrafast``, ``fast``, ``medium``); ignored by Farneback.
+        preset: DIS preset (``ultrafast``, ``fast``, ``medium``); ignored by Farneback
+            (see :data:`DEFAULT_PRESETS`).
         strength: colour chains: weight of the warped previous output in ``[0, 1]``
             (0 = per-frame). Style chains: scales the temporal loss mask.
         scene_cut_threshold: :func:`colorstyle_core.flow.cut_score` above which the chain resets.
@@ -55,7 +59,7 @@ class TemporalSettings:
     preset: str | None = "fast"
     strength: float = 0.8
     scene_cut_threshold: float = flow.DEFAULT_CUT_THRESHOLD
-    temporal_weight: float = 1e4
+    temporal_weight: float = 1e3
     steps_after_first: int | None = None
 
     def __post_init__(self) -> None:
@@ -204,13 +208,6 @@ def blend(a: Tensor, b: Tensor, weight: float) -> Tensor:
     if weight >= 1.0:
         return b
     return (1.0 - weight) * a + weight * b
-
-
-def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bicubic resize of ``(N, C, H, W)`` to ``size`` (a no-op when it already has it)."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Three measurements on the same frames, models, weights and thread count:
 
 1. the job: ``run_job`` on the manifest (fresh output, embedded or given Ray);
 2. the bare model loop: frames decoded into memory first, then batches through the
-   same colorizer/stylizer, nothing else (the ceiling the job could reach);
+   job's own frame pipeline (:class:`colorstyle_core.pipeline.FramePipeline`), no I/O
+   (the ceiling the job could reach);
 3. the naive loop, as seed projects did it: for every frame, build the models,
    decode the frame, process it, write a PNG to disk.
 
@@ -22,29 +23,15 @@ import torch
 
 from colorstyle_core import imageio
 from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.pipeline import FramePipeline, ModelWeights
 from colorstyle_core.style.gatys import Stylizer
 from colorstyle_core.video import read_frames
-from jobs.driver import RunOptions, _load_weights, run_job
+from jobs.driver import RunOptions, load_weights, run_job
 from jobs.manifest import Manifest, load_manifest
 from jobs.plan import list_inputs, probe_video
-from jobs.worker import WeightsPayload, resize_longer
 
 
-def _models(manifest: Manifest, cw: WeightsPayload | None, sw: WeightsPayload | None, device: str):
-    pipe = manifest.pipeline
-    seed = 0 if pipe.untrained_weights else None
-    colorizer = stylizer = None
-    if pipe.colorize:
-        colorizer = (Colorizer.from_weights(pipe.colorize.model, device=device, untrained_seed=seed) if seed is not None
-                     else Colorizer.from_state_dict(pipe.colorize.model, cw.state_dict(), cw.provenance, device=device))
-    if pipe.stylize:
-        st = pipe.stylize
-        stylizer = (Stylizer.from_weights(st.arch, device=device, untrained_seed=seed) if seed is not None
-                    else Stylizer.from_state_dict(st.arch, sw.state_dict(), sw.provenance, device=device))
-    return colorizer, stylizer
-
-
-def _checkpoint_files(manifest: Manifest, cw: WeightsPayload | None, sw: WeightsPayload | None, tmp: str
+def _checkpoint_files(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | None, tmp: str
                       ) -> dict[str, tuple[str, str]]:
     """The weights as checkpoint files ``{step: (path, sha256)}`` (generated ones too), so the naive
     loop pays what a naive script pays per frame: read, verify and load a checkpoint."""
@@ -70,25 +57,20 @@ def _checkpoint_files(manifest: Manifest, cw: WeightsPayload | None, sw: Weights
     return out
 
 
-def _models_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, str]], device: str):
+def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, str]], styles, device: str
+                         ) -> FramePipeline:
+    """The frame pipeline with its models read, verified and built from checkpoint files."""
     from colorstyle_core.loader import WeightsSource
 
-    pipe = manifest.pipeline
+    config = manifest.pipeline.frame_pipeline()
     colorizer = stylizer = None
-    if pipe.colorize:
-        colorizer = Colorizer.from_weights(pipe.colorize.model, WeightsSource(*checkpoints["colorize"]), device=device)
-    if pipe.stylize:
-        stylizer = Stylizer.from_weights(pipe.stylize.arch, WeightsSource(*checkpoints["stylize"]), device=device)
-    return colorizer, stylizer
-
-
-def _process(batch: torch.Tensor, colorizer, stylizer, manifest: Manifest, styles) -> torch.Tensor:
-    out = colorizer(batch) if colorizer else batch.expand(-1, 3, -1, -1)
-    if stylizer:
-        st = manifest.pipeline.stylize
-        content = resize_longer(out, st.size)
-        out = stylizer(content, styles, st.config()).images
-    return out
+    if (c := config.colorize) is not None:
+        colorizer = Colorizer.from_weights(c.model, WeightsSource(*checkpoints["colorize"]), device=device,
+                                           gamut=c.gamut)
+    if (st := config.stylize) is not None:
+        stylizer = Stylizer.from_weights(st.arch, WeightsSource(*checkpoints["stylize"]), device=device,
+                                         pooling=st.pooling)
+    return FramePipeline(config, colorizer, stylizer, styles)
 
 
 def _frames(manifest: Manifest, limit: int | None) -> list[torch.Tensor]:
@@ -108,7 +90,7 @@ def _frames(manifest: Manifest, limit: int | None) -> list[torch.Tensor]:
 def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device: str = "cpu") -> dict[str, float]:
     """Run the three measurements; returns the figures (also printed by :func:`main`)."""
     threads = max(1, int(manifest.execution.cpus_per_actor))
-    cw, sw = _load_weights(manifest)
+    cw, sw = load_weights(manifest)
     styles = [imageio.to_tensor(imageio.decode_image(Path(s).read_bytes(), s).pixels)
               for s in (manifest.pipeline.stylize.styles if manifest.pipeline.stylize else ())]
 
@@ -124,20 +106,23 @@ def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device:
         torch.set_num_threads(threads)
         try:
             frames = _frames(manifest, None)
-            colorizer, stylizer = _models(manifest, cw, sw, device)
+            pipeline = FramePipeline.build(manifest.pipeline.frame_pipeline(), styles, colorizer_weights=cw,
+                                           stylizer_weights=sw, device=device,
+                                           untrained_seed=0 if manifest.pipeline.untrained_weights else None)
             bs = manifest.execution.batch_size
-            _process(torch.cat(frames[:1]), colorizer, stylizer, manifest, styles)  # warm-up
+            pipeline.process(frames[:1])  # warm-up
+            sequence = pipeline.sequence()
             start = time.perf_counter()
             for i in range(0, len(frames), bs):
-                _process(torch.cat(frames[i : i + bs]), colorizer, stylizer, manifest, styles)
+                sequence.process(list(range(i, min(i + bs, len(frames)))), torch.cat(frames[i : i + bs]))
             bare_fps = len(frames) / (time.perf_counter() - start)
 
             checkpoints = _checkpoint_files(manifest, cw, sw, tmp)
             n_naive = min(naive_frames, len(frames))
             start = time.perf_counter()
             for k, frame in enumerate(_frames(manifest, n_naive)):  # decodes again, as a naive loop does
-                colorizer, stylizer = _models_from_files(manifest, checkpoints, device)  # rebuilt per frame
-                out = _process(frame, colorizer, stylizer, manifest, styles)
+                naive = _pipeline_from_files(manifest, checkpoints, styles, device)  # rebuilt per frame
+                out = naive.process([frame])[0].image
                 Path(tmp, f"naive_{k:05d}.png").write_bytes(
                     imageio.encode_image(imageio.to_uint8_hwc(out), "x.png"))
             naive_fps = n_naive / (time.perf_counter() - start)

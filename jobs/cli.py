@@ -1,4 +1,5 @@
-"""The ``colorstyle`` command: single-image commands plus the job commands."""
+"""The ``colorstyle`` command: job commands (``run``, ``validate``, ``submit``, ``bench``, ``report``)
+and the single-image, model, weights and evaluation commands (``jobs/cli_*.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from colorstyle_core.cli import add_core_commands, run_command
+from colorstyle_core import imageio, loader, storage
+from colorstyle_core.hints import HintsError
 from jobs.bench import add_bench_command
+from jobs.cli_eval import add_eval_commands
+from jobs.cli_images import add_image_commands
+from jobs.cli_models import add_model_commands
 from jobs.manifest import ManifestError, load_manifest
 from jobs.report import add_report_command
 
@@ -78,11 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_core_commands(sub)
+    add_image_commands(sub)
+    add_model_commands(sub)
+    add_eval_commands(sub)
     add_job_commands(sub)
     add_bench_command(sub)
     add_report_command(sub)
     return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command, turning expected failures into one clear line and exit code 2."""
+    try:
+        return args.func(args)
+    except ManifestError as e:
+        print(f"colorstyle: invalid manifest:\n{e}", file=sys.stderr)
+        return 2
+    except (loader.WeightsError, imageio.ImageDecodeError, HintsError, storage.StorageError,
+            FileNotFoundError, ValueError) as e:  # VideoError is a ValueError
+        print(f"colorstyle: error: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,11 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run_command(args)
-    except ManifestError as e:
-        print(f"colorstyle: invalid manifest:\n{e}", file=sys.stderr)
-        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -17,19 +17,34 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from colorstyle_core import storage
 from colorstyle_core.loader import WeightsSource
 from colorstyle_core.models.vgg import ALL_LAYER_NAMES
+from colorstyle_core.pipeline import ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.style.gatys import StyleConfig
-from colorstyle_core.temporal import TemporalSettings
+from colorstyle_core.temporal import DEFAULT_PRESETS, TemporalSettings
+from jobs.paths import default_metrics_prefix
 
 _SECRET_KEYS = ("key", "secret", "token", "password", "passwd", "credential", "session", "auth", "sas", "signature")
+
+
+REDACTED = "•••"
+"""What :func:`redact` puts in place of a credential."""
 
 
 def redact(value: Any) -> Any:
     """A copy of plain data with the values of credential-like keys (key, secret, token, ...) masked."""
     if isinstance(value, dict):
-        return {k: ("•••" if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEYS) and v is not None
+        return {k: (REDACTED if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEYS) and v is not None
                     else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
+    return value
+
+
+def strip_redacted(value: Any) -> Any:
+    """A copy of plain data without the entries :func:`redact` masked (so credentials come from elsewhere)."""
+    if isinstance(value, dict):
+        return {k: strip_redacted(v) for k, v in value.items() if v != REDACTED}
+    if isinstance(value, list):
+        return [strip_redacted(v) for v in value if v != REDACTED]
     return value
 
 
@@ -119,38 +134,45 @@ class OutputSpec(_Model):
     storage_options: dict[str, Any] | None = None
 
 
+_TEMPORAL = TemporalSettings()
+
+
 class TemporalSpec(_Model):
     """Temporal consistency of one step on videos (ignored for still images).
 
+    Defaults are :class:`colorstyle_core.temporal.TemporalSettings`'s (the one place
+    they are defined), except ``overlap``, which is about frame ranges.
+
     Attributes:
         enabled: off = per-frame processing, exactly as without this block.
-        flow: optical flow method.
+        flow: optical flow method (default ``dis``).
         preset: DIS preset (default ``fast`` for colour, ``medium`` for style).
         strength: colour: weight of the warped previous output (0..1); style: scale of the
-            temporal-loss mask.
-        temporal_weight: style: weight of the masked temporal loss (Ruder et al. 2016).
+            temporal-loss mask (default 0.8).
+        temporal_weight: style: weight of the masked temporal loss (Ruder et al. 2016; default 1e3).
         overlap: frames a range reads before its first written frame to warm up the chain
             (each costs one extra frame of work per range; the previous range hands over
             to the same state, see README).
-        scene_cut_threshold: cut score (0..1) above which the chain restarts.
+        scene_cut_threshold: cut score (0..1) above which the chain restarts (default 0.3).
         steps_after_first: style: optimiser steps for warm-started frames (default: steps / 3).
     """
 
     enabled: bool = True
-    flow: Literal["dis", "farneback"] = "dis"
+    flow: Literal["dis", "farneback"] = _TEMPORAL.method
     preset: Literal["ultrafast", "fast", "medium"] | None = None
-    strength: float = Field(0.8, ge=0, le=1)
-    temporal_weight: float = Field(1.0e3, ge=0)
+    strength: float = Field(_TEMPORAL.strength, ge=0, le=1)
+    temporal_weight: float = Field(_TEMPORAL.temporal_weight, ge=0)
     overlap: int = Field(6, ge=0)
-    scene_cut_threshold: float = Field(0.3, gt=0, le=1)
-    steps_after_first: int | None = Field(None, ge=0)
+    scene_cut_threshold: float = Field(_TEMPORAL.scene_cut_threshold, gt=0, le=1)
+    steps_after_first: int | None = Field(_TEMPORAL.steps_after_first, ge=0)
 
-    def settings(self, default_preset: str) -> TemporalSettings:
-        return TemporalSettings(
-            method=self.flow, preset=self.preset or default_preset, strength=self.strength,
-            scene_cut_threshold=self.scene_cut_threshold, temporal_weight=self.temporal_weight,
-            steps_after_first=self.steps_after_first,
-        )
+    def settings(self, kind: Literal["color", "style"]) -> TemporalSettings | None:
+        """The chain settings for a ``color`` or ``style`` step; ``None`` when disabled."""
+        if not self.enabled:
+            return None
+        return TemporalSettings(method=self.flow, preset=self.preset or DEFAULT_PRESETS[kind], strength=self.strength,
+                                scene_cut_threshold=self.scene_cut_threshold, temporal_weight=self.temporal_weight,
+                                steps_after_first=self.steps_after_first)
 
 
 class ColorizeSpec(_Model):
@@ -167,6 +189,10 @@ class ColorizeSpec(_Model):
         if self.hints and self.model != "siggraph17":
             raise ValueError("hints need model: siggraph17")
         return self
+
+    def step(self) -> ColorizeStep:
+        """The frame pipeline's colorize step."""
+        return ColorizeStep(self.model, self.gamut, self.temporal.settings("color") if self.temporal else None)
 
 
 class StylizeSpec(_Model):
@@ -209,22 +235,18 @@ class StylizeSpec(_Model):
 
     def config(self) -> StyleConfig:
         """The :class:`StyleConfig` this step describes."""
-        given = {
-            "steps": self.steps,
-            "optimizer": self.optimizer,
-            "lr": self.lr,
-            "content_weight": self.content_weight,
-            "style_weight": self.style_weight,
-            "tv_weight": self.tv_weight,
-            "preserve_color": self.preserve_color,
-            "style_blend": tuple(self.blend) if self.blend else None,
-            "init": self.init,
-            "seed": self.seed,
-            "content_layers": tuple(self.content_layers) if self.content_layers else None,
-            "style_layers": tuple(self.style_layers) if self.style_layers else None,
-            "style_scale": self.style_scale,
-        }
-        return StyleConfig(**{k: v for k, v in given.items() if v is not None})
+        return StyleConfig.from_options(
+            steps=self.steps, optimizer=self.optimizer, lr=self.lr, content_weight=self.content_weight,
+            style_weight=self.style_weight, tv_weight=self.tv_weight, preserve_color=self.preserve_color,
+            style_blend=tuple(self.blend) if self.blend else None, init=self.init, seed=self.seed,
+            content_layers=tuple(self.content_layers) if self.content_layers else None,
+            style_layers=tuple(self.style_layers) if self.style_layers else None, style_scale=self.style_scale,
+        )
+
+    def step(self) -> StylizeStep:
+        """The frame pipeline's stylize step."""
+        return StylizeStep(tuple(self.styles), self.config(), self.arch, self.pooling, self.size,
+                           temporal=self.temporal.settings("style") if self.temporal else None)
 
 
 class PipelineSpec(_Model):
@@ -240,6 +262,11 @@ class PipelineSpec(_Model):
         if self.colorize is None and self.stylize is None:
             raise ValueError("the pipeline needs a 'colorize' or a 'stylize' step (or both)")
         return self
+
+    def frame_pipeline(self) -> PipelineConfig:
+        """The frame pipeline these steps describe."""
+        return PipelineConfig(self.colorize.step() if self.colorize else None,
+                              self.stylize.step() if self.stylize else None)
 
     @property
     def overlap(self) -> int:
@@ -340,7 +367,7 @@ class Manifest(_Model):
 
     @property
     def metrics_prefix(self) -> str:
-        return self.metrics.prefix or storage.join(self.output.prefix, "_colorstyle", self.resolved_job_id)
+        return self.metrics.prefix or default_metrics_prefix(self.output.prefix, self.resolved_job_id)
 
     def redacted(self) -> dict[str, Any]:
         """The manifest as plain data with credentials masked, for summaries and reports."""

@@ -1,4 +1,9 @@
-"""Timing metrics: one schema (pyarrow), one stage enum, one timer, one store.
+"""Job metrics: one pyarrow schema per table, one typed row per table, one store.
+
+Every row is built through its dataclass (:class:`FrameRow`, :class:`UnitRow`,
+:class:`VideoRow`, :class:`QualityRow`, :class:`FailureRow`), and :func:`to_table`
+refuses a row whose columns differ from its schema. Stage names come from
+:class:`colorstyle_core.timing.Stage`.
 
 Layout under the job's metrics prefix::
 
@@ -19,10 +24,8 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -31,21 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorstyle_core import storage
-
-
-class Stage(StrEnum):
-    """The stages a frame goes through; the metrics have a ``<stage>_s`` column for each."""
-
-    READ = "read"
-    DECODE = "decode"
-    PREPROCESS = "preprocess"
-    COLORIZE = "colorize"
-    STYLIZE = "stylize"
-    TEMPORAL = "temporal"  # optical flow, consistency masks and warping (temporal consistency)
-    ENCODE = "encode"
-    WRITE = "write"
-    EVALUATE = "evaluate"  # comparison with ground truth (metrics.reference)
-
+from colorstyle_core.timing import Seconds, Stage
 
 STAGE_COLUMNS = tuple(f"{s.value}_s" for s in Stage)
 
@@ -167,47 +156,178 @@ FAILURE_SCHEMA = pa.schema(
 """One row per problem: a bad input, or a unit that failed after its retries."""
 
 
-class StageTimer:
-    """Accumulates wall-clock seconds per :class:`Stage`.
-
-    ``with timer(Stage.COLORIZE): ...``. On a GPU pass ``sync=torch.cuda.synchronize``
-    so asynchronous kernels are charged to the stage that launched them.
-    """
-
-    def __init__(self, sync: Callable[[], None] | None = None):
-        self.seconds: dict[Stage, float] = {s: 0.0 for s in Stage}
-        self._sync = sync
-
-    @contextmanager
-    def __call__(self, stage: Stage) -> Iterator[None]:
-        if self._sync:
-            self._sync()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self._sync:
-                self._sync()
-            self.seconds[stage] += time.perf_counter() - start
-
-    def take(self) -> dict[Stage, float]:
-        """The seconds so far, resetting the timer."""
-        out, self.seconds = self.seconds, {s: 0.0 for s in Stage}
-        return out
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def failure_row(job_id: str, run_id: str, input_uri: str, unit_id: str, error_type: str, message: str,
-                attempt: int) -> dict[str, Any]:
-    return {"job_id": job_id, "run_id": run_id, "input_uri": input_uri, "unit_id": unit_id,
-            "error_type": error_type, "message": message, "attempt": attempt, "recorded_at": now_ms()}
+class _Row:
+    """A typed metrics row; :meth:`record` gives exactly its table's columns."""
+
+    SCHEMA: pa.Schema
+
+    def record(self) -> dict[str, Any]:
+        """The row as ``{column: value}`` for its schema (nested figures flattened)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "stages":
+                out.update({f"{s.value}_s": float(value.get(s, 0.0)) for s in Stage})
+                if "total_s" in self.SCHEMA.names:
+                    out["total_s"] = float(sum(value.get(s, 0.0) for s in Stage))
+            elif f.name == "consistency":
+                out.update(value.__dict__ if value is not None else dict.fromkeys(ConsistencyFigures.COLUMNS))
+            else:
+                out[f.name] = value
+        return out
 
 
-def _to_parquet(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> bytes:
-    table = pa.Table.from_pylist(list(rows), schema=schema)
+@dataclass(frozen=True)
+class ConsistencyFigures:
+    """Temporal consistency of one output video (``metrics.video_consistency``)."""
+
+    e_warp: float
+    e_warp_seams: float
+    e_warp_inside: float
+    e_warp_pairs: list[float]
+    seams: list[int]
+    scene_cuts: list[int]
+
+    COLUMNS = ("e_warp", "e_warp_seams", "e_warp_inside", "e_warp_pairs", "seams", "scene_cuts")
+
+
+@dataclass(frozen=True)
+class FrameRow(_Row):
+    """One written image or video frame (:data:`FRAME_SCHEMA`); ``stages`` become the ``<stage>_s`` columns."""
+
+    job_id: str
+    run_id: str
+    unit_id: str
+    kind: str
+    input_uri: str
+    output_uri: str
+    frame_index: int
+    actor: str
+    node: str
+    gpu_id: str
+    device: str
+    width: int
+    height: int
+    batch_size: int
+    weights: str
+    untrained: bool
+    queue_wait_s: float
+    stages: Seconds
+    started_at: int
+    loss_total: list[float] = field(default_factory=list)
+    loss_content: list[float] = field(default_factory=list)
+    loss_style: list[float] = field(default_factory=list)
+    loss_tv: list[float] = field(default_factory=list)
+    chain_reset: bool | None = None
+    cut_score: float | None = None
+    flow_trusted: float | None = None
+    perframe_diff: float | None = None
+    colorized_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class UnitRow(_Row):
+    """One finished work unit (:data:`UNIT_SCHEMA`); ``stages`` are its frames' sums."""
+
+    job_id: str
+    run_id: str
+    unit_id: str
+    kind: str
+    inputs: int
+    frames: int
+    failed: int
+    attempt: int
+    actor: str
+    node: str
+    gpu_id: str
+    queue_wait_s: float
+    wall_s: float
+    stages: Seconds
+    started_at: int
+    finished_at: int
+    untrained: bool
+
+
+@dataclass(frozen=True)
+class VideoRow(_Row):
+    """One assembled video (:data:`VIDEO_SCHEMA`)."""
+
+    job_id: str
+    run_id: str
+    video_key: str
+    input_uri: str
+    output_uri: str
+    frames: int
+    audio: str
+    assemble_s: float
+    finished_at: int
+    consistency: ConsistencyFigures | None = None
+
+
+@dataclass(frozen=True)
+class QualityRow(_Row):
+    """One output image compared with its ground truth (:data:`QUALITY_SCHEMA`)."""
+
+    job_id: str
+    run_id: str
+    unit_id: str
+    input_uri: str
+    output_uri: str
+    reference_uri: str
+    psnr: float
+    ssim: float
+    ab_error: float
+    colorfulness_pred: float
+    colorfulness_ref: float
+    delta_colorfulness: float
+    baseline_psnr: float
+    baseline_ssim: float
+    baseline_ab_error: float
+    baseline_colorfulness: float
+    abs_diff_uri: str
+    clamped_diff_uri: str
+
+
+@dataclass(frozen=True)
+class FailureRow(_Row):
+    """One problem: a bad input, or a unit that failed after its retries (:data:`FAILURE_SCHEMA`)."""
+
+    job_id: str
+    run_id: str
+    input_uri: str
+    unit_id: str
+    error_type: str
+    message: str
+    attempt: int
+    recorded_at: int = field(default_factory=now_ms)
+
+
+FrameRow.SCHEMA, UnitRow.SCHEMA, VideoRow.SCHEMA = FRAME_SCHEMA, UNIT_SCHEMA, VIDEO_SCHEMA
+QualityRow.SCHEMA, FailureRow.SCHEMA = QUALITY_SCHEMA, FAILURE_SCHEMA
+
+
+def to_table(rows: Sequence[_Row], schema: pa.Schema) -> pa.Table:
+    """Typed rows as a table of ``schema``.
+
+    Raises:
+        ValueError: a row whose columns are not exactly the schema's (a misspelt or
+            missing column never becomes a silent null).
+    """
+    records = [r.record() for r in rows]
+    names = set(schema.names)
+    for r in records:
+        if set(r) != names:
+            raise ValueError(f"metrics row does not fit its table: unknown columns {sorted(set(r) - names)}, "
+                             f"missing {sorted(names - set(r))}")
+    return pa.Table.from_pylist(records, schema=schema)
+
+
+def _to_parquet(rows: Sequence[_Row], schema: pa.Schema) -> bytes:
+    table = to_table(rows, schema)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
@@ -266,8 +386,8 @@ class MetricsStore:
     def videos(self) -> pa.Table:
         return self._read_parts("videos", VIDEO_SCHEMA)
 
-    def record_unit(self, unit_id: str, frame_rows: Sequence[dict], unit_row: dict,
-                    quality_rows: Sequence[dict] = ()) -> None:
+    def record_unit(self, unit_id: str, frame_rows: Sequence[FrameRow], unit_row: UnitRow,
+                    quality_rows: Sequence[QualityRow] = ()) -> None:
         """Persist a finished unit: frame and quality rows first, then its unit row (the done record)."""
         storage.write_bytes_atomic(self._uri("parts", "frames", f"{unit_id}.parquet"),
                                    _to_parquet(frame_rows, FRAME_SCHEMA), self.storage_options)
@@ -277,20 +397,20 @@ class MetricsStore:
         storage.write_bytes_atomic(self._uri("parts", "units", f"{unit_id}.parquet"),
                                    _to_parquet([unit_row], UNIT_SCHEMA), self.storage_options)
 
-    def record_video(self, row: dict) -> None:
-        storage.write_bytes_atomic(self._uri("parts", "videos", f"{row['video_key']}.parquet"),
+    def record_video(self, row: VideoRow) -> None:
+        storage.write_bytes_atomic(self._uri("parts", "videos", f"{row.video_key}.parquet"),
                                    _to_parquet([row], VIDEO_SCHEMA), self.storage_options)
 
-    def write_failures(self, rows: Sequence[dict]) -> None:
+    def write_failures(self, rows: Sequence[FailureRow]) -> None:
         storage.write_bytes_atomic(self._uri("runs", self.run_id, "failures.parquet"),
                                    _to_parquet(rows, FAILURE_SCHEMA), self.storage_options)
 
-    def consolidate(self, failures: Sequence[dict], summary: dict) -> dict[str, str]:
+    def consolidate(self, failures: Sequence[FailureRow], summary: dict) -> dict[str, str]:
         """Write the job-wide tables and ``summary.json``; returns their URIs."""
         written = {}
         for name, table in (("frames", self.frames()), ("units", self.units()), ("videos", self.videos()),
                             ("quality", self.quality()),
-                            ("failures", pa.Table.from_pylist(list(failures), schema=FAILURE_SCHEMA))):
+                            ("failures", to_table(failures, FAILURE_SCHEMA))):
             buf = io.BytesIO()
             pq.write_table(table, buf, compression="zstd")
             uri = self._uri(f"{name}.parquet")

@@ -11,7 +11,7 @@ import hashlib
 import posixpath
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fsspec.core import has_magic  # the glob test fsspec itself uses
 
@@ -19,9 +19,9 @@ from colorstyle_core import storage
 from colorstyle_core.imageio import IMAGE_SUFFIXES
 from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe
 from jobs.manifest import InputSpec, Manifest
+from jobs.paths import CONTROL_DIR, output_uri_for, staging_root, stem, suffix
+from jobs.resume import DoneState
 from jobs.units import FrameRange, ImageItem, ImageShard, VideoPlan
-
-CONTROL_DIR = "_colorstyle"  # metrics, done records and staging live under this name
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,6 @@ class InputFile:
     rel: str
     kind: str  # "image" or "video"
     frames: tuple[int, int | None] | None = None
-
-
-@dataclass
-class DoneState:
-    """What earlier runs of the job finished (read from its metrics records)."""
-
-    images: set[str] = field(default_factory=set)  # input URIs with a written output
-    ranges: set[str] = field(default_factory=set)  # unit ids of staged frame ranges
-    videos: set[str] = field(default_factory=set)  # keys of assembled videos
 
 
 @dataclass(frozen=True)
@@ -135,16 +126,11 @@ def range_id(key: str, write_start: int, stop: int) -> str:
 # ---- listing -------------------------------------------------------------------------------
 
 
-def _suffix(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-
-
 def _kind(path: str) -> str | None:
-    suffix = _suffix(path)
-    if suffix in VIDEO_SUFFIXES:
+    ext = suffix(path)
+    if ext in VIDEO_SUFFIXES:
         return "video"
-    if suffix in IMAGE_SUFFIXES:
+    if ext in IMAGE_SUFFIXES:
         return "image"
     return None
 
@@ -183,7 +169,7 @@ def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem]
         if kind is None:
             if explicit:
                 problems.append(InputProblem(uri, "UnsupportedInput",
-                                             f"{uri}: not an image or video suffix ({_suffix(path) or 'none'})"))
+                                             f"{uri}: not an image or video suffix ({suffix(path) or 'none'})"))
             else:
                 ignored.append(uri)
             return
@@ -252,24 +238,10 @@ def _list_file(spec: InputSpec, opts, add, problems: list[InputProblem]) -> None
 # ---- planning ------------------------------------------------------------------------------
 
 
-def output_uri_for(manifest: Manifest, f: InputFile, info: VideoInfo | None = None) -> str:
-    """Where an input's result goes: its relative path under the output prefix, new suffix."""
-    stem = _stem(f.rel)
-    if f.kind == "video":
-        suffix = ".gif" if (info is not None and info.is_gif) or _suffix(f.rel) == ".gif" else ".mp4"
-    elif manifest.output.image_format == "same":
-        suffix = _suffix(f.rel) if _suffix(f.rel) in IMAGE_SUFFIXES else ".png"
-    else:
-        suffix = "." + manifest.output.image_format
-    return storage.join(manifest.output.prefix, stem + suffix)
-
-
 def probe_video(uri: str, storage_options) -> VideoInfo:
     """:func:`colorstyle_core.video.probe` on any fsspec URI (streams; no full download)."""
-    if storage.is_local(uri):
-        return probe(uri.removeprefix("file://"), uri)
-    with storage.open_read(uri, storage_options) as f:
-        return probe(f, uri)
+    with storage.open_source(uri, storage_options) as source:
+        return probe(source, uri)
 
 
 def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int = 8) -> Plan:
@@ -301,19 +273,19 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
     images: list[ImageItem] = []
     skipped_images = 0
     for f in (f for f in files if f.kind == "image"):
-        out = output_uri_for(manifest, f)
+        out = output_uri_for(manifest, f.rel, "image")
         if not claim(f, out):
             continue
         if f.uri in done.images:
             skipped_images += 1
             continue
-        stem = _stem(f.rel)
-        reference = references.get(stem)
+        rel_stem = stem(f.rel)
+        reference = references.get(rel_stem)
         images.append(ImageItem(
-            f.uri, f.rel, out, hints.get(stem + ".json"), reference_uri=reference,
-            colorized_uri=storage.join(manifest.metrics_prefix, "colorized", stem + ".jpg")
+            f.uri, f.rel, out, hints.get(rel_stem + ".json"), reference_uri=reference,
+            colorized_uri=storage.join(manifest.metrics_prefix, "colorized", rel_stem + ".jpg")
             if manifest.output.save_colorized and both_steps else None,
-            diff_prefix=storage.join(manifest.metrics_prefix, "diffs", stem) if reference else None,
+            diff_prefix=storage.join(manifest.metrics_prefix, "diffs", rel_stem) if reference else None,
         ))
     shards = tuple(ImageShard(shard_id(group), group) for group in split_shards(images, ex.images_per_shard))
 
@@ -323,7 +295,7 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
     videos: list[VideoPlan] = []
     ranges: list[FrameRange] = []
     skipped_videos = 0
-    staging_root = storage.join(manifest.output.prefix, CONTROL_DIR, "staging", job_id)
+    staging = staging_root(manifest.output.prefix, job_id)
     for f, result in zip(video_files, probed):
         if isinstance(result, InputProblem):
             problems.append(result)
@@ -338,24 +310,24 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
                                              f"{f.uri}: frames [{start}, {stop}) go beyond the video's "
                                              f"{info.frame_count} frames"))
                 continue
-        out = output_uri_for(manifest, f, info)
+        out = output_uri_for(manifest, f.rel, "video", is_gif=info.is_gif)
         if not claim(f, out):
             continue
         key = video_key(f.uri)
         if key in done.videos:
             skipped_videos += 1
             continue
-        staging = storage.join(staging_root, key)
+        video_staging = storage.join(staging, key)
         cuts = split_ranges(start, stop, ex.frames_per_range, overlap)
         ids = tuple(range_id(key, w, s) for _, w, s in cuts)
-        videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, staging,
+        videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, video_staging,
                                 seams=tuple(w for _, w, _ in cuts[1:])))
         for k, ((read_start, write_start, s), uid) in enumerate(zip(cuts, ids)):
             if uid in done.ranges:
                 continue
             handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
             ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                                     storage.join(staging, f"{uid}.mkv"), handoff_start=handoff))
+                                     storage.join(video_staging, f"{uid}.mkv"), handoff_start=handoff))
     return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
                 skipped_images, skipped_videos, tuple(ignored))
 
@@ -369,10 +341,6 @@ def _probe_or_problem(f: InputFile, manifest: Manifest) -> VideoInfo | InputProb
         return InputProblem(f.uri, "ReadError", f"{f.uri}: {e}")
 
 
-def _stem(rel: str) -> str:
-    return rel[: -len(_suffix(rel))] if _suffix(rel) else rel
-
-
 def _reference_files(manifest: Manifest) -> dict[str, str]:
     """``{relative path without suffix: URI}`` of the ground-truth images under ``metrics.reference``."""
     if not manifest.metrics.reference:
@@ -383,7 +351,7 @@ def _reference_files(manifest: Manifest) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     base = root.rstrip("/")
-    return {_stem(posixpath.relpath(p, base)): storage.unstrip(fs, p) for p in found if _kind(p) == "image"}
+    return {stem(posixpath.relpath(p, base)): storage.unstrip(fs, p) for p in found if _kind(p) == "image"}
 
 
 def _hint_files(manifest: Manifest) -> dict[str, str]:

@@ -1,16 +1,42 @@
 """Work units are data: frozen tasks go to actors, frozen results come back.
 
 A work unit is either an :class:`ImageShard` (a few images) or a :class:`FrameRange`
-(consecutive frames of one video). Ids derive from the inputs, so the same job
-always cuts the same units and a rerun can skip the finished ones.
+(consecutive frames of one video); both answer the small :class:`WorkUnit` interface
+the scheduler and the metrics need. Ids derive from the inputs, so the same job always
+cuts the same units and a rerun can skip the finished ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar, Protocol
 
 from colorstyle_core.video import VideoInfo
+from jobs.metrics import ConsistencyFigures, FailureRow, FrameRow, QualityRow
+
+
+class WorkUnit(Protocol):
+    """What every work unit answers.
+
+    Attributes:
+        unit_id: stable id (derived from the inputs).
+        kind: ``"image"`` or ``"video"`` (the metrics' ``kind`` column).
+        frames: images or video frames the unit writes.
+        input_uris: the inputs a failure of the whole unit is recorded against.
+        video_key: the video a frame range belongs to (``None`` for image shards).
+    """
+
+    unit_id: str
+    kind: ClassVar[str]
+
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def input_uris(self) -> tuple[str, ...]: ...
+
+    @property
+    def video_key(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -42,10 +68,19 @@ class ImageShard:
 
     unit_id: str
     items: tuple[ImageItem, ...]
+    kind: ClassVar[str] = "image"
 
     @property
     def frames(self) -> int:
         return len(self.items)
+
+    @property
+    def input_uris(self) -> tuple[str, ...]:
+        return tuple(item.uri for item in self.items)
+
+    @property
+    def video_key(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -106,13 +141,15 @@ class FrameRange:
     info: VideoInfo
     segment_uri: str
     handoff_start: int | None = None
+    kind: ClassVar[str] = "video"
 
     @property
     def frames(self) -> int:
         return self.stop - self.write_start
 
-
-WorkUnit = ImageShard | FrameRange
+    @property
+    def input_uris(self) -> tuple[str, ...]:
+        return (self.video_uri,)
 
 
 @dataclass(frozen=True)
@@ -147,22 +184,20 @@ class UnitResult:
 
     Attributes:
         unit_id: the unit.
-        frame_rows: one metrics row per written image/frame (see ``jobs.metrics.FRAME_SCHEMA``).
-        failures: per-input problems inside the unit (``jobs.metrics.FAILURE_SCHEMA`` rows).
-        outputs: URIs written (images, or the staged segment).
+        frame_rows: one metrics row per written image/frame.
+        failures: per-input problems inside the unit.
         actor: who did it.
         started_at, finished_at: wall clock, seconds since the epoch.
-        quality: per-image comparison with ground truth (``jobs.metrics.QUALITY_SCHEMA`` rows).
+        quality: per-image comparison with ground truth.
     """
 
     unit_id: str
-    frame_rows: tuple[dict[str, Any], ...]
-    failures: tuple[dict[str, Any], ...]
-    outputs: tuple[str, ...]
+    frame_rows: tuple[FrameRow, ...]
+    failures: tuple[FailureRow, ...]
     actor: ActorInfo
     started_at: float
     finished_at: float
-    quality: tuple[dict[str, Any], ...] = ()
+    quality: tuple[QualityRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,4 +209,4 @@ class AssemblyResult:
     frames: int
     audio: str
     seconds: float
-    consistency: dict[str, Any] | None = None
+    consistency: ConsistencyFigures | None = None

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from colorstyle_core import color, flow
+from colorstyle_core.temporal import measure_consistency
 
 GRAY_IMAGE = Path("data", "gray", "chelsea_cat.jpg")
 VIDEO = Path("data", "video", "dev_kenburns_gray.mp4")
@@ -140,7 +141,8 @@ def test_static_clip_gives_zero_flow_identity_warp_and_zero_error(photo_l, metho
     assert mask.shape == (2, 1, 96, 160) and mask.dtype == torch.float32
     assert mask.mean() > 0.99
 
-    assert flow.warping_error(rgb, clip, method, preset) < 1e-7
+    gray = color.l_to_gray(clip)
+    assert measure_consistency(rgb.split(1), gray.split(1), method=method, preset=preset).e_warp < 1e-7
 
 
 # ----------------------------------------------------------------------------- warp
@@ -281,13 +283,11 @@ def test_scene_cut_found_between_frames_35_and_36_only(video_gray, video_l_small
     inside = torch.cat([score[:CUT_AFTER], score[CUT_AFTER + 1:]])
     assert inside.max() < 0.1 and score[CUT_AFTER] > 0.6  # wide margin both sides
 
-    # The single-pair helper on downscaled frames agrees.
+    # Single pairs of downscaled frames agree.
     small = video_l_small
-    assert flow.scene_cut(small[CUT_AFTER], small[CUT_AFTER + 1])
-    assert not flow.scene_cut(small[10], small[11])
-    assert not flow.scene_cut(small[60], small[61])
-    with pytest.raises(ValueError, match="one pair"):
-        flow.scene_cut(small[:2], small[1:3])
+    assert _is_cut(small[CUT_AFTER], small[CUT_AFTER + 1])
+    assert not _is_cut(small[10], small[11])
+    assert not _is_cut(small[60], small[61])
 
 
 def test_scene_cut_found_even_when_histograms_match(video_l_small):
@@ -301,7 +301,11 @@ def test_scene_cut_found_even_when_histograms_match(video_l_small):
     parts = flow.cut_scores(last, matched)
     assert parts.histogram.item() < 0.02
     assert parts.inconsistent.item() > 0.8
-    assert flow.scene_cut(last, matched)
+    assert _is_cut(last, matched)
+
+
+def _is_cut(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(flow.cut_score(a, b)[0] > flow.DEFAULT_CUT_THRESHOLD)
 
 
 def test_histogram_distance_range():
@@ -321,20 +325,21 @@ def _as_rgb(l: torch.Tensor) -> torch.Tensor:
 
 
 def test_warping_error_lower_for_smooth_than_flickering_sequence(video_l_small):
-    frames_l = video_l_small[:12]  # 12 frames of a slow pan, 90x160
+    inputs = color.l_to_gray(video_l_small[:12])  # 12 frames of a slow pan, 90x160
+    frames_l = color.rgb_to_l(inputs)  # the L measure_consistency takes from them
     smooth = _as_rgb(frames_l)
     gen = torch.Generator().manual_seed(0)
     gain = 1.0 + 0.08 * (torch.rand(12, 1, 1, 1, generator=gen) - 0.5)  # per-frame brightness flicker
     noise = 0.03 * torch.randn(12, 3, 90, 160, generator=gen)  # per-frame noise
     flicker = (smooth * gain + noise).clamp(0, 1)
 
-    e_smooth = flow.warping_error(iter(smooth), iter(frames_l))  # streamed frame by frame
-    e_flicker = flow.warping_error(iter(flicker), iter(frames_l))
+    e_smooth = measure_consistency(iter(smooth.split(1)), iter(inputs.split(1))).e_warp  # streamed
+    e_flicker = measure_consistency(iter(flicker.split(1)), iter(inputs.split(1))).e_warp
     assert e_smooth < 2e-4
     assert e_flicker > 5 * e_smooth
 
     # The accumulator gives the same mean and exposes every seam.
-    meter = flow.WarpingError()
+    meter = flow.WarpingError("dis", "medium")  # measure_consistency's default flow
     for t in range(11):
         meter.update(flicker[t], flicker[t + 1], frames_l[t], frames_l[t + 1])
     assert meter.count == 11 and len(meter.per_pair) == 11
@@ -358,10 +363,11 @@ def test_warping_error_lower_for_smooth_than_flickering_sequence(video_l_small):
 def test_warping_error_input_checks(video_l_small):
     frames_l = video_l_small[:3]
     rgb = _as_rgb(frames_l)
-    with pytest.raises(ValueError, match="at least 2 frames"):
-        flow.warping_error(rgb[:1], frames_l[:1])
+    gray = color.l_to_gray(frames_l)
+    with pytest.raises(ValueError, match="at least two frames"):
+        measure_consistency(rgb[:1].split(1), gray[:1].split(1))
     with pytest.raises(ValueError):
-        flow.warping_error(rgb, frames_l[:2])  # lengths differ
+        measure_consistency(rgb.split(1), gray[:2].split(1))  # lengths differ
     with pytest.raises(ValueError, match="differ in N, H or W"):
         flow.pair_warping_error(rgb[:1, :, :-2], rgb[1:2, :, :-2], frames_l[0], frames_l[1])
     with pytest.raises(ValueError, match="no frame pairs"):

@@ -22,6 +22,7 @@ from PIL import Image
 
 from colorstyle_core import color, imageio
 from colorstyle_core.video import probe
+from jobs.actor import PipelineActor
 from jobs.driver import EXIT_FAILURES, EXIT_FATAL, EXIT_OK, RunOptions, run_job
 from jobs.manifest import parse_manifest
 from jobs.metrics import FAILURE_SCHEMA, FRAME_SCHEMA, UNIT_SCHEMA
@@ -167,7 +168,36 @@ def test_second_run_resumes_and_does_no_work(local_job):
     assert now == mtimes  # nothing rewritten
 
 
-def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path, monkeypatch):
+def dies_once_actor(marker: str) -> type:
+    """A :class:`PipelineActor` whose process dies (exit 137) during the second batch of the first unit any
+    actor of the job starts after ``marker`` is created: mid-unit, after a batch was already written."""
+
+    class DiesOnce(PipelineActor):
+        def process(self, unit, attempt, submitted_at):
+            pipeline = self.processor.pipeline
+            process, calls = pipeline.process, []
+
+            def second_batch_kills(*args, **kwargs):
+                calls.append(1)
+                if len(calls) == 2:
+                    try:
+                        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    except FileExistsError:
+                        pass  # another actor already died once
+                    else:
+                        os._exit(137)
+                return process(*args, **kwargs)
+
+            pipeline.process = second_batch_kills
+            try:
+                return super().process(unit, attempt, submitted_at)
+            finally:
+                pipeline.process = process
+
+    return DiesOnce
+
+
+def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path):
     def job(prefix):
         return _manifest(f"""
             inputs: [{archive}/photos/, {archive}/loop.gif]
@@ -178,8 +208,7 @@ def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path, mon
 
     calm = run_job(job(tmp_path / "calm"), QUIET)
     marker = tmp_path / "killed-once"
-    monkeypatch.setenv("COLORSTYLE_CHAOS_KILL_ONCE", str(marker))
-    chaos = run_job(job(tmp_path / "chaos"), QUIET)
+    chaos = run_job(job(tmp_path / "chaos"), RunOptions(progress=False, actor_class=dies_once_actor(str(marker))))
     assert marker.exists()  # an actor really died mid-unit
     assert calm.exit_code == chaos.exit_code == EXIT_OK
     units = pq.read_table(chaos.written["units"]).to_pylist()
@@ -210,16 +239,16 @@ def test_bad_inputs_become_failure_rows_and_the_rest_goes_on(shared, tmp_path, a
     """)
     report = run_job(manifest, QUIET)
     assert report.exit_code == EXIT_FAILURES
-    failed = {f["input_uri"].rstrip("/").rsplit("/", 1)[-1]: f for f in report.failures}
+    failed = {f.input_uri.rstrip("/").rsplit("/", 1)[-1]: f for f in report.failures}
     for name, outcome in expected.items():
         if outcome == "ok":
             assert (out / name.rsplit(".", 1)[0]).with_suffix(".png").exists(), name
             assert name not in failed
         else:
-            assert failed[name]["error_type"] == outcome and name in failed[name]["message"], failed.get(name)
-    assert failed["no-such-prefix"]["error_type"] == "MissingInput"
-    assert failed["*.jpg"]["error_type"] == "EmptyInput"
-    assert failed["loop.gif"]["error_type"] == "FrameRangeError" and "24 frames" in failed["loop.gif"]["message"]
+            assert failed[name].error_type == outcome and name in failed[name].message, failed.get(name)
+    assert failed["no-such-prefix"].error_type == "MissingInput"
+    assert failed["*.jpg"].error_type == "EmptyInput"
+    assert failed["loop.gif"].error_type == "FrameRangeError" and "24 frames" in failed["loop.gif"].message
     table = pq.read_table(report.written["failures"])
     assert table.num_rows == len(report.failures) and table.schema.equals(FAILURE_SCHEMA, check_metadata=False)
     sixteen = np.asarray(Image.open(out / "sixteen_bit.png"))
@@ -287,7 +316,7 @@ def test_missing_style_image_stops_before_any_work(archive, tmp_path):
         pipeline: {{stylize: {{styles: [{tmp_path}/no-such-painting.jpg]}}, untrained_weights: true}}
     """)
     report = run_job(manifest, QUIET)
-    assert report.exit_code == EXIT_FATAL and "no-such-painting.jpg" in report.failures[-1]["message"]
+    assert report.exit_code == EXIT_FATAL and "no-such-painting.jpg" in report.failures[-1].message
     assert not any(p.suffix == ".png" for p in (tmp_path / "out").rglob("*"))
 
 
@@ -300,7 +329,7 @@ def test_unwritable_output_prefix_stops_before_any_work(archive, tmp_path):
         pipeline: {{colorize: {{}}, untrained_weights: true}}
     """)
     report = run_job(manifest, QUIET)
-    assert report.exit_code == EXIT_FATAL and "a-file" in report.failures[-1]["message"]
+    assert report.exit_code == EXIT_FATAL and "a-file" in report.failures[-1].message
 
 
 def test_unavailable_weights_stop_the_job_with_the_clear_error(archive, tmp_path, capsys):
@@ -311,7 +340,7 @@ def test_unavailable_weights_stop_the_job_with_the_clear_error(archive, tmp_path
     """)
     report = run_job(manifest, QUIET)
     assert report.exit_code == EXIT_FATAL and not report.actors
-    message = report.failures[-1]["message"]
+    message = report.failures[-1].message
     assert "colorization_release_v2-9b330a0b.pth" in message and "colorstyle weights fetch" in message
     assert not any(p.suffix == ".png" for p in (tmp_path / "out").rglob("*"))
 

@@ -74,7 +74,7 @@ def job(tmp_path_factory, shared):
     """), "report-test.yaml")
     report = run_job(manifest, RunOptions(progress=False))
     assert report.exit_code == EXIT_FAILURES, report.failures  # the corrupt image, nothing else
-    assert [f["input_uri"].rsplit("/", 1)[-1] for f in report.failures] == ["broken.jpg"]
+    assert [f.input_uri.rsplit("/", 1)[-1] for f in report.failures] == ["broken.jpg"]
     return out, report
 
 
@@ -118,11 +118,11 @@ def test_failure_row_is_shown_escaped(job, page):
     _, report = job
     _, text = page
     failure = report.failures[0]
-    assert failure["error_type"] == "ImageDecodeError"
+    assert failure.error_type == "ImageDecodeError"
     table = text[text.index("id='failures-table'"):]
     table = table[: table.index("</table>")]
-    assert html.escape(failure["message"]) in table and "ImageDecodeError" in table
-    assert html.escape(failure["input_uri"]) in table
+    assert html.escape(failure.message) in table and "ImageDecodeError" in table
+    assert html.escape(failure.input_uri) in table
 
 
 def test_quality_and_grey_baseline_match_quality_parquet(job, page):
@@ -262,7 +262,7 @@ def test_credentials_are_masked_in_the_manifest():
     assert masked["inputs"] == [{"uri": "s3://b/x"}]
 
 
-def test_report_of_a_job_on_s3(job, shared, s3, tmp_path):
+def test_report_of_a_job_on_s3(job, shared, s3, tmp_path, monkeypatch):
     """Inputs, outputs and metrics in a bucket: the report is read from and written to the bucket."""
     import fsspec
 
@@ -293,6 +293,23 @@ def test_report_of_a_job_on_s3(job, shared, s3, tmp_path):
     assert "data-missing" not in text
     assert f"<code>{prefix}/out/coffee.png</code>" in text  # not local: the URI as text, no link
     assert "testing" not in text  # the key and secret of storage_options are masked
+
+    # Without --storage-options: the endpoint comes from the summary's manifest, the credentials (masked there)
+    # from the environment, as for any fsspec URI; the mask itself never reaches fsspec.
+    from jobs.manifest import REDACTED
+    from jobs.report.data import load_job
+    from jobs.report.media import Media
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", opts["client_kwargs"]["endpoint_url"])  # botocore: to find the metrics
+    job_data = load_job(metrics)
+    assert job_data.manifest is not None and job_data.manifest.storage_options["secret"] == REDACTED
+    media = Media(None, job_data.manifest)
+    assert REDACTED not in json.dumps([media.input_opts, media.output_opts])
+    assert media.input_opts["client_kwargs"] == opts["client_kwargs"]
+    assert main(["report", f"{prefix}/out", "--out", f"{metrics}/report-env/index.html"]) == 0
+    text = fs.cat_file(f"{metrics}/report-env/index.html").decode()
+    assert len([s for s in _img_sources(text) if s.startswith("data:image/jpeg")]) == 2 + 6
+    assert "data-missing" not in text
 
 
 def test_page_renders_in_headless_chromium(page, tmp_path):

@@ -109,6 +109,15 @@ class StyleConfig:
         if self.style_blend is not None and (any(w < 0 for w in self.style_blend) or sum(self.style_blend) <= 0):
             raise ValueError(f"style_blend weights must be >= 0 with a positive sum, got {self.style_blend}")
 
+    @classmethod
+    def from_options(cls, **options: object) -> StyleConfig:
+        """A config from optional settings (a manifest's or the command line's): ``None`` takes the default.
+
+        Raises:
+            ValueError: as the constructor, for bad values; TypeError for unknown names.
+        """
+        return cls(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+
     @property
     def step_length(self) -> float:
         return self.lr if self.lr is not None else (1.0 if self.optimizer == "lbfgs" else 0.02)

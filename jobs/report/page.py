@@ -1,183 +1,31 @@
-"""``colorstyle report``: one self-contained HTML page per job -- did it work, how fast, what does it look like.
-
-Reads what a finished (or interrupted) job left under its metrics prefix --
-``summary.json`` and the Parquet tables declared in :mod:`jobs.metrics` -- plus the
-images it names, and writes::
-
-    <metrics prefix>/report/index.html     the page (inline CSS, thumbnails as data: URIs)
-    <metrics prefix>/report/*.png          charts (matplotlib, Agg), referenced relatively
-
-The page needs no network: no scripts, fonts or styles from elsewhere. Thumbnails
-are small JPEGs (longer side :data:`THUMB_PX`) embedded in the page; the grid shows at
-most ``max_images`` images and says how many more there are. Every read goes through
-:mod:`colorstyle_core.storage` (any fsspec URI) and every write is atomic. A missing
-or unreadable file never stops the report: the page shows a "missing" placeholder
-and lists the problem.
-"""
+"""The report page: HTML sections built from a job's data, thumbnails and charts."""
 
 from __future__ import annotations
 
-import argparse
-import base64
 import html
-import io
 import json
-import logging
 import math
 import os
-import sys
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
-from PIL import Image
 
-from colorstyle_core import imageio, storage
-from colorstyle_core.video import probe, read_frames
-from jobs.manifest import redact
-from jobs.metrics import FAILURE_SCHEMA, FRAME_SCHEMA, QUALITY_SCHEMA, STAGE_COLUMNS, UNIT_SCHEMA, VIDEO_SCHEMA
+from colorstyle_core import storage
+from jobs.report.charts import seconds_text
+from jobs.report.data import JobData, VideoSeries
+from jobs.report.media import Media
 
-log = logging.getLogger(__name__)
-
-THUMB_PX = 200
-"""Longer side of every thumbnail, in pixels."""
-THUMB_QUALITY = 72
-"""JPEG quality of the embedded thumbnails."""
 MAX_IMAGES = 24
 """Images shown in the grid by default."""
 MAX_VIDEOS = 8
 """Videos shown with frames (and in the E_warp chart)."""
 MAX_LISTED_OUTPUTS = 300
 """Output files listed by name under "Files"."""
-TABLES = {"frames": FRAME_SCHEMA, "units": UNIT_SCHEMA, "videos": VIDEO_SCHEMA, "quality": QUALITY_SCHEMA,
-          "failures": FAILURE_SCHEMA}
-
-
-# ---- finding and loading a job ----------------------------------------------------------------
-
-
-def _is_metrics_prefix(uri: str, storage_options: dict | None) -> bool:
-    return any(storage.exists(storage.join(uri, name), storage_options)
-               for name in ("summary.json", "frames.parquet", "parts/units"))
-
-
-def find_metrics_prefix(prefix: str, job: str | None = None, storage_options: dict | None = None) -> str:
-    """The metrics prefix of the job to report on.
-
-    Args:
-        prefix: a job's output prefix (its jobs live under ``_colorstyle/<job id>/``) or a
-            metrics prefix itself (it holds ``summary.json``, ``frames.parquet`` or ``parts/units/``).
-        job: a job id under ``prefix``; default: the most recent job (latest run id in
-            its ``summary.json``, then the latest modification time).
-        storage_options: fsspec options for ``prefix``.
-    Returns:
-        The metrics prefix URI (no trailing slash).
-    Raises:
-        FileNotFoundError: nothing that looks like a job is there.
-    """
-    prefix = prefix.rstrip("/") or prefix
-    if job:
-        candidate = storage.join(prefix, "_colorstyle", job)
-        if _is_metrics_prefix(candidate, storage_options):
-            return candidate
-        if storage.basename(prefix) == job and _is_metrics_prefix(prefix, storage_options):
-            return prefix
-        raise FileNotFoundError(f"{prefix}: no job {job!r} (looked for _colorstyle/{job}/summary.json)")
-    if _is_metrics_prefix(prefix, storage_options):
-        return prefix
-    fs, root = storage.filesystem(storage.join(prefix, "_colorstyle"), storage_options)
-    try:
-        found = fs.glob(root.rstrip("/") + "/*/summary.json")
-    except (FileNotFoundError, OSError):
-        found = []
-    if not found:
-        raise FileNotFoundError(f"{prefix}: no job found (no summary.json here and none under _colorstyle/*/)")
-
-    def recency(path: str) -> tuple[str, float]:
-        run_id = ""
-        try:
-            run_id = str(json.loads(fs.cat_file(path)).get("run_id") or "")
-        except (OSError, ValueError, AttributeError):
-            pass
-        try:
-            info = fs.info(path)
-            mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-            mtime = mtime.timestamp() if isinstance(mtime, datetime) else float(mtime)
-        except (OSError, ValueError, TypeError):
-            mtime = 0.0
-        return run_id, mtime
-
-    best = max(found, key=recency)
-    return storage.unstrip(fs, best.rsplit("/", 1)[0])
-
-
-def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly ``schema``'s columns: missing ones (older jobs) become nulls."""
-    columns = []
-    for f in schema:
-        if f.name in table.column_names:
-            columns.append(table[f.name].cast(f.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-@dataclass
-class JobData:
-    """What a job left under its metrics prefix, read leniently.
-
-    Attributes:
-        metrics_prefix: where it was read from.
-        summary: ``summary.json`` (``{}`` when missing: the job is running or was interrupted).
-        tables: ``frames``, ``units``, ``videos``, ``quality``, ``failures`` (empty when missing),
-            each with exactly its :mod:`jobs.metrics` schema.
-        problems: what could not be read, one sentence each.
-    """
-
-    metrics_prefix: str
-    summary: dict[str, Any]
-    tables: dict[str, pa.Table]
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        m = self.summary.get("manifest")
-        return m if isinstance(m, dict) else {}
-
-
-def load_job(metrics_prefix: str, storage_options: dict | None = None) -> JobData:
-    """Read a job's summary and tables; never raises for missing or corrupt files."""
-    problems: list[str] = []
-    summary: dict[str, Any] = {}
-    uri = storage.join(metrics_prefix, "summary.json")
-    try:
-        loaded = json.loads(storage.read_bytes(uri, storage_options))
-        summary = loaded if isinstance(loaded, dict) else {}
-        if not isinstance(loaded, dict):
-            problems.append(f"{uri}: not a JSON object")
-    except FileNotFoundError:
-        problems.append(f"{uri}: missing (the job is running, was interrupted, or never started)")
-    except (OSError, ValueError) as e:
-        problems.append(f"{uri}: unreadable ({e})")
-    tables = {}
-    for name, schema in TABLES.items():
-        uri = storage.join(metrics_prefix, f"{name}.parquet")
-        try:
-            tables[name] = _aligned(pq.read_table(io.BytesIO(storage.read_bytes(uri, storage_options))), schema)
-        except FileNotFoundError:
-            tables[name] = schema.empty_table()
-            if name in ("frames", "failures"):
-                problems.append(f"{uri}: missing")
-        except (OSError, ValueError, pa.ArrowException) as e:
-            tables[name] = schema.empty_table()
-            problems.append(f"{uri}: unreadable ({type(e).__name__}: {e})")
-    return JobData(metrics_prefix, summary, tables, problems)
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -188,7 +36,7 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -198,7 +46,7 @@ def _finite(value: Any) -> float | None:
 
 def fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
     """A number for the page: ``—`` for missing/NaN, ``∞`` for infinity."""
-    f = _finite(value)
+    f = finite(value)
     if f is None:
         return "—"
     if math.isinf(f):
@@ -207,12 +55,12 @@ def fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
 
 
 def _mean(values: Iterable[Any]) -> float | None:
-    vals = [f for v in values if (f := _finite(v)) is not None]
+    vals = [f for v in values if (f := finite(v)) is not None]
     return math.fsum(vals) / len(vals) if vals else None
 
 
 def _duration(seconds: Any) -> str:
-    s = _finite(seconds)
+    s = finite(seconds)
     if s is None:
         return "—"
     if s < 60:
@@ -228,352 +76,6 @@ def _short(uri: str, root: str | None = None) -> str:
         return uri[len(root.rstrip("/")) + 1:]
     return uri
 
-
-# ---- reading media ----------------------------------------------------------------------------
-
-
-class _Media:
-    """Reads images and video frames for thumbnails, with the right storage options per URI.
-
-    Inputs and ground truth are read with the manifest's ``storage_options``, outputs and
-    metrics files with the output's; ``override`` (the command's ``--storage-options``)
-    wins for both. Local paths get no options.
-    """
-
-    def __init__(self, override: dict | None, manifest: dict[str, Any]):
-        out = manifest.get("output") if isinstance(manifest.get("output"), dict) else {}
-        self.input_opts = override if override is not None else manifest.get("storage_options")
-        self.output_opts = override if override is not None else (
-            out.get("storage_options") if out.get("storage_options") is not None else manifest.get("storage_options"))
-
-    def opts(self, uri: str, role: str) -> dict | None:
-        if storage.is_local(uri):
-            return None
-        return self.input_opts if role == "input" else self.output_opts
-
-    def read(self, uri: str, role: str) -> bytes:
-        return storage.read_bytes(uri, self.opts(uri, role))
-
-    def thumbnail(self, uri: str | None, role: str) -> str | None:
-        """A ``data:image/jpeg`` URI of a small copy of the image at ``uri``; ``None`` if unreadable."""
-        if not uri:
-            return None
-        try:
-            pixels = imageio.decode_image(self.read(uri, role), uri).pixels
-            rgb = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-            return _jpeg_data_uri(rgb[..., 0] if rgb.shape[2] == 1 else rgb)
-        except Exception as e:  # one bad file must never stop the report
-            log.info("report: no thumbnail for %s (%s: %s)", uri, type(e).__name__, e)
-            return None
-
-    def video_thumbnails(self, uri: str | None, indices: Sequence[int], role: str) -> dict[int, str]:
-        """Thumbnails of frames ``indices`` of the video at ``uri`` (those that decode).
-
-        Each frame is decoded on its own (a seek to the key frame before it), so the last
-        frame of a long film costs no more than the first.
-        """
-        if not uri or not indices:
-            return {}
-        local = storage.is_local(uri)
-        path = uri.removeprefix("file://")
-
-        def decode(fn):
-            if local:
-                return fn(path)
-            with storage.open_read(uri, self.opts(uri, role)) as f:
-                return fn(f)
-
-        out: dict[int, str] = {}
-        try:
-            info = decode(lambda src: probe(src, uri))
-        except Exception as e:  # a broken or missing video: placeholders
-            log.info("report: %s unreadable (%s: %s)", uri, type(e).__name__, e)
-            return out
-        for index in sorted(set(indices)):
-            if not 0 <= index < info.frame_count:
-                continue
-            try:
-                rgb = decode(lambda src, i=index: next(read_frames(src, info, i, i + 1, uri))[1])
-            except Exception as e:
-                log.info("report: frame %d of %s unreadable (%s: %s)", index, uri, type(e).__name__, e)
-                continue
-            out[index] = _jpeg_data_uri(rgb)
-        return out
-
-
-def _jpeg_data_uri(pixels: np.ndarray, size: int = THUMB_PX) -> str:
-    """``(H, W)`` or ``(H, W, 3)`` uint8 -> a small JPEG as a data URI (longer side ``size``)."""
-    img = Image.fromarray(pixels)
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, "JPEG", quality=THUMB_QUALITY, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-# ---- charts -----------------------------------------------------------------------------------
-
-_COLORS = ["#3b6fb6", "#e07b39", "#4a9d5b", "#b8466b", "#7d5fb2", "#8c6d46", "#3a9aa5", "#777777"]
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg for PNG
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
-def _style(ax) -> None:
-    ax.grid(True, color="#e3e6ea", linewidth=0.8)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-
-def completion_times(frames: pa.Table) -> tuple[np.ndarray, list[str]]:
-    """When each frame finished, in seconds since the first frame started, and its actor.
-
-    A unit's frames share the unit's ``started_at`` and run one after another on one
-    actor, so frame k of a unit finished at ``started_at + sum(total_s of frames 0..k)``.
-    """
-    if frames.num_rows == 0:
-        return np.zeros(0), []
-    started = frames["started_at"].cast(pa.int64()).to_numpy(zero_copy_only=False).astype(float) / 1000.0
-    total = np.nan_to_num(frames["total_s"].to_numpy(zero_copy_only=False).astype(float))
-    units = frames["unit_id"].to_pylist()
-    done = np.zeros(len(units))
-    elapsed: dict[str, float] = {}
-    for i, (u, s, t) in enumerate(zip(units, started, total)):
-        elapsed[u] = elapsed.get(u, 0.0) + t
-        done[i] = s + elapsed[u]
-    t0 = np.nanmin(started)
-    return done - t0, [a or "?" for a in frames["actor"].to_pylist()]
-
-
-def chart_throughput(frames: pa.Table, overall_fps: float | None) -> bytes | None:
-    """Frames completed per time bin, stacked per actor (frames/s)."""
-    t, actors = completion_times(frames)
-    t = t[np.isfinite(t)] if len(t) else t
-    if len(t) == 0:
-        return None
-    span = max(float(t.max()), 1e-3)
-    bins = min(40, max(4, len(t) // 3))  # about three frames per bin on average, 4 to 40 bins
-    width = next((w for w in (0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600) if span / w <= bins),
-                 7200)
-    edges = np.arange(0, span + width, width)
-    if len(edges) < 2:
-        edges = np.array([0, width])
-    fig = _figure(11, 3.4)
-    ax = fig.add_subplot()
-    bottom = np.zeros(len(edges) - 1)
-    for k, name in enumerate(sorted(set(actors))):
-        mine = np.array([tt for tt, a in zip(t, actors) if a == name])
-        counts, _ = np.histogram(mine, bins=edges)
-        rate = counts / width
-        ax.bar(edges[:-1], rate, width=width, bottom=bottom, align="edge", color=_COLORS[k % len(_COLORS)],
-               edgecolor="white", linewidth=0.5, label=name)
-        bottom += rate
-    if overall_fps:
-        ax.axhline(overall_fps, color="#333333", linestyle="--", linewidth=1,
-                   label=f"overall {overall_fps:.2f} frames/s")
-    ax.set_xlabel("seconds since the first frame started")
-    ax.set_ylabel(f"frames/s (per {width:g} s bin)")
-    ax.set_xlim(0, edges[-1])
-    ax.legend(fontsize=8, frameon=False, ncols=min(5, len(set(actors)) + 1), loc="lower left",
-              bbox_to_anchor=(0, 1.0))
-    _style(ax)
-    return _png(fig)
-
-
-def stage_percentiles(frames: pa.Table) -> list[tuple[str, float, float]]:
-    """``(stage, p50 s, p95 s)`` per frame for every stage that took any time, then ``total`` and ``queue wait``."""
-    out = []
-    for col in (*STAGE_COLUMNS, "total_s", "queue_wait_s"):
-        values = frames[col].to_numpy(zero_copy_only=False).astype(float) if frames.num_rows else np.zeros(0)
-        values = values[np.isfinite(values)]
-        if values.size and values.max() > 0:
-            out.append((col.removesuffix("_s").replace("_", " "), float(np.percentile(values, 50)),
-                        float(np.percentile(values, 95))))
-    return out
-
-
-def chart_stages(rows: Sequence[tuple[str, float, float]]) -> bytes | None:
-    """Horizontal p50/p95 bars, seconds per frame, one pair per stage and the total.
-
-    Queue wait (not work) and stages under 0.5% of the total's p95 are left out of the
-    bars; the page lists them.
-    """
-    total = next((r[2] for r in rows if r[0] == "total"), max((r[2] for r in rows), default=0.0))
-    rows = [r for r in rows if r[0] != "queue wait" and (r[2] >= 0.005 * total or r[0] == "total")]
-    if not rows:
-        return None
-    fig = _figure(11, 0.42 * len(rows) + 1.0)
-    ax = fig.add_subplot()
-    y = np.arange(len(rows))[::-1]
-    p50 = np.array([r[1] for r in rows])
-    p95 = np.array([r[2] for r in rows])
-    ax.barh(y + 0.18, p50, height=0.36, color=_COLORS[0], label="p50 (median)")
-    ax.barh(y - 0.18, p95, height=0.36, color=_COLORS[1], label="p95")
-    top = float(max(p95.max(), p50.max(), 1e-9))
-    for yy, a, b in zip(y, p50, p95):
-        ax.text(a + top * 0.01, yy + 0.18, _seconds(a), va="center", fontsize=7.5)
-        ax.text(b + top * 0.01, yy - 0.18, _seconds(b), va="center", fontsize=7.5)
-    ax.set_yticks(y, [r[0] for r in rows])
-    ax.set_xlim(0, top * 1.15)
-    if rows[-1][0] == "total" and len(rows) > 1:
-        ax.axhline(0.5, color="#9aa4b1", linewidth=0.8)
-    ax.set_xlabel("seconds per frame")
-    ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
-    _style(ax)
-    return _png(fig)
-
-
-def _seconds(s: float) -> str:
-    if s >= 1:
-        return f"{s:.2f} s"
-    return f"{s * 1000:.1f} ms" if s >= 1e-3 else f"{s * 1000:.2g} ms"
-
-
-MAX_CURVES = 2000
-"""Loss curves read per term (evenly spaced over the frames) for the median."""
-
-
-def loss_curves(frames: pa.Table, limit: int = MAX_CURVES) -> dict[str, tuple[list[np.ndarray], int]]:
-    """``{term: (curves, frames with a curve)}`` for the stylization loss terms.
-
-    At most ``limit`` curves per term are returned, evenly spaced over the frames that
-    have one, so a long film does not need its whole loss history in memory.
-    """
-    out: dict[str, tuple[list[np.ndarray], int]] = {}
-    for term in ("total", "content", "style", "tv"):
-        col = frames[f"loss_{term}"].combine_chunks() if frames.num_rows else None
-        if col is None or len(col) == 0:
-            continue
-        offsets = col.offsets.to_numpy()
-        values = col.values.to_numpy(zero_copy_only=False).astype(float)
-        lengths = np.diff(offsets)
-        has = np.flatnonzero(lengths > 0)
-        if has.size == 0:
-            continue
-        pick = has[np.unique(np.linspace(0, has.size - 1, min(limit, has.size)).round().astype(int))]
-        out[term] = ([values[offsets[i]:offsets[i + 1]] for i in pick], int(has.size))
-    return out
-
-
-def chart_losses(curves: dict[str, tuple[list[np.ndarray], int]], examples: int = 5) -> bytes | None:
-    """One panel per loss term: the median over frames (bold) and a few frames' curves."""
-    from matplotlib.ticker import MaxNLocator
-
-    if not curves:
-        return None
-    terms = [t for t in ("total", "content", "style", "tv") if t in curves]
-    fig = _figure(11, 2.8 if len(terms) <= 2 else 5.2)
-    cols = 2 if len(terms) > 1 else 1
-    rows = math.ceil(len(terms) / cols)
-    for k, term in enumerate(terms):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        series, total = curves[term]
-        n = max(len(c) for c in series)
-        padded = np.full((len(series), n), np.nan)
-        for i, c in enumerate(series):
-            padded[i, : len(c)] = c
-        pick = np.linspace(0, len(series) - 1, min(examples, len(series))).round().astype(int)
-        for i in sorted(set(pick.tolist())):
-            ax.plot(np.arange(len(series[i])), series[i], color="#9aa4b1", linewidth=0.8, alpha=0.8)
-        with np.errstate(all="ignore"):
-            median = np.nanmedian(padded, axis=0)
-        ax.plot(np.arange(n), median, color=_COLORS[k % len(_COLORS)], linewidth=2.2,
-                label=f"median of {len(series)} frames" + (f" (of {total})" if total > len(series) else ""))
-        finite = padded[np.isfinite(padded)]
-        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
-            ax.set_yscale("log")
-        ax.set_title(f"{term} loss", loc="left", fontsize=10)
-        ax.set_xlabel("optimiser step", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7.5, frameon=False)
-        _style(ax)
-    return _png(fig)
-
-
-@dataclass(frozen=True)
-class VideoSeries:
-    """One video's E_warp per frame pair, on the input's frame numbering."""
-
-    name: str
-    first_frame: int
-    pairs: tuple[float, ...]
-    seams: tuple[int, ...]
-    cuts: tuple[int, ...]
-    e_warp: float | None
-
-
-def chart_ewarp(videos: Sequence[VideoSeries]) -> bytes | None:
-    """E_warp per consecutive frame pair, one panel per video; seams dashed, scene cuts red."""
-    videos = [v for v in videos if v.pairs]
-    if not videos:
-        return None
-    from matplotlib.ticker import MaxNLocator
-
-    fig = _figure(11, 2.4 * len(videos) + 0.4)
-    for k, v in enumerate(videos):
-        ax = fig.add_subplot(len(videos), 1, k + 1)
-        x = v.first_frame + 1 + np.arange(len(v.pairs))  # pair (t-1, t) plotted at t
-        y = np.array(v.pairs, dtype=float)
-        ax.plot(x, y, marker="o", markersize=3, color=_COLORS[0], linewidth=1.4, label="E_warp of pair (t−1, t)")
-        if v.e_warp is not None:
-            ax.axhline(v.e_warp, color="#333333", linestyle=":", linewidth=1, label=f"mean {v.e_warp:.5f}")
-        for i, s in enumerate(v.seams):
-            ax.axvline(s, color=_COLORS[1], linestyle="--", linewidth=1.2, label="range seam" if i == 0 else None)
-        for i, c in enumerate(v.cuts):
-            ax.axvline(c, color="#c0392b", linewidth=1.6, label="scene cut (left out)" if i == 0 else None)
-        ax.set_title(v.name, loc="left", fontsize=10)
-        ax.set_ylabel("E_warp", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.set_ylim(bottom=0)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7.5, frameon=False, loc="upper left", ncols=4)
-        _style(ax)
-    fig.axes[-1].set_xlabel("input frame t")
-    return _png(fig)
-
-
-def chart_quality(quality: pa.Table) -> bytes | None:
-    """Output against the grey baseline: PSNR, SSIM, ab error, colourfulness (means, with every image as a dot)."""
-    if quality.num_rows == 0:
-        return None
-    panels = [
-        ("PSNR (dB) — higher is closer", [("output", "psnr"), ("grey baseline", "baseline_psnr")]),
-        ("SSIM — higher is closer", [("output", "ssim"), ("grey baseline", "baseline_ssim")]),
-        ("ab error (Lab) — lower is better", [("output", "ab_error"), ("grey baseline", "baseline_ab_error")]),
-        ("colourfulness", [("output", "colorfulness_pred"), ("grey baseline", "baseline_colorfulness"),
-                           ("ground truth", "colorfulness_ref")]),
-    ]
-    colors = {"output": _COLORS[0], "grey baseline": "#9a9a9a", "ground truth": _COLORS[2]}
-    fig = _figure(11, 3.0)
-    rng = np.random.default_rng(0)
-    for k, (title, bars) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        ticks = []
-        for i, (label, col) in enumerate(bars):
-            values = np.array([v for v in quality[col].to_pylist() if v is not None], dtype=float)
-            values = values[np.isfinite(values)]
-            mean = float(values.mean()) if values.size else 0.0
-            ax.bar(i, mean, color=colors[label], width=0.7)
-            if values.size:
-                ax.scatter(i + rng.uniform(-0.18, 0.18, values.size), values, s=9, color="#222222", zorder=3,
-                           alpha=0.7)
-            ticks.append(f"{label}\n{mean:.3g}" if values.size else f"{label}\n—")
-        ax.set_xticks(range(len(bars)), ticks, fontsize=7.5)
-        ax.set_title(title, loc="left", fontsize=8.5)
-        ax.tick_params(labelsize=7.5)
-        _style(ax)
-    return _png(fig)
 
 
 # ---- the page ---------------------------------------------------------------------------------
@@ -645,10 +147,10 @@ class ReportResult:
     problems: list[str]
 
 
-class _Page:
+class Page:
     """Turns a :class:`JobData` into HTML; links are made relative to ``report_dir`` when both are local."""
 
-    def __init__(self, job: JobData, media: _Media, report_dir: str, max_images: int):
+    def __init__(self, job: JobData, media: Media, report_dir: str, max_images: int):
         self.job = job
         self.media = media
         self.report_dir = report_dir
@@ -657,10 +159,9 @@ class _Page:
         self.t = job.tables
         self.problems = list(job.problems)
         man = job.manifest
-        pipe = man.get("pipeline") if isinstance(man.get("pipeline"), dict) else {}
-        self.colorize = bool(pipe.get("colorize"))
-        self.stylize = bool(pipe.get("stylize"))
-        self.output_prefix = (man.get("output") or {}).get("prefix") if isinstance(man.get("output"), dict) else None
+        self.colorize = man is not None and man.pipeline.colorize is not None
+        self.stylize = man is not None and man.pipeline.stylize is not None
+        self.output_prefix = man.output.prefix if man is not None else None
 
     # links ----------------------------------------------------------------------------------
     def href(self, uri: str | None) -> str | None:
@@ -916,7 +417,7 @@ class _Page:
             pairs = tuple(float("nan") if p is None else float(p) for p in r.get("e_warp_pairs") or [])
             out.append(VideoSeries(storage.basename(r["output_uri"] or r["input_uri"] or "?"),
                                    firsts.get(r["input_uri"], 0), pairs, tuple(r.get("seams") or ()),
-                                   tuple(r.get("scene_cuts") or ()), _finite(r.get("e_warp"))))
+                                   tuple(r.get("scene_cuts") or ()), finite(r.get("e_warp"))))
         return out
 
     def _first_frames(self) -> dict[str, int]:
@@ -950,7 +451,7 @@ class _Page:
             figs_in = "".join(self._fig(ins.get(p), f"input frame {p}", r["input_uri"], "video-input") for p in picks)
             figs_out = "".join(self._fig(outs.get(p - first), f"output frame {p - first}", r["output_uri"],
                                          "video-output") for p in picks)
-            ew = _finite(r.get("e_warp"))
+            ew = finite(r.get("e_warp"))
             if ew is not None:
                 cuts = r.get("scene_cuts") or []
                 ewarp = (f"<span>E_warp <b>{fmt(ew, '.5f')}</b></span>"
@@ -1002,15 +503,56 @@ class _Page:
 
     def manifest(self) -> str:
         man = self.job.manifest
-        if not man:
-            return "<h2>Manifest</h2><p class='muted'>missing (no summary.json)</p>"
+        if man is None:
+            return "<h2>Manifest</h2><p class='muted'>missing (no readable manifest in summary.json)</p>"
         try:
-            text = yaml.safe_dump(redact(man), sort_keys=False, allow_unicode=True, width=110)
+            text = yaml.safe_dump(man.redacted(), sort_keys=False, allow_unicode=True, width=110)
             kind = "YAML"
         except yaml.YAMLError:
-            text, kind = json.dumps(redact(man), indent=2, default=str), "JSON"
+            text, kind = json.dumps(man.redacted(), indent=2, default=str), "JSON"
         return (f"<h2>Manifest</h2><details id='manifest'><summary>The job's manifest ({kind}, defaults filled in; "
                 f"credentials masked)</summary><pre>{_e(text)}</pre></details>")
+
+    # the whole page ---------------------------------------------------------------------------
+    def document(self, charts: dict[str, str], stage_rows: Sequence[tuple[str, float, float]]) -> str:
+        """The HTML document: every section in order, ``charts`` mapping chart names to their ``src``."""
+        c = self.counts()
+        explain = chart_explanations()
+        explain["stages"] = (explain["stages"][0], explain["stages"][1] + stage_notes(stage_rows))
+        toc = [("summary", "Summary"), ("failures", "Failures"), ("performance", "How fast"),
+               ("quality", "How good"), ("stylization", "Stylization"), ("consistency", "Video flicker"),
+               ("images", "Images"), ("videos", "Videos"), ("files", "Files"), ("glossary", "What the numbers mean")]
+        present = {"performance": "throughput" in charts or "stages" in charts,
+                   "quality": self.t["quality"].num_rows > 0, "stylization": "losses" in charts,
+                   "consistency": "ewarp" in charts, "images": "image" in self.t["frames"]["kind"].to_pylist(),
+                   "videos": self.t["videos"].num_rows > 0}
+        links = "".join(f"<a href='#{a}'>{t}</a>" for a, t in toc if present.get(a, True))
+        nav = f"<nav class='toc'>{links}</nav>"
+        body = [self.header(c), nav, "<h2 id='summary'>Summary</h2>", self.key_figures(c), self.failures()]
+        perf = [self.chart_block(charts, n, *explain[n]) for n in ("throughput", "stages")]
+        if any(perf):
+            body += ["<h2 id='performance'>How fast</h2>", *perf]
+        looks = [self.quality_table(), self.chart_block(charts, "quality", *explain["quality"])]
+        if any(looks):
+            body += ["<h2 id='quality'>How good</h2>", *looks]
+        if "losses" in charts:
+            body += ["<h2 id='stylization'>Stylization</h2>", self.chart_block(charts, "losses", *explain["losses"])]
+        if "ewarp" in charts:
+            body += ["<h2 id='consistency'>Video flicker</h2>", self.chart_block(charts, "ewarp", *explain["ewarp"])]
+        body += [self.images(), self.videos(), self.files(), self.manifest(), GLOSSARY]
+        if self.problems != self.job.problems:  # chart problems found after the header was written
+            extra = "".join(f"<li>{_e(p)}</li>" for p in self.problems[len(self.job.problems):])
+            body.insert(1, f'<div class="problems"><b>Could not draw everything:</b><ul>{extra}</ul></div>')
+        job_id = self.s.get("job_id") or storage.basename(self.job.metrics_prefix)
+        document = (
+            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>colorstyle report — {_e(job_id)}</title><style>{_CSS}</style></head>"
+            "<body><main>\n" + "\n".join(b for b in body if b) +
+            f"\n<footer>Generated by <code>colorstyle report</code> from <code>{_e(self.job.metrics_prefix)}</code>. "
+            "Self-contained: no network needed; charts are the PNG files beside this page.</footer>"
+            "</main></body></html>\n")
+        return document
 
 
 GLOSSARY = """
@@ -1040,7 +582,7 @@ on different actors, meet — a jump there would show as a spike.</dd>
 """
 
 
-def _stage_notes(rows: Sequence[tuple[str, float, float]]) -> str:
+def stage_notes(rows: Sequence[tuple[str, float, float]]) -> str:
     """The figures :func:`chart_stages` leaves out of its bars, as a sentence."""
     notes = []
     total = next((r[2] for r in rows if r[0] == "total"), 0.0)
@@ -1048,14 +590,14 @@ def _stage_notes(rows: Sequence[tuple[str, float, float]]) -> str:
     wait = next((r for r in rows if r[0] == "queue wait"), None)
     if wait:
         notes.append(f" Queue wait (a unit waiting on its actor before it starts; not work): p50 "
-                     f"{_seconds(wait[1])}, p95 {_seconds(wait[2])}.")
+                     f"{seconds_text(wait[1])}, p95 {seconds_text(wait[2])}.")
     if small:
         notes.append(" Under 0.5% of the total, not drawn: " + ", ".join(
-            f"{_e(name)} (p95 {_seconds(p95)})" for name, _, p95 in small) + ".")
+            f"{_e(name)} (p95 {seconds_text(p95)})" for name, _, p95 in small) + ".")
     return "".join(notes)
 
 
-def _chart_explanations() -> dict[str, tuple[str, str]]:
+def chart_explanations() -> dict[str, tuple[str, str]]:
     return {
         "throughput": ("Throughput over time",
                        "Frames finished per second in each time bin, stacked by actor; the dashed line is the run's "
@@ -1075,124 +617,3 @@ def _chart_explanations() -> dict[str, tuple[str, str]]:
                     "without colour."),
     }
 
-
-def build_report(metrics_prefix: str, out: str | None = None, storage_options: dict | None = None, *,
-                 max_images: int = MAX_IMAGES) -> ReportResult:
-    """Write the HTML report of the job whose metrics are at ``metrics_prefix``.
-
-    Args:
-        metrics_prefix: the job's metrics prefix (see :func:`find_metrics_prefix`).
-        out: URI of the HTML file, or of a folder (ends with ``/`` or has no ``.html`` suffix)
-            to write ``index.html`` into; default ``<metrics prefix>/report/index.html``.
-            Charts go beside it as ``*.png``.
-        storage_options: fsspec options for every URI (default: the manifest's own).
-        max_images: images shown in the grid.
-    Returns:
-        The page's URI, the charts written and the problems met.
-    Raises:
-        storage.StorageError: when the report itself cannot be written.
-    """
-    job = load_job(metrics_prefix, storage_options)
-    if out is None:
-        html_uri = storage.join(metrics_prefix, "report", "index.html")
-    elif out.endswith("/") or not out.lower().endswith((".html", ".htm")):
-        html_uri = storage.join(out.rstrip("/") or out, "index.html")
-    else:
-        html_uri = out
-    report_dir = html_uri.rsplit("/", 1)[0] if "/" in html_uri else "."
-    media = _Media(storage_options, job.manifest)
-    out_opts = media.opts(html_uri, "output")
-    page = _Page(job, media, report_dir, max_images)
-
-    run_frames, _ = page.run_frames()
-    stage_rows = stage_percentiles(run_frames)
-    makers: dict[str, Callable[[], bytes | None]] = {
-        "throughput": lambda: chart_throughput(run_frames, _finite(job.summary.get("frames_per_s")) or None),
-        "stages": lambda: chart_stages(stage_rows),
-        "losses": lambda: chart_losses(loss_curves(job.tables["frames"])),
-        "ewarp": lambda: chart_ewarp(page.video_series()),
-        "quality": lambda: chart_quality(job.tables["quality"]),
-    }
-    charts: dict[str, str] = {}
-    chart_uris: dict[str, str] = {}
-    for name, make in makers.items():
-        try:
-            png = make()
-        except Exception as e:  # a chart that cannot be drawn is reported, not fatal
-            page.problems.append(f"chart {name}: {type(e).__name__}: {e}")
-            log.warning("report: chart %s failed: %s", name, e, exc_info=True)
-            continue
-        if png is None:
-            continue
-        uri = storage.join(report_dir, f"{name}.png")
-        storage.write_bytes_atomic(uri, png, out_opts)
-        charts[name] = f"{name}.png"
-        chart_uris[name] = uri
-
-    c = page.counts()
-    explain = _chart_explanations()
-    explain["stages"] = (explain["stages"][0], explain["stages"][1] + _stage_notes(stage_rows))
-    toc = [("summary", "Summary"), ("failures", "Failures"), ("performance", "How fast"),
-           ("quality", "How good"), ("stylization", "Stylization"), ("consistency", "Video flicker"),
-           ("images", "Images"), ("videos", "Videos"), ("files", "Files"), ("glossary", "What the numbers mean")]
-    present = {"performance": "throughput" in charts or "stages" in charts,
-               "quality": job.tables["quality"].num_rows > 0, "stylization": "losses" in charts,
-               "consistency": "ewarp" in charts, "images": "image" in job.tables["frames"]["kind"].to_pylist(),
-               "videos": job.tables["videos"].num_rows > 0}
-    nav = "<nav class='toc'>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in toc if present.get(a, True)) + "</nav>"
-    body = [page.header(c), nav, "<h2 id='summary'>Summary</h2>", page.key_figures(c), page.failures()]
-    perf = [page.chart_block(charts, n, *explain[n]) for n in ("throughput", "stages")]
-    if any(perf):
-        body += ["<h2 id='performance'>How fast</h2>", *perf]
-    looks = [page.quality_table(), page.chart_block(charts, "quality", *explain["quality"])]
-    if any(looks):
-        body += ["<h2 id='quality'>How good</h2>", *looks]
-    if "losses" in charts:
-        body += ["<h2 id='stylization'>Stylization</h2>", page.chart_block(charts, "losses", *explain["losses"])]
-    if "ewarp" in charts:
-        body += ["<h2 id='consistency'>Video flicker</h2>", page.chart_block(charts, "ewarp", *explain["ewarp"])]
-    body += [page.images(), page.videos(), page.files(), page.manifest(), GLOSSARY]
-    if page.problems != job.problems:  # chart problems found after the header was written
-        extra = "".join(f"<li>{_e(p)}</li>" for p in page.problems[len(job.problems):])
-        body.insert(1, f'<div class="problems"><b>Could not draw everything:</b><ul>{extra}</ul></div>')
-    job_id = job.summary.get("job_id") or storage.basename(metrics_prefix)
-    document = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>colorstyle report — {_e(job_id)}</title><style>{_CSS}</style></head>"
-        "<body><main>\n" + "\n".join(b for b in body if b) +
-        f"\n<footer>Generated by <code>colorstyle report</code> from <code>{_e(metrics_prefix)}</code>. "
-        "Self-contained: no network needed; charts are the PNG files beside this page.</footer>"
-        "</main></body></html>\n")
-    storage.write_bytes_atomic(html_uri, document.encode("utf-8"), out_opts)
-    return ReportResult(html_uri, chart_uris, metrics_prefix, page.problems)
-
-
-# ---- command line -----------------------------------------------------------------------------
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    opts = storage.parse_options(args.storage_options)
-    prefix = find_metrics_prefix(args.prefix, args.job, opts)
-    result = build_report(prefix, args.out, opts, max_images=args.max_images)
-    for p in result.problems:
-        print(f"colorstyle report: warning: {p}", file=sys.stderr)
-    print(result.html_uri)
-    return 0
-
-
-def add_report_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``report``."""
-    p = sub.add_parser("report", help="write an HTML report of a finished job (status, speed, before/after)",
-                       description="Write one self-contained HTML page about a job: status and failures, "
-                       "throughput and time per stage, loss curves, E_warp, quality against ground truth, and "
-                       "before/after thumbnails. Charts are PNG files beside the page.")
-    p.add_argument("prefix", help="the job's output prefix (jobs under _colorstyle/<job id>/) or its metrics prefix")
-    p.add_argument("--job", metavar="ID", help="job id under PREFIX (default: the most recent job)")
-    p.add_argument("--out", metavar="URI", help="the HTML file, or a folder for index.html "
-                   "(default: <metrics prefix>/report/index.html)")
-    p.add_argument("--max-images", type=int, default=MAX_IMAGES,
-                   help=f"images shown in the before/after grid (default: {MAX_IMAGES})")
-    p.add_argument("--storage-options", metavar="JSON",
-                   help="fsspec options for every URI (default: the job manifest's own)")
-    p.set_defaults(func=cmd_report)

@@ -1,0 +1,421 @@
+"""The frame pipeline: what happens to one frame, in order, for stills and for video.
+
+For a batch of decoded frames (each ``(1, C, H, W)`` float32 sRGB or gray in ``[0, 1]``):
+
+1. **colorize** (Zhang et al.; :class:`~colorstyle_core.colorizer.Colorizer`): L at the
+   network size in, ab out, upsampled and joined with the full-resolution L;
+2. **temporal colour** (video, optional; :class:`~colorstyle_core.temporal.ABStabilizer`):
+   the predicted ab blended with the previous output's ab carried along the motion;
+3. **processing size**: the longer side brought to ``stylize.size`` (never enlarged);
+4. **stylize** (Gatys et al.; :class:`~colorstyle_core.style.gatys.Stylizer`), per frame
+   or, for video with temporal consistency, warm-started along the shot
+   (:class:`~colorstyle_core.temporal.StyleChain`);
+5. **restore size**: back to the input's size (jobs), or kept at the processing size
+   (``keep_input_size=False``: the single-image command's ``--size``).
+
+Each :class:`FrameResult` carries the output, the stylization loss curves and the
+seconds this frame spent in each :class:`~colorstyle_core.timing.Stage` (batch work is
+shared evenly by the batch's frames). Still images and per-frame video go through
+:meth:`FramePipeline.process`; consecutive frames of one video through a
+:class:`FrameSequence`, which carries the temporal chains from batch to batch and hands
+over to the next frame range at a seam (:func:`~colorstyle_core.temporal.handoff_weight`).
+
+No I/O here: callers decode and encode (``jobs/worker.py``, the single-image commands,
+the benchmark's model loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from colorstyle_core import color
+from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.hints import ColorHints
+from colorstyle_core.provenance import Provenance
+from colorstyle_core.resample import resize_longer, resize_to
+from colorstyle_core.style.gatys import StyleConfig, Stylizer
+from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
+from colorstyle_core.temporal import ABStabilizer, StepInfo, StyleChain, TemporalSettings, blend, handoff_weight
+from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled, zero
+
+
+@dataclass(frozen=True)
+class ColorizeStep:
+    """The colorization step.
+
+    Attributes:
+        model: ``eccv16`` or ``siggraph17``.
+        gamut: ``preserve-l`` (output L = input L) or ``clip`` (the authors' demo).
+        temporal: flow-guided colour stabilisation for video, or ``None`` (per frame).
+    """
+
+    model: str = "eccv16"
+    gamut: color.GamutMode = "preserve-l"
+    temporal: TemporalSettings | None = None
+
+
+@dataclass(frozen=True)
+class StylizeStep:
+    """The stylization step.
+
+    Attributes:
+        styles: URIs of the style images (also the key their Gram targets are cached under).
+        config: the Gatys et al. settings.
+        arch, pooling: the VGG network.
+        size: processing size, longer side in pixels (0 = the input's size; never enlarged
+            unless ``keep_input_size`` is False).
+        keep_input_size: restore each output to its input's size (jobs); False = the output
+            has the processing size, enlarging small inputs too (``colorstyle stylize --size``).
+        temporal: warm start and temporal loss along a shot for video, or ``None``.
+    """
+
+    styles: tuple[str, ...]
+    config: StyleConfig = StyleConfig()
+    arch: str = "vgg19"
+    pooling: str = "max"
+    size: int = 512
+    keep_input_size: bool = True
+    temporal: TemporalSettings | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Which steps run (colorize, then stylize; at least one)."""
+
+    colorize: ColorizeStep | None = None
+    stylize: StylizeStep | None = None
+
+    @property
+    def temporal(self) -> bool:
+        """Whether video frames go through temporal chains (some step has temporal settings)."""
+        return any(step is not None and step.temporal is not None for step in (self.colorize, self.stylize))
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """Verified tensors of one network and where they came from.
+
+    Arrays are numpy so they travel zero-copy through Ray's object store (read-only there:
+    :meth:`state_dict` copies).
+    """
+
+    name: str
+    arrays: Mapping[str, np.ndarray]
+    provenance: Provenance
+
+    @classmethod
+    def from_state_dict(cls, name: str, state_dict: Mapping[str, Tensor], provenance: Provenance) -> ModelWeights:
+        return cls(name, {k: v.detach().contiguous().numpy() for k, v in state_dict.items()}, provenance)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()}
+
+
+@dataclass
+class FrameResult:
+    """One processed frame.
+
+    Attributes:
+        image: ``(1, 3, H, W)`` float32 sRGB in ``[0, 1]`` at the input's size (or the
+            processing size, see :class:`StylizeStep`), on the pipeline's device.
+        colorized: the colorized frame before stylization (both steps on, stills only).
+        curves: stylization loss per optimiser step: ``{"total" | "content" | "style" | "tv": [...]}``.
+        stages: seconds this frame spent per stage (its share of batch work).
+        info: what the temporal chain did (video with temporal consistency).
+        perframe_diff: mean absolute RGB difference to the per-frame colorization
+            (temporal colour only).
+    """
+
+    image: Tensor
+    colorized: Tensor | None = None
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    stages: Seconds = field(default_factory=zero)
+    info: StepInfo | None = None
+    perframe_diff: float | None = None
+
+
+class FramePipeline:
+    """The loaded models of a pipeline and the order they run in.
+
+    Args:
+        config: the steps.
+        colorizer: loaded when ``config.colorize`` is set.
+        stylizer: loaded when ``config.stylize`` is set.
+        styles: the style images, each ``(1, 3, h, w)`` float32 in ``[0, 1]``, in the
+            order of ``config.stylize.styles``.
+    Raises:
+        ValueError: a step without its model, or the wrong number of style images.
+    """
+
+    def __init__(self, config: PipelineConfig, colorizer: Colorizer | None = None, stylizer: Stylizer | None = None,
+                 styles: Sequence[Tensor] = ()):
+        if (config.colorize is None) != (colorizer is None) or (config.stylize is None) != (stylizer is None):
+            raise ValueError("every step of the pipeline needs its model, and only those")
+        if config.colorize is None and config.stylize is None:
+            raise ValueError("the pipeline needs a colorize or a stylize step")
+        if config.stylize is not None and len(styles) != len(config.stylize.styles):
+            raise ValueError(f"{len(styles)} style images for {len(config.stylize.styles)} style URIs")
+        self.config = config
+        self.colorizer = colorizer
+        self.stylizer = stylizer
+        self.styles = list(styles)
+        self.provenances = tuple(m.provenance for m in (colorizer, stylizer) if m is not None)
+        model = colorizer.net if colorizer is not None else stylizer.extractor  # type: ignore[union-attr]
+        self.device = next(model.parameters()).device
+        self._sync = torch.cuda.synchronize if self.device.type == "cuda" else None
+
+    @classmethod
+    def build(cls, config: PipelineConfig, styles: Sequence[Tensor] = (), *,
+              colorizer_weights: ModelWeights | None = None, stylizer_weights: ModelWeights | None = None,
+              untrained_seed: int | None = None, device: str | torch.device | None = None) -> FramePipeline:
+        """Build the models of ``config`` from verified weights, or generated ones.
+
+        Args:
+            config: the steps.
+            styles: the style images (see the class).
+            colorizer_weights, stylizer_weights: verified tensors for the steps that run.
+            untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs).
+            device: ``None``/``"auto"`` = CUDA if available, else CPU.
+        Raises:
+            ValueError: a step without weights (and no ``untrained_seed``).
+            colorstyle_core.loader.WeightsLayoutError: tensors that do not fit the architecture.
+        """
+        colorizer = stylizer = None
+        if (c := config.colorize) is not None:
+            if untrained_seed is not None:
+                colorizer = Colorizer.from_weights(c.model, device=device, gamut=c.gamut, untrained_seed=untrained_seed)
+            elif colorizer_weights is None:
+                raise ValueError(f"no weights for the colorizer {c.model}")
+            else:
+                colorizer = Colorizer.from_state_dict(c.model, colorizer_weights.state_dict(),
+                                                      colorizer_weights.provenance, device=device, gamut=c.gamut)
+        if (s := config.stylize) is not None:
+            if untrained_seed is not None:
+                stylizer = Stylizer.from_weights(s.arch, device=device, pooling=s.pooling,  # type: ignore[arg-type]
+                                                 untrained_seed=untrained_seed)
+            elif stylizer_weights is None:
+                raise ValueError(f"no weights for the stylizer {s.arch}")
+            else:
+                stylizer = Stylizer.from_state_dict(s.arch, stylizer_weights.state_dict(), stylizer_weights.provenance,
+                                                    device=device, pooling=s.pooling)  # type: ignore[arg-type]
+        return cls(config, colorizer, stylizer, styles)
+
+    # ---- what the models are -----------------------------------------------------------
+
+    @property
+    def untrained(self) -> bool:
+        """Whether any model runs on generated weights."""
+        return any(p.untrained for p in self.provenances)
+
+    @property
+    def weights_text(self) -> str:
+        """Provenance of every model, for metadata and metrics (says UNTRAINED where it applies)."""
+        text = "; ".join(p.describe() for p in self.provenances)
+        return f"{text} -- {UNTRAINED_NOTE}" if self.untrained else text
+
+    @property
+    def weights_tag(self) -> str:
+        """:attr:`weights_text` without the long note, prefixed ``UNTRAINED:`` where it applies (metrics rows)."""
+        text = "; ".join(p.describe() for p in self.provenances)
+        return f"{UNTRAINED_TAG}: {text}" if self.untrained else text
+
+    @property
+    def temporal(self) -> bool:
+        return self.config.temporal
+
+    def timer(self) -> StageTimer:
+        """A :class:`StageTimer` that waits for the device where it runs asynchronously."""
+        return StageTimer(self._sync)
+
+    # ---- independent frames: stills, and video without temporal consistency -------------
+
+    def process(self, images: Sequence[Tensor] | Tensor, hints: Sequence[ColorHints | None] | None = None
+                ) -> list[FrameResult]:
+        """Process frames independently of each other (any mix of sizes).
+
+        Args:
+            images: each ``(1, C, H, W)`` float32 in ``[0, 1]`` (C = 1 gray or 3 sRGB), or one
+                ``(N, C, H, W)`` batch; any device.
+            hints: SIGGRAPH17 colour hints, one per image (or ``None``).
+        Returns:
+            One :class:`FrameResult` per image, in order; ``colorized`` set when both steps run.
+        Raises:
+            ValueError, colorstyle_core.hints.HintsError: hints that do not fit.
+        """
+        batch = list(images.split(1)) if isinstance(images, Tensor) else list(images)
+        if not batch:
+            return []
+        timer = self.timer()
+        with timer(Stage.PREPROCESS):
+            batch = [b.to(self.device) for b in batch]
+        if self.colorizer is not None:
+            with timer(Stage.COLORIZE):
+                pairs = self.colorizer.predict_ab_list([b[0] for b in batch], hints)
+                batch = [self.colorizer.compose(lightness[None], ab[None]) for lightness, ab in pairs]
+        else:
+            batch = [_as_rgb(b) for b in batch]
+        colorized = list(batch) if self.colorizer is not None and self.stylizer is not None else [None] * len(batch)
+        curves: list[dict[str, list[float]]] = [{} for _ in batch]
+        if self.stylizer is not None:
+            with timer(Stage.STYLIZE):
+                batch, curves = self._stylize_independently(batch)
+        share = scaled(timer.take(), 1.0 / len(batch))
+        return [FrameResult(image, before, curve, dict(share))
+                for image, before, curve in zip(batch, colorized, curves)]
+
+    def _stylize_independently(self, batch: list[Tensor]) -> tuple[list[Tensor], list[dict[str, list[float]]]]:
+        """Per-frame Gatys stylization; frames of one size share a batch (and their style targets)."""
+        step, stylizer = self.config.stylize, self.stylizer
+        assert step is not None and stylizer is not None
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, b in enumerate(batch):
+            by_size.setdefault(tuple(b.shape[-2:]), []).append(i)
+        out = list(batch)
+        curves: list[dict[str, list[float]]] = [{} for _ in batch]
+        for size, idx in by_size.items():
+            content = resize_longer(torch.cat([batch[i] for i in idx]), step.size, upscale=not step.keep_input_size)
+            result = stylizer(content, stylizer.targets(self.styles, step.config, content, key=step.styles),
+                              step.config)
+            images = resize_to(result.images, size) if step.keep_input_size else result.images
+            for j, i in enumerate(idx):
+                out[i] = images[j : j + 1]
+                curves[i] = {k: v[:, j].tolist() for k, v in result.losses.items()}
+        return out, curves
+
+    # ---- consecutive frames of one video --------------------------------------------------
+
+    def sequence(self, handoff_start: int | None = None, stop: int | None = None) -> FrameSequence:
+        """A :class:`FrameSequence` for consecutive frames of one video (one frame range).
+
+        Args:
+            handoff_start: with temporal consistency, the frame where the next range starts
+                warming up: from there this range also runs a fresh chain and fades into it.
+            stop: one past the range's last frame (needed with ``handoff_start``).
+        """
+        return FrameSequence(self, handoff_start, stop)
+
+
+@dataclass
+class _Chains:
+    """The temporal state of one pass over a shot: colour chain and (created lazily) style chain."""
+
+    color: ABStabilizer | None
+    style: StyleChain | None = None
+
+
+class FrameSequence:
+    """Consecutive frames of one video through a :class:`FramePipeline`.
+
+    Without temporal consistency frames are processed independently, a batch at a time.
+    With it they go through the chains in order, the chains carried from one call of
+    :meth:`process` to the next; before a seam (``handoff_start``) a second, fresh chain
+    runs beside the main one and the written frames cross-fade into it, so the next range
+    (which warms up from ``handoff_start``) continues exactly where this one ends.
+    """
+
+    def __init__(self, pipeline: FramePipeline, handoff_start: int | None, stop: int | None):
+        if handoff_start is not None and stop is None:
+            raise ValueError("a handoff needs the range's stop")
+        self.pipeline = pipeline
+        self.handoff_start, self.stop = handoff_start, stop
+        self._main = self._new_chains()
+        self._fresh: _Chains | None = None
+
+    def _new_chains(self) -> _Chains:
+        step = self.pipeline.config.colorize
+        return _Chains(ABStabilizer(step.temporal) if step is not None and step.temporal is not None else None)
+
+    def process(self, indices: Sequence[int], frames: Tensor) -> list[FrameResult]:
+        """Process the next frames of the video.
+
+        Args:
+            indices: the frames' indices in the video, consecutive, continuing the previous call.
+            frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call.
+        Returns:
+            One :class:`FrameResult` per frame, in order.
+        """
+        p = self.pipeline
+        if not p.temporal:
+            return p.process(frames)
+        timer = p.timer()
+        with timer(Stage.PREPROCESS):
+            x = frames.to(p.device)
+        lightness = ab_pred = None
+        with timer(Stage.COLORIZE):
+            if p.colorizer is not None:
+                lightness, ab_pred = p.colorizer.predict_ab(x)
+        rgb_in = _as_rgb(x)
+        base = scaled(timer.take(), 1.0 / len(indices))
+        results = []
+        for j, index in enumerate(indices):
+            if self.handoff_start is not None and index == self.handoff_start:
+                self._fresh = self._new_chains()
+            t = p.timer()
+            sl = slice(j, j + 1)
+            args = (None if lightness is None else lightness[sl], None if ab_pred is None else ab_pred[sl],
+                    rgb_in[sl], t)
+            ab, image, curves, info, diff = self._chain_frame(self._main, *args, measure=True)
+            if self._fresh is not None:
+                assert self.handoff_start is not None and self.stop is not None
+                weight = handoff_weight(index, self.handoff_start, self.stop)
+                ab_f, image_f, _, _, _ = self._chain_frame(self._fresh, *args, measure=False)
+                with t(Stage.TEMPORAL):
+                    if p.stylizer is None and ab is not None and ab_f is not None:
+                        image = p.colorizer.compose(lightness[sl], blend(ab, ab_f, weight))  # type: ignore
+                    else:
+                        image = blend(image, image_f, weight)
+            results.append(FrameResult(image, None, curves, added(base, t.seconds), info, diff))
+        return results
+
+    def _chain_frame(self, chains: _Chains, lightness: Tensor | None, ab_pred: Tensor | None, rgb_in: Tensor,
+                     timer: StageTimer, measure: bool) -> tuple[
+                         Tensor | None, Tensor, dict[str, list[float]], StepInfo | None, float | None]:
+        """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``."""
+        p = self.pipeline
+        info: StepInfo | None = None
+        ab = None
+        perframe_diff = None
+        rgb = rgb_in
+        if p.colorizer is not None:
+            assert lightness is not None and ab_pred is not None
+            ab = ab_pred
+            if chains.color is not None:
+                with timer(Stage.TEMPORAL):
+                    ab, info = chains.color.step(lightness, ab_pred)
+            with timer(Stage.COLORIZE):
+                rgb = p.colorizer.compose(lightness, ab)
+                if measure and chains.color is not None:
+                    perframe_diff = float((rgb - p.colorizer.compose(lightness, ab_pred)).abs().mean())
+        curves: dict[str, list[float]] = {}
+        if (step := p.config.stylize) is not None:
+            stylizer = p.stylizer
+            assert stylizer is not None
+            h, w = rgb.shape[-2:]
+            content = resize_longer(rgb, step.size, upscale=not step.keep_input_size)
+            if step.temporal is not None:
+                if chains.style is None:
+                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
+                    chains.style = StyleChain(stylizer, targets, step.config, step.temporal)
+                with timer(Stage.STYLIZE):
+                    image, result, style_info = chains.style.step(content)
+                timer.seconds[Stage.STYLIZE] -= style_info.seconds  # flow and masks are temporal work
+                timer.seconds[Stage.TEMPORAL] += style_info.seconds
+                info = style_info if info is None else info
+            else:
+                with timer(Stage.STYLIZE):
+                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
+                    result = stylizer(content, targets, step.config)
+                    image = result.images
+            curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+            rgb = resize_to(image, (h, w)) if step.keep_input_size else image
+        return ab, rgb, curves, info, perframe_diff
+
+
+def _as_rgb(images: Tensor) -> Tensor:
+    """``(N, 1, H, W)`` gray as ``(N, 3, H, W)`` (a view); sRGB as is."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

@@ -1,0 +1,218 @@
+"""Single-image commands: ``colorstyle colorize`` and ``colorstyle stylize``.
+
+Thin: parse arguments, read and decode, run the frame pipeline
+(:class:`colorstyle_core.pipeline.FramePipeline`, the same code a job runs), encode and write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+
+import torch
+
+from colorstyle_core import color, imageio, loader, storage
+from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.hints import ColorHints, parse_points
+from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig, StylizeStep
+from colorstyle_core.provenance import mark_untrained_logs
+from colorstyle_core.style.gatys import StyleConfig, Stylizer
+from colorstyle_core.synthetic import UNTRAINED_NOTE
+from colorstyle_core.timing import Stage
+from colorstyle_core.weights import COLORIZERS, VGG_ARCHS
+
+log = logging.getLogger("colorstyle")
+
+_POINT_SUFFIXES = (".json", ".csv", ".txt")
+
+
+class UsageError(ValueError):
+    """A flag combination or value that cannot work; the message says which."""
+
+
+def weights_source(args: argparse.Namespace) -> loader.WeightsSource:
+    """The loader's source for ``--weights``, ``--weights-sha256`` and ``--storage-options``."""
+    return loader.WeightsSource(args.weights, args.weights_sha256, storage.parse_options(args.storage_options))
+
+
+def read_image(uri: str, opts: dict | None) -> torch.Tensor:
+    """An image file (any fsspec URI) as ``(1, C, H, W)`` float32 in ``[0, 1]``."""
+    decoded = imageio.decode_image(storage.read_bytes(uri, opts), uri)
+    for note in decoded.notes:
+        log.info("%s: %s", uri, note)
+    return imageio.to_tensor(decoded.pixels)
+
+
+def _announce(pipeline: FramePipeline) -> None:
+    if pipeline.untrained:
+        mark_untrained_logs()  # from here on every log line says so
+        log.warning("%s", UNTRAINED_NOTE)
+
+
+def _write_image(rgb: torch.Tensor, uri: str, opts: dict | None, pipeline: FramePipeline) -> None:
+    data = imageio.encode_image(imageio.to_uint8_hwc(rgb), uri, f"colorstyle {pipeline.weights_text}")
+    storage.write_bytes_atomic(uri, data, opts)
+
+
+def load_hints(args: argparse.Namespace, opts: dict | None) -> ColorHints | None:
+    """``--hints`` (points file, or a hint image with ``--hint-mask``) as :class:`ColorHints`.
+
+    Raises:
+        UsageError: a mask without a hint image, or a hint image without a mask.
+        colorstyle_core.hints.HintsError: an unreadable points file.
+    """
+    if not args.hints:
+        if args.hint_mask:
+            raise UsageError("--hint-mask needs --hints HINT_IMAGE")
+        return None
+    if args.hints.lower().endswith(_POINT_SUFFIXES):
+        hints = parse_points(storage.read_bytes(args.hints, opts).decode("utf-8"), args.hints)
+        return ColorHints(points=hints.points, patch=args.hint_patch or hints.patch)
+    if not args.hint_mask:
+        raise UsageError(f"{args.hints}: a hint image needs --hint-mask MASK (nonzero = hint)")
+    hint_rgb = read_image(args.hints, opts)
+    mask = read_image(args.hint_mask, opts)
+    if hint_rgb.shape[1] == 1:
+        hint_rgb = hint_rgb.expand(-1, 3, -1, -1)
+    dense_ab = color.rgb_to_lab(hint_rgb)[:, 1:]
+    dense_mask = (mask.amax(dim=1, keepdim=True) > 0).float()
+    return ColorHints(patch=args.hint_patch or 3, dense_ab=dense_ab, dense_mask=dense_mask)
+
+
+def cmd_colorize(args: argparse.Namespace) -> int:
+    opts = storage.parse_options(args.storage_options)
+    colorizer = Colorizer.from_weights(args.model, weights_source(args), device=args.device, gamut=args.gamut,
+                                       untrained_seed=args.untrained_weights)
+    pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep(args.model, args.gamut)), colorizer=colorizer)
+    _announce(pipeline)
+    image = read_image(args.input, opts)
+    hints = load_hints(args, opts)
+    result = pipeline.process([image], None if hints is None else [hints])[0]
+    log.info("colorized %s (%dx%d) in %.2f s", args.input, image.shape[-1], image.shape[-2],
+             result.stages[Stage.COLORIZE] + result.stages[Stage.PREPROCESS])
+    _write_image(result.image, args.output, opts, pipeline)
+    print(args.output)
+    return 0
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _layers(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def style_config_from_args(args: argparse.Namespace) -> StyleConfig:
+    """The :class:`StyleConfig` the ``stylize`` flags describe (defaults for flags not given).
+
+    Raises:
+        UsageError: naming the bad value.
+    """
+    try:
+        return StyleConfig.from_options(
+            steps=args.steps, optimizer=args.optimizer, lr=args.lr, content_weight=args.content_weight,
+            style_weight=args.style_weight, tv_weight=args.tv_weight, preserve_color=args.preserve_color,
+            style_blend=_floats(args.blend, "--blend"), init=args.init, seed=args.seed,
+            content_layers=_layers(args.content_layers), style_layers=_layers(args.style_layers),
+            style_scale=args.style_scale,
+        )
+    except ValueError as e:
+        raise UsageError(f"stylize: {e}") from None
+
+
+def _write_losses(curves: dict[str, list[float]], uri: str, opts: dict | None) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    names = list(curves)
+    writer.writerow(["step", *names])
+    for step in range(len(curves["total"])):
+        writer.writerow([step, *(f"{curves[n][step]:.6g}" for n in names)])
+    storage.write_bytes_atomic(uri, buf.getvalue().encode(), opts)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    opts = storage.parse_options(args.storage_options)
+    config = style_config_from_args(args)
+    style_uris = tuple(uri for uri in args.styles.split(",") if uri)
+    stylizer = Stylizer.from_weights(args.arch, weights_source(args), device=args.device, pooling=args.pooling,
+                                     untrained_seed=args.untrained_weights)
+    step = StylizeStep(style_uris, config, args.arch, args.pooling, args.size, keep_input_size=False)
+    pipeline = FramePipeline(PipelineConfig(stylize=step), stylizer=stylizer,
+                             styles=[read_image(uri, opts) for uri in style_uris])
+    _announce(pipeline)
+    content = read_image(args.content, opts)
+    result = pipeline.process([content])[0]
+    total = result.curves.get("total", [])
+    log.info("stylized %s at %dx%d: %d steps in %.1f s, loss %.4g -> %.4g", args.content,
+             result.image.shape[-1], result.image.shape[-2], len(total), result.stages[Stage.STYLIZE],
+             total[0] if total else float("nan"), total[-1] if total else float("nan"))
+    _write_image(result.image, args.output, opts, pipeline)
+    if args.losses_out:
+        _write_losses(result.curves, args.losses_out, opts)
+    print(args.output)
+    return 0
+
+
+def add_weight_flags(p: argparse.ArgumentParser) -> None:
+    """``--weights``, ``--weights-sha256``, ``--untrained-weights``, ``--device``, ``--storage-options``."""
+    p.add_argument("--weights", metavar="URI", help="checkpoint location (path or fsspec URI); "
+                   "default: $COLORSTYLE_CACHE, then the published URL")
+    p.add_argument("--weights-sha256", metavar="HEX", help="full sha256 of --weights when it is not the "
+                   "published file (default: hash in its file name, else the published hash)")
+    p.add_argument("--untrained-weights", metavar="SEED", type=int, nargs="?", const=0, default=None,
+                   help="smoke runs only: use generated UNTRAINED weights (output is marked as such)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--storage-options", metavar="JSON",
+                   help='fsspec options for all URIs, e.g. \'{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}\'')
+
+
+def add_image_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``colorize`` and ``stylize``."""
+    p = sub.add_parser("colorize", help="colorize one image (Zhang et al.)",
+                       description="Colorize one image. INPUT/OUTPUT are paths or fsspec URIs; "
+                       "the output format follows OUTPUT's suffix (.png .jpg .webp .tif).")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--model", choices=COLORIZERS, default="eccv16", help="network (default: eccv16)")
+    p.add_argument("--hints", metavar="FILE", help="siggraph17 colour hints: points as JSON "
+                   '({"points": [[y, x, a, b], ...]}) or CSV rows y,x,a,b; or a hint image (with --hint-mask)')
+    p.add_argument("--hint-mask", metavar="FILE", help="mask image for a hint image: nonzero pixels are hints")
+    p.add_argument("--hint-patch", type=int, default=None, help="side of each hint square at 256 px (default 3)")
+    p.add_argument("--gamut", choices=("preserve-l", "clip"), default="preserve-l",
+                   help="out-of-gamut colours: preserve-l keeps L exactly (default); clip = authors' demo")
+    add_weight_flags(p)
+    p.set_defaults(func=cmd_colorize)
+
+    p = sub.add_parser("stylize", help="neural style transfer of one image (Gatys et al.)",
+                       description="Stylize CONTENT with one or more STYLE images (comma-separated).")
+    p.add_argument("content")
+    p.add_argument("styles", metavar="STYLE[,STYLE2]")
+    p.add_argument("output")
+    p.add_argument("--arch", choices=VGG_ARCHS, default="vgg19", help="VGG network (default: vgg19)")
+    p.add_argument("--size", type=int, default=512, help="longer side of the output in px (default: 512; 0 = as is)")
+    p.add_argument("--steps", type=int, help="optimiser steps (default: 300)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default: lbfgs")
+    p.add_argument("--lr", type=float, help="step length (default: 1.0 lbfgs, 0.02 adam)")
+    p.add_argument("--content-weight", type=float, help="default: 1")
+    p.add_argument("--style-weight", type=float, help="default: 1e6")
+    p.add_argument("--tv-weight", type=float, help="default: 1")
+    p.add_argument("--preserve-color", action="store_true", default=None,
+                   help="luminance-only transfer: keep the content's colours")
+    p.add_argument("--blend", metavar="W1,W2", help="blend weights of the style images (default: equal)")
+    p.add_argument("--style-scale", type=float, help="style size relative to the output (default: 1.0)")
+    p.add_argument("--init", choices=("content", "noise"), help="start image (default: content)")
+    p.add_argument("--seed", type=int, help="seed for noise init (default: 0)")
+    p.add_argument("--content-layers", metavar="L1,L2", help="default: relu4_2")
+    p.add_argument("--style-layers", metavar="L1,L2", help="default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
+    p.add_argument("--pooling", choices=("max", "avg"), default="max", help="VGG pooling (default: max)")
+    p.add_argument("--losses-out", metavar="URI", help="write the per-step loss curve as CSV")
+    add_weight_flags(p)
+    p.set_defaults(func=cmd_stylize)

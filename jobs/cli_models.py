@@ -1,0 +1,71 @@
+"""``colorstyle models`` and ``colorstyle weights``: the architectures and the published weight sets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from colorstyle_core import loader, storage
+from colorstyle_core.models import layout
+from colorstyle_core.models.vgg import layer_names
+from colorstyle_core.weights import REGISTRY, get_spec
+
+
+def cmd_models_layout(args: argparse.Namespace) -> int:
+    rows = layout(args.name)
+    if args.json:
+        print("[\n" + ",\n".join("  " + json.dumps([k, s, d]) for k, s, d in rows) + "\n]")
+    else:
+        for k, s, d in rows:
+            print(f"{k:40s} {str(tuple(s)):24s} {d}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    for spec in REGISTRY.values():
+        extra = f"  layers: {', '.join(n for n in layer_names(spec.name) if n.startswith('relu'))}" \
+            if spec.kind == "vgg" else ""
+        print(f"{spec.name:11s} {spec.kind:9s} {spec.reference}{extra}")
+    return 0
+
+
+def cmd_weights_list(args: argparse.Namespace) -> int:
+    cache = loader.default_cache_dir()
+    for spec in REGISTRY.values():
+        cached = (cache / spec.filename).is_file()
+        print(f"{spec.name:11s} {spec.filename:42s} sha256:{spec.sha256}  {'cached' if cached else 'not cached'}"
+              f"\n{'':11s} {spec.url}\n{'':11s} licence: {spec.license}")
+    return 0
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    opts = storage.parse_options(args.storage_options)
+    source = loader.WeightsSource(args.source, args.sha256, opts)
+    written = loader.fetch(get_spec(args.name), args.to, source, dest_storage_options=opts)
+    print(written)
+    return 0
+
+
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``models`` and ``weights``."""
+    models = sub.add_parser("models", help="network architectures").add_subparsers(dest="models_cmd", required=True)
+    p = models.add_parser("layout", help="print a checkpoint's state_dict layout")
+    p.add_argument("name", choices=list(REGISTRY))
+    p.add_argument("--json", action="store_true", help="as [[key, [shape...], dtype], ...]")
+    p.set_defaults(func=cmd_models_layout)
+    p = models.add_parser("list", help="list the architectures")
+    p.set_defaults(func=cmd_models_list)
+
+    weights = sub.add_parser("weights", help="published weights: list, stage").add_subparsers(
+        dest="weights_cmd", required=True)
+    p = weights.add_parser("list", help="list the weight sets, their URLs, hashes and cache state")
+    p.set_defaults(func=cmd_weights_list)
+    p = weights.add_parser("fetch", help="verify a checkpoint and copy it into a cache dir or bucket",
+                           description="Resolve NAME (--from URI, else the cache, else the published URL), "
+                           "verify its sha256 and write it to --to (a directory/prefix or a .pth URI).")
+    p.add_argument("name", choices=list(REGISTRY))
+    p.add_argument("--to", required=True, metavar="URI", help="e.g. ~/.cache/colorstyle or s3://bucket/weights/")
+    p.add_argument("--from", dest="source", metavar="URI", help="take the file from here instead")
+    p.add_argument("--sha256", metavar="HEX", help="full sha256 of --from when it is not the published file")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for --from/--to")
+    p.set_defaults(func=cmd_weights_fetch)

@@ -1,0 +1,211 @@
+"""The report's charts: matplotlib figures (Agg, no pyplot state) rendered to PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from jobs.report.data import VideoSeries, completion_times
+
+_COLORS = ["#3b6fb6", "#e07b39", "#4a9d5b", "#b8466b", "#7d5fb2", "#8c6d46", "#3a9aa5", "#777777"]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg for PNG
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _style(ax) -> None:
+    ax.grid(True, color="#e3e6ea", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+
+def chart_throughput(frames: pa.Table, overall_fps: float | None) -> bytes | None:
+    """Frames completed per time bin, stacked per actor (frames/s)."""
+    t, actors = completion_times(frames)
+    t = t[np.isfinite(t)] if len(t) else t
+    if len(t) == 0:
+        return None
+    span = max(float(t.max()), 1e-3)
+    bins = min(40, max(4, len(t) // 3))  # about three frames per bin on average, 4 to 40 bins
+    width = next((w for w in (0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600) if span / w <= bins),
+                 7200)
+    edges = np.arange(0, span + width, width)
+    if len(edges) < 2:
+        edges = np.array([0, width])
+    fig = _figure(11, 3.4)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(edges) - 1)
+    for k, name in enumerate(sorted(set(actors))):
+        mine = np.array([tt for tt, a in zip(t, actors) if a == name])
+        counts, _ = np.histogram(mine, bins=edges)
+        rate = counts / width
+        ax.bar(edges[:-1], rate, width=width, bottom=bottom, align="edge", color=_COLORS[k % len(_COLORS)],
+               edgecolor="white", linewidth=0.5, label=name)
+        bottom += rate
+    if overall_fps:
+        ax.axhline(overall_fps, color="#333333", linestyle="--", linewidth=1,
+                   label=f"overall {overall_fps:.2f} frames/s")
+    ax.set_xlabel("seconds since the first frame started")
+    ax.set_ylabel(f"frames/s (per {width:g} s bin)")
+    ax.set_xlim(0, edges[-1])
+    ax.legend(fontsize=8, frameon=False, ncols=min(5, len(set(actors)) + 1), loc="lower left",
+              bbox_to_anchor=(0, 1.0))
+    _style(ax)
+    return _png(fig)
+
+
+
+def chart_stages(rows: Sequence[tuple[str, float, float]]) -> bytes | None:
+    """Horizontal p50/p95 bars, seconds per frame, one pair per stage and the total.
+
+    Queue wait (not work) and stages under 0.5% of the total's p95 are left out of the
+    bars; the page lists them.
+    """
+    total = next((r[2] for r in rows if r[0] == "total"), max((r[2] for r in rows), default=0.0))
+    rows = [r for r in rows if r[0] != "queue wait" and (r[2] >= 0.005 * total or r[0] == "total")]
+    if not rows:
+        return None
+    fig = _figure(11, 0.42 * len(rows) + 1.0)
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    p50 = np.array([r[1] for r in rows])
+    p95 = np.array([r[2] for r in rows])
+    ax.barh(y + 0.18, p50, height=0.36, color=_COLORS[0], label="p50 (median)")
+    ax.barh(y - 0.18, p95, height=0.36, color=_COLORS[1], label="p95")
+    top = float(max(p95.max(), p50.max(), 1e-9))
+    for yy, a, b in zip(y, p50, p95):
+        ax.text(a + top * 0.01, yy + 0.18, seconds_text(a), va="center", fontsize=7.5)
+        ax.text(b + top * 0.01, yy - 0.18, seconds_text(b), va="center", fontsize=7.5)
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.set_xlim(0, top * 1.15)
+    if rows[-1][0] == "total" and len(rows) > 1:
+        ax.axhline(0.5, color="#9aa4b1", linewidth=0.8)
+    ax.set_xlabel("seconds per frame")
+    ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
+    _style(ax)
+    return _png(fig)
+
+
+def seconds_text(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    return f"{s * 1000:.1f} ms" if s >= 1e-3 else f"{s * 1000:.2g} ms"
+
+
+
+def chart_losses(curves: dict[str, tuple[list[np.ndarray], int]], examples: int = 5) -> bytes | None:
+    """One panel per loss term: the median over frames (bold) and a few frames' curves."""
+    from matplotlib.ticker import MaxNLocator
+
+    if not curves:
+        return None
+    terms = [t for t in ("total", "content", "style", "tv") if t in curves]
+    fig = _figure(11, 2.8 if len(terms) <= 2 else 5.2)
+    cols = 2 if len(terms) > 1 else 1
+    rows = math.ceil(len(terms) / cols)
+    for k, term in enumerate(terms):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        series, total = curves[term]
+        n = max(len(c) for c in series)
+        padded = np.full((len(series), n), np.nan)
+        for i, c in enumerate(series):
+            padded[i, : len(c)] = c
+        pick = np.linspace(0, len(series) - 1, min(examples, len(series))).round().astype(int)
+        for i in sorted(set(pick.tolist())):
+            ax.plot(np.arange(len(series[i])), series[i], color="#9aa4b1", linewidth=0.8, alpha=0.8)
+        with np.errstate(all="ignore"):
+            median = np.nanmedian(padded, axis=0)
+        ax.plot(np.arange(n), median, color=_COLORS[k % len(_COLORS)], linewidth=2.2,
+                label=f"median of {len(series)} frames" + (f" (of {total})" if total > len(series) else ""))
+        finite = padded[np.isfinite(padded)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
+            ax.set_yscale("log")
+        ax.set_title(f"{term} loss", loc="left", fontsize=10)
+        ax.set_xlabel("optimiser step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7.5, frameon=False)
+        _style(ax)
+    return _png(fig)
+
+
+
+def chart_ewarp(videos: Sequence[VideoSeries]) -> bytes | None:
+    """E_warp per consecutive frame pair, one panel per video; seams dashed, scene cuts red."""
+    videos = [v for v in videos if v.pairs]
+    if not videos:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(11, 2.4 * len(videos) + 0.4)
+    for k, v in enumerate(videos):
+        ax = fig.add_subplot(len(videos), 1, k + 1)
+        x = v.first_frame + 1 + np.arange(len(v.pairs))  # pair (t-1, t) plotted at t
+        y = np.array(v.pairs, dtype=float)
+        ax.plot(x, y, marker="o", markersize=3, color=_COLORS[0], linewidth=1.4, label="E_warp of pair (t−1, t)")
+        if v.e_warp is not None:
+            ax.axhline(v.e_warp, color="#333333", linestyle=":", linewidth=1, label=f"mean {v.e_warp:.5f}")
+        for i, s in enumerate(v.seams):
+            ax.axvline(s, color=_COLORS[1], linestyle="--", linewidth=1.2, label="range seam" if i == 0 else None)
+        for i, c in enumerate(v.cuts):
+            ax.axvline(c, color="#c0392b", linewidth=1.6, label="scene cut (left out)" if i == 0 else None)
+        ax.set_title(v.name, loc="left", fontsize=10)
+        ax.set_ylabel("E_warp", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left", ncols=4)
+        _style(ax)
+    fig.axes[-1].set_xlabel("input frame t")
+    return _png(fig)
+
+
+def chart_quality(quality: pa.Table) -> bytes | None:
+    """Output against the grey baseline: PSNR, SSIM, ab error, colourfulness (means, with every image as a dot)."""
+    if quality.num_rows == 0:
+        return None
+    panels = [
+        ("PSNR (dB) — higher is closer", [("output", "psnr"), ("grey baseline", "baseline_psnr")]),
+        ("SSIM — higher is closer", [("output", "ssim"), ("grey baseline", "baseline_ssim")]),
+        ("ab error (Lab) — lower is better", [("output", "ab_error"), ("grey baseline", "baseline_ab_error")]),
+        ("colourfulness", [("output", "colorfulness_pred"), ("grey baseline", "baseline_colorfulness"),
+                           ("ground truth", "colorfulness_ref")]),
+    ]
+    colors = {"output": _COLORS[0], "grey baseline": "#9a9a9a", "ground truth": _COLORS[2]}
+    fig = _figure(11, 3.0)
+    rng = np.random.default_rng(0)
+    for k, (title, bars) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ticks = []
+        for i, (label, col) in enumerate(bars):
+            values = np.array([v for v in quality[col].to_pylist() if v is not None], dtype=float)
+            values = values[np.isfinite(values)]
+            mean = float(values.mean()) if values.size else 0.0
+            ax.bar(i, mean, color=colors[label], width=0.7)
+            if values.size:
+                ax.scatter(i + rng.uniform(-0.18, 0.18, values.size), values, s=9, color="#222222", zorder=3,
+                           alpha=0.7)
+            ticks.append(f"{label}\n{mean:.3g}" if values.size else f"{label}\n—")
+        ax.set_xticks(range(len(bars)), ticks, fontsize=7.5)
+        ax.set_title(title, loc="left", fontsize=8.5)
+        ax.tick_params(labelsize=7.5)
+        _style(ax)
+    return _png(fig)
+
+

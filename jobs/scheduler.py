@@ -1,0 +1,266 @@
+"""The actor pool and the scheduler: backpressure, retries on another actor, probing failed actors, assembly.
+
+:func:`start_pool` creates one :class:`~jobs.actor.PipelineActor` per requested slot
+(the driver declares ``num_gpus``/``num_cpus``; Ray pins each actor to its GPU) and
+waits until every actor has loaded its models. :class:`Scheduler` then keeps each
+actor fed with at most ``max_in_flight_per_actor`` units, records every finished unit
+at once (so an interrupted job loses nothing), retries a failed unit on another actor,
+keeps work away from an actor Ray is restarting until it answers again, and sends a
+video to be assembled as soon as its last frame range is staged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from colorstyle_core import storage
+from colorstyle_core.timing import added
+from jobs.manifest import ExecutionSpec
+from jobs.metrics import FailureRow, MetricsStore, UnitRow, VideoRow, now_ms
+from jobs.plan import Plan
+from jobs.resume import DoneState
+from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, UnitResult, VideoPlan, WorkUnit
+from jobs.worker import PERMANENT_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class PoolError(RuntimeError):
+    """The actor pool could not start (an actor failed, or resources never came)."""
+
+
+@dataclass
+class _Inflight:
+    kind: str  # unit | assemble
+    payload: Any
+    actor: int
+    attempt: int
+    submitted_at: float
+
+
+def gpus_per_actor(value: float | str) -> float:
+    """GPUs each actor requests: the manifest's number, or for ``auto`` 1 when the cluster has GPUs, else 0."""
+    if value != "auto":
+        return float(value)
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
+def start_pool(actor_class: type, ex: ExecutionSpec, args: tuple, ready_timeout_s: float
+               ) -> tuple[list, list[ActorInfo]]:
+    """Create ``ex.actors`` actors of ``actor_class`` and wait until each has loaded its models.
+
+    Args:
+        actor_class: the actor's Python class (``PipelineActor``, or a subclass in tests).
+        ex: the job's execution settings (resources, retries).
+        args: constructor arguments before the actor's name (spec, weights references, threads).
+        ready_timeout_s: how long to wait for the pool (GPU nodes may have to boot), seconds.
+    Returns:
+        The actor handles and where each runs.
+    Raises:
+        PoolError: an actor failed to start, or the pool was not ready in time.
+    """
+    gpus = gpus_per_actor(ex.gpus_per_actor)
+    remote = ray.remote(actor_class).options(num_gpus=gpus, num_cpus=ex.cpus_per_actor,
+                                             max_restarts=ex.retries + 1, max_task_retries=0)
+    actors = [remote.remote(*args, f"actor-{i}") for i in range(ex.actors)]
+    try:
+        infos = ray.get([a.info.remote() for a in actors], timeout=ready_timeout_s)
+    except RayActorError as e:
+        raise PoolError(f"an actor failed to start: {e}") from None
+    except GetTimeoutError:
+        raise PoolError(f"the actor pool was not ready after {ready_timeout_s:.0f} s (requested {ex.actors} x "
+                        f"gpus={gpus}, cpus={ex.cpus_per_actor}); resources: {ray.cluster_resources()}") from None
+    return actors, infos
+
+
+class Scheduler:
+    """Keeps every actor fed with at most ``max_in_flight_per_actor`` units, retries, and assembles videos.
+
+    Args:
+        actors: the pool's actor handles.
+        ex: the job's execution settings.
+        plan: the work of this run.
+        store: where finished units and videos are recorded.
+        done: what earlier runs finished (frame ranges already staged).
+        on_frames: called with the number of frames each finished or abandoned unit accounts for.
+    """
+
+    def __init__(self, actors: list, ex: ExecutionSpec, plan: Plan, store: MetricsStore, done: DoneState,
+                 on_frames: Callable[[int], None]):
+        self.actors = actors
+        self.ex = ex
+        self.store = store
+        self.plan = plan
+        self.on_frames = on_frames
+        self.queue: deque[tuple[WorkUnit, int, int | None]] = deque((u, 1, None) for u in (*plan.shards, *plan.ranges))
+        self.inflight: dict[ray.ObjectRef, _Inflight] = {}
+        self.load = [0] * len(actors)
+        self.deaths = [0] * len(actors)
+        self.dead: set[int] = set()
+        self.probes: dict[ray.ObjectRef, int] = {}  # health checks of actors that failed (restarting?)
+        self.recovering: set[int] = set()
+        self.failures: list[FailureRow] = []
+        self.videos = {v.key: v for v in plan.videos}
+        self.remaining = {v.key: {u for u in v.unit_ids if u not in done.ranges} for v in plan.videos}
+        self.failed_videos: set[str] = set()
+        self.assembly: deque[VideoPlan] = deque(v for v in plan.videos if not self.remaining[v.key])
+        self.assembled: list[AssemblyResult] = []
+
+    def _pick(self, avoid: int | None) -> int | None:
+        """The least loaded live actor with a free slot, never ``avoid`` (where the unit just failed)
+        unless it is the only live actor; ``None`` = wait."""
+        live = [i for i in range(len(self.actors)) if i not in self.dead and i not in self.recovering]
+        others = [i for i in live if i != avoid]
+        candidates = others if others else live
+        free = [i for i in candidates if self.load[i] < self.ex.max_in_flight_per_actor]
+        return min(free, key=lambda i: self.load[i]) if free else None
+
+    def _submit(self) -> None:
+        while self.assembly:
+            i = self._pick(None)
+            if i is None:
+                return
+            video = self.assembly.popleft()
+            segments = tuple(storage.join(video.staging_prefix, f"{u}.mkv") for u in video.unit_ids)
+            ref = self.actors[i].assemble.remote(AssemblyTask(video, segments))
+            self.inflight[ref] = _Inflight("assemble", video, i, 1, time.time())
+            self.load[i] += 1
+        while self.queue:
+            unit, attempt, avoid = self.queue[0]
+            if unit.video_key is not None and unit.video_key in self.failed_videos:
+                self.queue.popleft()  # its video cannot be assembled any more: spare the work
+                self.on_frames(unit.frames)
+                continue
+            i = self._pick(avoid)
+            if i is None:
+                return
+            self.queue.popleft()
+            now = time.time()
+            ref = self.actors[i].process.remote(unit, attempt, now)
+            self.inflight[ref] = _Inflight("unit", unit, i, attempt, now)
+            self.load[i] += 1
+
+    def run(self) -> None:
+        """Until every unit is done or given up and every video assembled or failed."""
+        while self.queue or self.inflight or self.assembly:
+            if len(self.dead) == len(self.actors):
+                self._abandon_all("every actor died")
+                return
+            self._submit()
+            if not self.inflight and not self.probes:
+                continue
+            ready, _ = ray.wait([*self.inflight, *self.probes], num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in self.probes:
+                    self._probed(ref)
+                    continue
+                entry = self.inflight.pop(ref)
+                self.load[entry.actor] -= 1
+                try:
+                    result = ray.get(ref)
+                except (RayTaskError, RayActorError, GetTimeoutError) as e:
+                    self._failed(entry, e)
+                else:
+                    if entry.kind == "unit":
+                        self._unit_done(entry, result)
+                    else:
+                        self._video_done(result)
+
+    def _probed(self, ref: ray.ObjectRef) -> None:
+        i = self.probes.pop(ref)
+        try:
+            ray.get(ref)
+        except RayActorError:
+            if self.deaths[i] > self.ex.retries + 1:
+                self.dead.add(i)
+                self.recovering.discard(i)
+            else:  # still restarting: ask again
+                self.probes[self.actors[i].info.remote()] = i
+            return
+        self.recovering.discard(i)
+        log.info("actor-%d is back", i)
+
+    def _unit_done(self, entry: _Inflight, result: UnitResult) -> None:
+        unit: WorkUnit = entry.payload
+        rows = result.frame_rows
+        self.failures.extend(result.failures)
+        unit_row = UnitRow(
+            job_id=self.store.job_id, run_id=self.store.run_id, unit_id=unit.unit_id, kind=unit.kind,
+            inputs=len(unit.input_uris), frames=len(rows), failed=len(result.failures), attempt=entry.attempt,
+            actor=result.actor.name, node=result.actor.hostname, gpu_id=result.actor.gpu_id,
+            queue_wait_s=max(0.0, result.started_at - entry.submitted_at),
+            wall_s=result.finished_at - result.started_at, stages=added(*(r.stages for r in rows)),
+            started_at=int(result.started_at * 1000), finished_at=int(result.finished_at * 1000),
+            untrained=any(r.untrained for r in rows),
+        )
+        self.store.record_unit(unit.unit_id, rows, unit_row, result.quality)
+        self.on_frames(len(rows) + len(result.failures))
+        if unit.video_key is not None:
+            left = self.remaining[unit.video_key]
+            left.discard(unit.unit_id)
+            if not left and unit.video_key not in self.failed_videos:
+                self.assembly.append(self.videos[unit.video_key])
+
+    def _video_done(self, result: AssemblyResult) -> None:
+        video = self.videos[result.video_key]
+        self.store.record_video(VideoRow(
+            job_id=self.store.job_id, run_id=self.store.run_id, video_key=result.video_key, input_uri=video.uri,
+            output_uri=result.output_uri, frames=result.frames, audio=result.audio, assemble_s=result.seconds,
+            finished_at=now_ms(), consistency=result.consistency,
+        ))
+        self.assembled.append(result)
+        log.info("assembled %s (%d frames, audio %s)", result.output_uri, result.frames, result.audio)
+
+    def _failed(self, entry: _Inflight, error: Exception) -> None:
+        cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
+        permanent = isinstance(cause, PERMANENT_ERRORS)
+        if isinstance(error, RayActorError) and entry.actor not in self.recovering | self.dead:
+            self.deaths[entry.actor] += 1
+            if self.deaths[entry.actor] > self.ex.retries + 1:
+                self.dead.add(entry.actor)
+            else:  # Ray restarts it; keep work away until it answers again
+                self.recovering.add(entry.actor)
+                self.probes[self.actors[entry.actor].info.remote()] = entry.actor
+        message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        if entry.kind == "assemble":
+            video = entry.payload
+            if not permanent and entry.attempt <= self.ex.retries:
+                self.assembly.append(video)
+                return
+            self._record(video.uri, video.key, cause, f"assembling failed: {message}", entry.attempt)
+            return
+        unit: WorkUnit = entry.payload
+        if not permanent and entry.attempt <= self.ex.retries:
+            log.warning("unit %s failed on actor-%d (attempt %d: %s: %s); retrying on another actor",
+                        unit.unit_id, entry.actor, entry.attempt, type(cause).__name__, message)
+            self.queue.appendleft((unit, entry.attempt + 1, entry.actor))
+            return
+        self._give_up(unit, cause, message, entry.attempt)
+
+    def _record(self, input_uri: str, unit_id: str, cause: BaseException, message: str, attempt: int) -> None:
+        self.failures.append(FailureRow(self.store.job_id, self.store.run_id, input_uri, unit_id,
+                                        type(cause).__name__, message, attempt))
+
+    def _give_up(self, unit: WorkUnit, cause: BaseException, message: str, attempt: int) -> None:
+        for uri in unit.input_uris:
+            self._record(uri, unit.unit_id, cause, message, attempt)
+        if unit.video_key is not None:
+            self.failed_videos.add(unit.video_key)
+        self.on_frames(unit.frames)
+
+    def _abandon_all(self, reason: str) -> None:
+        err = RuntimeError(reason)
+        while self.queue:
+            unit, attempt, _ = self.queue.popleft()
+            self._give_up(unit, err, reason, attempt)
+        for video in self.assembly:
+            self._record(video.uri, video.key, err, reason, 1)
+        self.assembly.clear()

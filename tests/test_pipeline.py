@@ -1,0 +1,84 @@
+"""The frame pipeline on its own: one call path for stills, per-frame video and temporal chains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig, StylizeStep
+from colorstyle_core.resample import longer_side_size
+from colorstyle_core.style.gatys import StyleConfig, Stylizer
+from colorstyle_core.temporal import TemporalSettings
+from colorstyle_core.timing import Stage
+from tests.conftest import load_rgb
+
+
+@pytest.fixture(scope="module")
+def colorizer():
+    return Colorizer.from_weights("eccv16", device="cpu", untrained_seed=0)
+
+
+@pytest.fixture(scope="module")
+def stylizer():
+    return Stylizer.from_weights("vgg16", device="cpu", untrained_seed=0)
+
+
+def test_longer_side_size_never_enlarges_unless_asked():
+    assert longer_side_size((300, 200), 150) == (150, 100)
+    assert longer_side_size((300, 200), 600) == (300, 200)
+    assert longer_side_size((300, 200), 600, upscale=True) == (600, 400)
+    assert longer_side_size((300, 200), 0) == (300, 200)
+
+
+def test_stills_of_mixed_sizes_equal_one_by_one(shared, colorizer):
+    pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep()), colorizer=colorizer)
+    a = load_rgb(shared / "data" / "gray" / "coffee.jpg", 80)
+    b = load_rgb(shared / "data" / "gray" / "lighthouse.jpg", 64)[:, :1]  # a gray (1-channel) image
+    together = pipeline.process([a, b])
+    alone = [pipeline.process([a])[0], pipeline.process([b])[0]]
+    for t, s, x in zip(together, alone, (a, b)):
+        assert t.image.shape == (1, 3, *x.shape[-2:])
+        assert torch.equal(t.image, s.image)
+        assert t.stages[Stage.COLORIZE] > 0 and t.colorized is None
+
+
+def test_video_batch_without_temporal_is_the_still_path(shared, colorizer):
+    pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep()), colorizer=colorizer)
+    frames = torch.cat([load_rgb(shared / "data" / "gray" / f"{s}.jpg", 64)[..., :40, :60]
+                        for s in ("coffee", "chelsea_cat", "farm_dog")])
+    seq = pipeline.sequence().process([0, 1, 2], frames)
+    assert all(torch.equal(r.image, s.image) for r, s in zip(seq, pipeline.process(frames)))
+
+
+def test_output_size_policy(shared, colorizer, stylizer):
+    style = load_rgb(shared / "data" / "style" / "color" / "great_wave_hokusai.jpg", 48)
+    image = load_rgb(shared / "data" / "gray" / "coffee.jpg", 60)
+    config = StyleConfig(steps=1)
+    for keep, size, expected in ((True, 40, image.shape[-2:]), (False, 40, longer_side_size(image.shape[-2:], 40)),
+                                 (False, 90, longer_side_size(image.shape[-2:], 90, upscale=True))):
+        step = StylizeStep(("wave",), config, "vgg16", size=size, keep_input_size=keep)
+        pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep(), stylize=step), colorizer, stylizer, [style])
+        result = pipeline.process([image])[0]
+        assert tuple(result.image.shape[-2:]) == tuple(expected), (keep, size)
+        assert result.colorized is not None and result.colorized.shape[-2:] == image.shape[-2:]
+        assert len(result.curves["total"]) == 1 and result.stages[Stage.STYLIZE] > 0
+
+
+def test_temporal_sequence_carries_state_across_calls(shared, colorizer):
+    config = PipelineConfig(colorize=ColorizeStep(temporal=TemporalSettings(strength=0.8)))
+    pipeline = FramePipeline(config, colorizer=colorizer)
+    base = load_rgb(shared / "data" / "gray" / "coffee.jpg", 96)[..., :64, :96]
+    frames = torch.cat([torch.roll(base, shifts=k, dims=-1) for k in range(4)])
+    one_call = pipeline.sequence().process(list(range(4)), frames)
+    seq = pipeline.sequence()
+    two_calls = seq.process([0, 1], frames[:2]) + seq.process([2, 3], frames[2:])
+    assert [r.info.reset for r in one_call] == [True, False, False, False]
+    assert all(torch.equal(a.image, b.image) for a, b in zip(one_call, two_calls))
+
+
+def test_a_step_without_its_model_is_refused(colorizer):
+    with pytest.raises(ValueError, match="needs its model"):
+        FramePipeline(PipelineConfig(colorize=ColorizeStep()))
+    with pytest.raises(ValueError, match="needs its model"):
+        FramePipeline(PipelineConfig(), colorizer=colorizer)
