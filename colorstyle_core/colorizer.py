@@ -14,7 +14,7 @@ sRGB lose chroma, not lightness, see :func:`colorstyle_core.color.lab_to_rgb`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,15 @@ from colorstyle_core.hints import ColorHints, rasterize
 from colorstyle_core.loader import WeightsSource, load_strict, load_weights
 from colorstyle_core.models import build
 from colorstyle_core.provenance import Provenance
-from colorstyle_core.resample import resize_bilinear, resize_like_pil_bicubic
+from colorstyle_core.resample import (
+    band_as_float,
+    bands,
+    resize_band,
+    resize_bilinear,
+    resize_like_pil_bicubic,
+    resize_like_pil_bicubic_banded,
+    resize_matrix,
+)
 from colorstyle_core.synthetic import generated_state_dict
 from colorstyle_core.weights import COLORIZERS, LabContract, WeightSpec, get_spec
 
@@ -198,6 +206,34 @@ class Colorizer:
             out.append((color.rgb_to_l(b), resize_bilinear(ab_small[k : k + n], tuple(b.shape[-2:]))))
             k += n
         return out
+
+    @torch.inference_mode()
+    def colorize_bands(self, image: Tensor, hints: ColorHints | None = None, band_rows: int = 512
+                       ) -> Iterator[tuple[int, int, Tensor]]:
+        """Colorize one large image a band of rows at a time, never holding it in float at full size twice.
+
+        The same steps as :meth:`predict_ab` and :meth:`compose`: the network input is made
+        by :func:`~colorstyle_core.resample.resize_like_pil_bicubic_banded`, and each band's
+        ab is upsampled bilinearly from the network's output with the rows of the same
+        interpolation matrix, then joined with the band's own L. Results equal the
+        unbanded path up to float rounding.
+
+        Args:
+            image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (any device; bands move to the model's).
+            hints: SIGGRAPH17 hints for this image.
+            band_rows: rows per band.
+        Yields:
+            ``(start, stop, rgb)``: rows ``[start, stop)`` as ``(1, 3, stop - start, W)`` float32 sRGB.
+        """
+        h, w = image.shape[-2:]
+        net_h, net_w = self.contract.net_size
+        net_l = color.rgb_to_l(resize_like_pil_bicubic_banded(image, (net_h, net_w), band_rows).to(self.device))
+        hint_ab, hint_mask = self._hint_tensors(None if hints is None else [hints], [(h, w)])
+        ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
+        wy, wx = resize_matrix(net_h, h, "bilinear"), resize_matrix(net_w, w, "bilinear")
+        for r0, r1 in bands(h, band_rows):
+            band = band_as_float(image, r0, r1, self.device)
+            yield r0, r1, self.compose(color.rgb_to_l(band), resize_band(ab_small, wy[r0:r1], wx))
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""

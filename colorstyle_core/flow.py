@@ -524,6 +524,16 @@ def pair_warping_error(out_t: Tensor, out_t1: Tensor, in_l_t: Tensor, in_l_t1: T
     Raises:
         ValueError: shape mismatches between the four inputs, or as :func:`estimate_flow`.
     """
+    return warping_error_and_trust(out_t, out_t1, in_l_t, in_l_t1, method, preset)[0]
+
+
+def warping_error_and_trust(out_t: Tensor, out_t1: Tensor, in_l_t: Tensor, in_l_t1: Tensor,
+                            method: str = "dis", preset: str | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`pair_warping_error` and, per pair, the fraction of pixels its mask ``M_t`` trusted.
+
+    Returns:
+        ``(errors, trusted)``: both ``(N,)`` float64 on the CPU; ``trusted`` in ``[0, 1]``.
+    """
     _check_images(out_t, "out_t")
     _check_images(out_t1, "out_t1")
     if out_t.shape != out_t1.shape:
@@ -532,7 +542,18 @@ def pair_warping_error(out_t: Tensor, out_t1: Tensor, in_l_t: Tensor, in_l_t1: T
     _check_pair(lt, lt1, ("in_l_t", "in_l_t1"))
     if lt.shape[0] != out_t.shape[0] or lt.shape[-2:] != out_t.shape[-2:]:
         raise ValueError(f"inputs {tuple(lt.shape)} and outputs {tuple(out_t.shape)} differ in N, H or W")
-    pair = bidirectional_flow(lt, lt1, method, preset)
+    return masked_warping_error(out_t, out_t1, bidirectional_flow(lt, lt1, method, preset))
+
+
+def masked_warping_error(out_t: Tensor, out_t1: Tensor, pair: FlowPair) -> tuple[Tensor, Tensor]:
+    """The error of :func:`pair_warping_error` with the flow pair already estimated (reused across outputs).
+
+    Args:
+        out_t, out_t1: ``(N, C, H, W)`` output frames in ``[0, 1]``.
+        pair: :func:`bidirectional_flow` of the *input* frames t and t+1 (flow on t's grid).
+    Returns:
+        ``(errors, trusted)``: both ``(N,)`` float64 on the CPU.
+    """
     o_t = out_t.detach().to(device="cpu", dtype=torch.float64)
     warped = warp(out_t1.detach().to(device="cpu", dtype=torch.float64), pair.fwd.cpu())
     mask = pair.mask.cpu().to(torch.float64)
@@ -541,7 +562,7 @@ def pair_warping_error(out_t: Tensor, out_t1: Tensor, in_l_t: Tensor, in_l_t1: T
     n_trusted = mask.flatten(1).sum(dim=1)
     masked = (mask * sq).flatten(1).sum(dim=1) / (channels * n_trusted.clamp_min(1.0))
     whole = sq.flatten(1).sum(dim=1) / (channels * sq[0].numel())
-    return torch.where(n_trusted > 0, masked, whole)
+    return torch.where(n_trusted > 0, masked, whole), n_trusted / mask[0].numel()
 
 
 class WarpingError:

@@ -11,6 +11,7 @@ pass bytes (see :mod:`colorstyle_core.storage`).
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +39,22 @@ class ImageDecodeError(ValueError):
     """The bytes are not a readable image; the message names the file and the problem."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """The image's header declares more pixels than the limit allows (refused before decoding)."""
+
+
+# Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS (~179 megapixels) with its own
+# error; colorstyle checks the header's size against its own, configurable limit instead.
+Image.MAX_IMAGE_PIXELS = None
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """A decoded still.
 
     Attributes:
-        pixels: ``(H, W, C)`` float32 in ``[0, 1]``; C = 1 for grayscale sources, 3 otherwise.
+        pixels: ``(H, W, C)`` float32 in ``[0, 1]``; C = 1 for grayscale sources, 3 otherwise
+            (uint8 when :func:`decode_image` was asked to keep 8-bit sources at 8 bits).
         source_mode: Pillow mode of the file (``"L"``, ``"I;16"``, ``"RGBA"``, ``"P"``, ...).
         notes: conversions applied (e.g. ``"alpha composited on white"``), for logs.
     """
@@ -59,20 +70,46 @@ def _alpha_on_white(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
-def decode_image(data: bytes, name: str) -> DecodedImage:
+def image_size(data: bytes, name: str) -> tuple[int, int]:
+    """``(width, height)`` from the file's header, without decoding the pixels.
+
+    Raises:
+        ImageDecodeError: empty, or not an image.
+    """
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{name}: not a recognised image format ({len(data)} bytes)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = None,
+                 limit_name: str = "max_pixels", keep_uint8: bool = False) -> DecodedImage:
     """Decode image bytes.
 
     Args:
         data: the file's content.
         name: file name or URI, used in error messages.
+        max_pixels: refuse images whose header declares more pixels (decompression bombs,
+            scans too large for the memory budget) before decoding anything.
+        limit_name: the setting that raises the limit, for the message (``execution.max_pixels``).
+        keep_uint8: return 8-bit sources as uint8 (a quarter of the memory of float32; large scans).
     Returns:
         The pixels and what was converted.
     Raises:
+        ImageTooLargeError: above ``max_pixels``; the message names the size, the limit and ``limit_name``.
         ImageDecodeError: empty file, not an image (e.g. text named ``.jpg``), truncated
             or corrupt data; the message names ``name``.
     """
-    if not data:
-        raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+    width, height = image_size(data, name)
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} is {width * height / 1e6:.1f} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.1f} megapixels ({limit_name}); raise {limit_name} to process it")
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
@@ -112,7 +149,12 @@ def decode_image(data: bytes, name: str) -> DecodedImage:
         img = img.convert("RGB")
         notes.append(f"{mode} converted to RGB")
     arr = np.asarray(img, dtype=np.uint8)
-    pixels = (arr.astype(np.float32) / 255.0)
+    del img  # large scans: free Pillow's copy before the float one exists
+    if keep_uint8:
+        return DecodedImage(arr if arr.ndim == 3 else arr[..., None], mode, tuple(notes))
+    pixels = arr.astype(np.float32)
+    del arr
+    np.divide(pixels, np.float32(255.0), out=pixels)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return DecodedImage(pixels, mode, tuple(notes))
@@ -181,12 +223,18 @@ def image_description(data: bytes) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """``(H, W, C)`` float32 array -> ``(1, C, H, W)`` float32 tensor (a copy, safe to modify)."""
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)).copy())[None]
+def to_tensor(pixels: np.ndarray, copy: bool = True) -> torch.Tensor:
+    """``(H, W, C)`` array -> ``(1, C, H, W)`` tensor of the same dtype (float32, or uint8 from ``keep_uint8``).
+
+    A copy, safe to modify; ``copy=False`` shares the array's memory (large scans: read only).
+    """
+    with warnings.catch_warnings():  # a read-only array (Pillow's buffer) is fine: the tensor is only read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    return t.clone(memory_format=torch.contiguous_format) if copy else t
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` or ``(1, 3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 (rounded)."""
+    """``(3, H, W)`` or ``(1, 3, H, W)`` float in [0, 1] (rounded) or uint8 (as is) -> ``(H, W, 3)`` uint8."""
     t = images[0] if images.ndim == 4 else images
-    return to_uint8(t).permute(1, 2, 0).cpu().numpy()
+    return (t if t.dtype == torch.uint8 else to_uint8(t)).permute(1, 2, 0).cpu().numpy()

@@ -34,14 +34,35 @@ import torch
 from torch import Tensor
 
 from colorstyle_core import color
+from colorstyle_core.color import to_uint8
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.hints import ColorHints
 from colorstyle_core.provenance import Provenance
-from colorstyle_core.resample import resize_longer, resize_to
+from colorstyle_core.resample import (
+    BandedDownscale,
+    band_as_float,
+    bands,
+    longer_side_size,
+    resize_band,
+    resize_longer,
+    resize_matrix,
+    resize_to,
+)
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
 from colorstyle_core.temporal import ABStabilizer, StepInfo, StyleChain, TemporalSettings, blend, handoff_weight
 from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled, zero
+
+LARGE_IMAGE_PIXELS = 16_000_000
+"""Stills with more pixels than this go through :meth:`FramePipeline.process_large`: processed in
+bands of rows and returned as 8-bit, so memory grows by a few bytes per pixel instead of a hundred."""
+
+BAND_PIXELS = 1_000_000
+"""Pixels per band for large stills (about 60 MB of float temporaries in the colour maths)."""
+
+DEFAULT_MAX_PIXELS = 200_000_000
+"""Default limit on a still's pixels (``execution.max_pixels``, ``--max-pixels``): larger images are
+refused from their header. Measured peak memory of one actor or command is given in the README."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +143,9 @@ class FrameResult:
 
     Attributes:
         image: ``(1, 3, H, W)`` float32 sRGB in ``[0, 1]`` at the input's size (or the
-            processing size, see :class:`StylizeStep`), on the pipeline's device.
+            processing size, see :class:`StylizeStep`), on the pipeline's device; for
+            :meth:`FramePipeline.process_large`, uint8 on the CPU (a view of an
+            ``(H, W, 3)`` buffer).
         colorized: the colorized frame before stylization (both steps on, stills only).
         curves: stylization loss per optimiser step: ``{"total" | "content" | "style" | "tv": [...]}``.
         stages: seconds this frame spent per stage (its share of batch work).
@@ -134,6 +157,7 @@ class FrameResult:
     image: Tensor
     colorized: Tensor | None = None
     curves: dict[str, list[float]] = field(default_factory=dict)
+
     stages: Seconds = field(default_factory=zero)
     info: StepInfo | None = None
     perframe_diff: float | None = None
@@ -287,6 +311,62 @@ class FramePipeline:
                 curves[i] = {k: v[:, j].tolist() for k, v in result.losses.items()}
         return out, curves
 
+    # ---- one large still, in bands ----------------------------------------------------------
+
+    def process_large(self, image: Tensor, hints: ColorHints | None = None, band_rows: int | None = None
+                      ) -> FrameResult:
+        """Process one large still a band of rows at a time; the result is 8-bit.
+
+        The steps of :meth:`process` with every full-resolution operation done per band
+        (:meth:`~colorstyle_core.colorizer.Colorizer.colorize_bands`, the stylizer's
+        processing size made by :class:`~colorstyle_core.resample.BandedDownscale` and its
+        result restored with the rows of a bicubic :func:`~colorstyle_core.resample.resize_matrix`):
+        memory is the input, the 8-bit output (3 bytes per pixel; 6 with both steps, for
+        ``colorized``) and one band. The network's input and the stylizer's content are
+        bit-identical to :meth:`process`'s; the full-size ab and the restored stylization
+        are interpolated as matrices, equal to float rounding (rarely one 8-bit level).
+
+        Args:
+            image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (8-bit levels), on the CPU.
+            hints: SIGGRAPH17 hints for this image.
+            band_rows: rows per band (default: :data:`BAND_PIXELS` pixels' worth).
+        Returns:
+            A :class:`FrameResult` whose ``image`` (and ``colorized``) are ``(1, 3, H, W)`` uint8.
+        """
+        h, w = image.shape[-2:]
+        band_rows = band_rows or max(8, BAND_PIXELS // w)
+        timer = self.timer()
+        step = self.config.stylize
+        size = longer_side_size((h, w), step.size, upscale=not step.keep_input_size) if step else (h, w)
+        content = BandedDownscale((h, w), size) if step else None
+        colorized = np.empty((h, w, 3), np.uint8)
+        with timer(Stage.COLORIZE):
+            if self.colorizer is not None:
+                rgb_bands = self.colorizer.colorize_bands(image, hints, band_rows)
+            else:
+                rgb_bands = ((r0, r1, _as_rgb(band_as_float(image, r0, r1))) for r0, r1 in bands(h, band_rows))
+            for r0, r1, rgb in rgb_bands:
+                colorized[r0:r1] = to_uint8(rgb)[0].permute(1, 2, 0).cpu().numpy()
+                if content is not None:
+                    content.add(rgb.cpu())
+        out, curves = colorized, {}
+        if step is not None and self.stylizer is not None and content is not None:
+            with timer(Stage.STYLIZE):
+                x = content.result().to(self.device)
+                result = self.stylizer(x, self.stylizer.targets(self.styles, step.config, x, key=step.styles),
+                                       step.config)
+                curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+                if step.keep_input_size:
+                    out = np.empty((h, w, 3), np.uint8)
+                    wy, wx = resize_matrix(size[0], h, "bicubic"), resize_matrix(size[1], w, "bicubic")
+                    for r0, r1 in bands(h, band_rows):
+                        band = resize_band(result.images, wy[r0:r1], wx).clamp_(0.0, 1.0)
+                        out[r0:r1] = to_uint8(band)[0].permute(1, 2, 0).cpu().numpy()
+                else:
+                    out = to_uint8(result.images)[0].permute(1, 2, 0).cpu().numpy()
+        before = _u8_view(colorized) if self.colorizer is not None and self.stylizer is not None else None
+        return FrameResult(_u8_view(out), before, curves, timer.take())
+
     # ---- consecutive frames of one video --------------------------------------------------
 
     def sequence(self, handoff_start: int | None = None, stop: int | None = None) -> FrameSequence:
@@ -414,6 +494,11 @@ class FrameSequence:
             curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
             rgb = resize_to(image, (h, w)) if step.keep_input_size else image
         return ab, rgb, curves, info, perframe_diff
+
+
+def _u8_view(hwc: np.ndarray) -> Tensor:
+    """An ``(H, W, 3)`` uint8 buffer as a ``(1, 3, H, W)`` tensor view (no copy)."""
+    return torch.from_numpy(hwc).permute(2, 0, 1)[None]
 
 
 def _as_rgb(images: Tensor) -> Tensor:

@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from colorstyle_core.color import l_to_gray, rgb_to_l, rgb_to_lab
 
@@ -126,6 +125,8 @@ def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _psnr(p: np.ndarray, r: np.ndarray) -> float:
+    from skimage.metrics import peak_signal_noise_ratio  # scipy: imported when first needed
+
     if np.array_equal(p, r):
         return math.inf
     return float(peak_signal_noise_ratio(r, p, data_range=1.0))
@@ -153,6 +154,8 @@ def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _ssim(p: np.ndarray, r: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity  # scipy: imported when first needed
+
     win = SSIM_SETTINGS["win_size"]
     if min(p.shape[:2]) < win:
         raise ValueError(f"ssim needs images of at least {win}x{win} pixels, got {p.shape[:2]}")

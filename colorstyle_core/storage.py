@@ -27,7 +27,35 @@ _ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "adl"
 
 
 class StorageError(OSError):
-    """A storage operation failed; the message names the URI."""
+    """A storage operation failed; the message names the URI, the operation and the cause."""
+
+
+def describe_error(error: BaseException) -> str:
+    """``"NoCredentialsError: Unable to locate credentials"``: an exception as one short line."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+@contextmanager
+def errors(uri: str, operation: str) -> Iterator[None]:
+    """Turn whatever a filesystem backend raises into :class:`StorageError` naming ``uri`` and ``operation``.
+
+    fsspec backends raise their own exceptions (botocore's ``NoCredentialsError`` and
+    ``EndpointConnectionError`` are not ``OSError``); callers see one kind. ``FileNotFoundError``
+    passes through unchanged (a missing file is often an answer, not a failure), and so do
+    errors that already are :class:`StorageError`.
+
+    Raises:
+        StorageError: ``"<uri>: cannot <operation>: <cause>"``.
+    """
+    try:
+        yield
+    except (FileNotFoundError, StorageError, UnsafePathError):
+        raise
+    except IsADirectoryError:
+        raise StorageError(f"{uri}: cannot {operation}: it is a directory, not a file") from None
+    except Exception as e:  # noqa: BLE001 -- any backend's error, named in the message
+        raise StorageError(f"{uri}: cannot {operation}: {describe_error(e)}") from e
 
 
 def parse_options(text: str | None, flag: str = "--storage-options") -> dict[str, Any] | None:
@@ -78,6 +106,48 @@ def join(prefix: str, *parts: str) -> str:
     return os.path.join(prefix, *parts)
 
 
+class UnsafePathError(ValueError):
+    """A path that would leave the prefix it must stay under (``..`` segments, absolute parts)."""
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    """``("s3://", "bucket/key")`` or ``("", "/local/path")``."""
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://", rest
+    return "", uri
+
+
+def has_dot_segments(uri: str) -> bool:
+    """Whether any ``/``-separated segment of ``uri`` (after its scheme) is ``..``."""
+    return ".." in _split_uri(uri)[1].replace(os.sep, "/").split("/")
+
+
+def join_under(prefix: str, *parts: str) -> str:
+    """:func:`join` that is proven to stay under ``prefix`` after normalisation.
+
+    ``parts`` are relative paths (for example an input's path relative to its input
+    root, which an object key such as ``a/../../b.jpg`` can make escape).
+
+    Raises:
+        UnsafePathError: a part is absolute, or the normalised result is not inside
+            ``prefix`` (naming both).
+    """
+    for part in parts:
+        if part.startswith("/") or "://" in part or (os.sep != "/" and os.path.isabs(part)):
+            raise UnsafePathError(f"{part!r} is not a relative path (under {prefix})")
+    scheme, root = _split_uri(prefix)
+    norm = os.path.normpath if not scheme else posixpath.normpath
+    base = norm(root) if root else ""
+    joined = norm(posixpath.join(root, *parts) if scheme else os.path.join(root, *parts))
+    sep = "/" if scheme else os.sep
+    if base and base not in (".", sep) and joined != base and not joined.startswith(base.rstrip(sep) + sep):
+        raise UnsafePathError(f"{'/'.join(parts)!r} leaves {prefix} (it resolves to {scheme}{joined})")
+    if (not base or base == ".") and (joined == ".." or joined.startswith(".." + sep) or os.path.isabs(joined)):
+        raise UnsafePathError(f"{'/'.join(parts)!r} leaves {prefix or '.'} (it resolves to {scheme}{joined})")
+    return f"{scheme}{joined}"
+
+
 def basename(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
@@ -89,23 +159,26 @@ def read_bytes(uri: str, storage_options: StorageOptions | None = None) -> bytes
         FileNotFoundError: when it does not exist.
         StorageError: for any other failure, naming the URI.
     """
-    fs, path = filesystem(uri, storage_options)
     try:
-        return fs.cat_file(path)
+        with errors(uri, "read"):
+            fs, path = filesystem(uri, storage_options)
+            return fs.cat_file(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri}: no such file") from None
-    except IsADirectoryError:
-        raise StorageError(f"{uri}: is a directory, not a file") from None
-    except OSError as e:
-        raise StorageError(f"{uri}: cannot read ({e})") from e
 
 
 @contextmanager
 def open_read(uri: str, storage_options: StorageOptions | None = None) -> Iterator[BinaryIO]:
-    """A binary file object for streaming reads (large files: weights, videos)."""
-    fs, path = filesystem(uri, storage_options)
+    """A binary file object for streaming reads (large files: weights, videos).
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        StorageError: it cannot be opened (credentials, connection, ...).
+    """
     try:
-        f = fs.open(path, "rb")
+        with errors(uri, "open"):
+            fs, path = filesystem(uri, storage_options)
+            f = fs.open(path, "rb")
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri}: no such file") from None
     with f:
@@ -123,13 +196,15 @@ def open_source(uri: str, storage_options: StorageOptions | None = None,
 
     Raises:
         FileNotFoundError: the remote object does not exist.
+        StorageError: it cannot be opened (credentials, connection, ...).
     """
     if is_local(uri):
         yield uri.removeprefix("file://")
         return
-    fs, path = filesystem(uri, storage_options)
     try:
-        f = fs.open(path, "rb", block_size=block_size)
+        with errors(uri, "open"):
+            fs, path = filesystem(uri, storage_options)
+            f = fs.open(path, "rb", block_size=block_size)
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri}: no such file") from None
     with f:
@@ -137,15 +212,29 @@ def open_source(uri: str, storage_options: StorageOptions | None = None,
 
 
 def exists(uri: str, storage_options: StorageOptions | None = None) -> bool:
-    fs, path = filesystem(uri, storage_options)
-    return fs.exists(path)
+    """Whether ``uri`` exists.
+
+    Raises:
+        StorageError: the store cannot be asked (credentials, connection, ...).
+    """
+    with errors(uri, "check"):
+        fs, path = filesystem(uri, storage_options)
+        return fs.exists(path)
 
 
 def _commit_atomically(uri: str, storage_options: StorageOptions | None,
                        put: Callable[[fsspec.AbstractFileSystem, str], None]) -> None:
-    fs, path = filesystem(uri, storage_options)
-    proto = protocol_of(fs)
     try:
+        _commit(uri, storage_options, put)
+    except FileNotFoundError as e:  # a missing bucket or parent: for a write, that is a failure
+        raise StorageError(f"{uri}: cannot write: {describe_error(e)}") from e
+
+
+def _commit(uri: str, storage_options: StorageOptions | None,
+            put: Callable[[fsspec.AbstractFileSystem, str], None]) -> None:
+    with errors(uri, "write"):
+        fs, path = filesystem(uri, storage_options)
+        proto = protocol_of(fs)
         if proto in _ATOMIC_PUT_PROTOCOLS:
             put(fs, path)
             return
@@ -159,8 +248,6 @@ def _commit_atomically(uri: str, storage_options: StorageOptions | None,
         finally:
             if fs.exists(tmp):
                 fs.rm_file(tmp)
-    except OSError as e:
-        raise StorageError(f"{uri}: cannot write ({e})") from e
 
 
 def write_bytes_atomic(uri: str, data: bytes, storage_options: StorageOptions | None = None) -> None:

@@ -23,8 +23,12 @@ its written frames into it, so both units hand over the same state.
 
 from __future__ import annotations
 
+import math
+import os
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -215,13 +219,18 @@ class VideoConsistency:
     """Temporal consistency of an output video against its input (see :func:`measure_consistency`).
 
     Attributes:
-        e_warp: mean warping error over consecutive pairs, scene cuts excluded.
+        e_warp: mean warping error over consecutive pairs, scene cuts excluded (``nan`` if none).
         per_pair: error of pair ``(t, t+1)`` for every t (``nan`` at scene cuts).
         cuts: first frames of new shots (pairs left out).
         e_warp_seams: mean error over the pairs that straddle the given seams (``nan`` if none).
         e_warp_inside: mean error over the other pairs (``nan`` if none).
         reference_diff: mean absolute RGB difference (in [0, 1]) to a reference video
             (e.g. the per-frame result), ``nan`` without one.
+        frames: frames compared.
+        trusted: mean fraction of pixels the flow masks trusted, over the pairs used.
+        reference_e_warp: the reference video's own E_warp with the same flow and masks
+            (``nan`` without one), so ``e_warp / reference_e_warp`` says how much steadier.
+        method, preset: the flow estimator used.
     """
 
     e_warp: float
@@ -230,6 +239,48 @@ class VideoConsistency:
     e_warp_seams: float
     e_warp_inside: float
     reference_diff: float
+    frames: int = 0
+    trusted: float = float("nan")
+    reference_e_warp: float = float("nan")
+    method: str = "dis"
+    preset: str | None = "medium"
+
+    @property
+    def pairs_used(self) -> int:
+        """Pairs that count (scene cuts left out)."""
+        return sum(1 for e in self.per_pair if e == e)
+
+
+def _same_length(outputs: Iterable[Tensor], inputs: Iterable[Tensor]) -> Iterable[tuple[Tensor, Tensor]]:
+    """Pairs of output and input frames; a ValueError saying which is longer when their lengths differ."""
+    outs, ins = iter(outputs), iter(inputs)
+    t = 0
+    while True:
+        out, inp = next(outs, None), next(ins, None)
+        if out is None and inp is None:
+            return
+        if out is None or inp is None:
+            longer = "input" if out is None else "output"
+            raise ValueError(f"the output and the input videos differ in length: the {longer} has more than "
+                             f"{t} frames")
+        yield out, inp
+        t += 1
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _pair_figures(prev_out: Tensor, out: Tensor, prev_ref: Tensor | None, ref: Tensor | None, prev_l: Tensor,
+                  lightness: Tensor, method: str, preset: str | None, threshold: float
+                  ) -> tuple[float, float, float] | None:
+    """``(error, trusted fraction, reference error)`` of one pair, or ``None`` at a scene cut."""
+    if float(flow.cut_score(prev_l, lightness)[0]) > threshold:
+        return None
+    pair = flow.bidirectional_flow(prev_l, lightness, method, preset)
+    error, trusted = flow.masked_warping_error(prev_out, out, pair)
+    ref_error = float(flow.masked_warping_error(prev_ref, ref, pair)[0][0]) if ref is not None else float("nan")
+    return float(error[0]), float(trusted[0]), ref_error
 
 
 def measure_consistency(
@@ -241,10 +292,12 @@ def measure_consistency(
     method: Literal["dis", "farneback"] = "dis",
     preset: str | None = "medium",
     scene_cut_threshold: float = flow.DEFAULT_CUT_THRESHOLD,
+    workers: int | None = None,
 ) -> VideoConsistency:
     """E_warp of an output video (Lai et al., ECCV 2018) with flow and masks from the input.
 
-    Streams: two frames of each video are held at a time.
+    Streams: pairs are evaluated on ``workers`` threads (OpenCV's flow releases the GIL),
+    at most two pairs per thread in flight, so a video is never held in memory.
 
     Args:
         outputs: output frames in order, each ``(1, 3, H, W)`` float in [0, 1].
@@ -252,42 +305,68 @@ def measure_consistency(
             gives flow, occlusion masks and scene cuts).
         seams: frame indices (relative to the first frame) where a new work unit begins;
             pair ``(s - 1, s)`` is a seam pair.
-        references: optional frames to compare with (the per-frame result).
+        references: optional frames to compare with (the per-frame result): their mean
+            difference to the outputs and their own E_warp under the same flow.
         method, preset: flow estimator.
         scene_cut_threshold: cut score above which a pair is a cut (left out).
+        workers: threads (default: the machine's CPU count, at most 4).
     Raises:
-        ValueError: fewer than two frames, or frame sizes that differ.
+        ValueError: fewer than two frames, frame sizes that differ, or inputs/references
+            with a different number of frames than the outputs.
     """
-    meter = flow.WarpingError(method, preset)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
     per_pair: list[float] = []
+    trusted: list[float] = []
+    ref_errors: list[float] = []
     cuts: list[int] = []
     diffs: list[float] = []
     ref_iter = iter(references) if references is not None else None
-    prev_out = prev_l = None
+    prev = None
     t = -1
-    for t, (out, inp) in enumerate(zip(outputs, inputs, strict=True)):
-        lightness = rgb_to_l(inp if inp.shape[1] in (1, 3) else inp[:, :3])
-        if ref_iter is not None:
-            diffs.append(float((out - next(ref_iter)).abs().mean()))
-        if prev_out is not None:
-            if float(flow.cut_score(prev_l, lightness)[0]) > scene_cut_threshold:
-                cuts.append(t)
+    pending: deque = deque()
+
+    def collect(block: bool) -> None:
+        while pending and (block or pending[0][1].done()):
+            index, future = pending.popleft()
+            figures = future.result()
+            if figures is None:
+                cuts.append(index)
                 per_pair.append(float("nan"))
             else:
-                per_pair.append(float(meter.update(prev_out, out, prev_l, lightness)[0]))
-        prev_out, prev_l = out, lightness
+                per_pair.append(figures[0])
+                trusted.append(figures[1])
+                ref_errors.append(figures[2])
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for t, (out, inp) in enumerate(_same_length(outputs, inputs)):
+            lightness = rgb_to_l(inp if inp.shape[1] in (1, 3) else inp[:, :3])
+            ref = None
+            if ref_iter is not None:
+                ref = next(ref_iter, None)
+                if ref is None:
+                    raise ValueError(f"the reference video ends at frame {t}; the output has more frames")
+                diffs.append(float((out - ref).abs().mean()))
+            if prev is not None:
+                pending.append((t, pool.submit(_pair_figures, prev[0], out, prev[1], ref, prev[2], lightness, method,
+                                               preset, scene_cut_threshold)))
+                if len(pending) >= 2 * workers:
+                    collect(block=False)
+                    while len(pending) >= 2 * workers:
+                        pending[0][1].result()
+                        collect(block=False)
+            prev = (out, ref, lightness)
+        collect(block=True)
     if t < 1:
         raise ValueError("measuring temporal consistency needs at least two frames")
+    if ref_iter is not None and next(ref_iter, None) is not None:
+        raise ValueError(f"the reference video has more frames than the output's {t + 1}")
     seam_pairs = {s - 1 for s in seams if 0 < s <= len(per_pair)}
     valid = [(i, e) for i, e in enumerate(per_pair) if e == e]
     at_seams = [e for i, e in valid if i in seam_pairs]
     inside = [e for i, e in valid if i not in seam_pairs]
-    nan = float("nan")
     return VideoConsistency(
-        e_warp=sum(e for _, e in valid) / len(valid) if valid else nan,
-        per_pair=tuple(per_pair),
-        cuts=tuple(cuts),
-        e_warp_seams=sum(at_seams) / len(at_seams) if at_seams else nan,
-        e_warp_inside=sum(inside) / len(inside) if inside else nan,
-        reference_diff=sum(diffs) / len(diffs) if diffs else nan,
+        e_warp=_mean([e for _, e in valid]), per_pair=tuple(per_pair), cuts=tuple(cuts),
+        e_warp_seams=_mean(at_seams), e_warp_inside=_mean(inside), reference_diff=_mean(diffs),
+        frames=t + 1, trusted=_mean(trusted), reference_e_warp=_mean(ref_errors) if ref_iter is not None else math.nan,
+        method=method, preset=preset,
     )

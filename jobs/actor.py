@@ -15,7 +15,6 @@ import socket
 import ray
 import torch
 
-from colorstyle_core.pipeline import ModelWeights
 from colorstyle_core.provenance import mark_untrained_logs
 from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, UnitResult, WorkUnit
 from jobs.worker import UnitProcessor, WorkerSpec
@@ -26,14 +25,15 @@ class PipelineActor:
 
     Args:
         spec: the job's worker settings.
-        colorizer_weights, stylizer_weights: verified weights from the driver (Ray
-            resolves the object references), or ``None``.
         threads: torch CPU threads (the actor's CPU share).
+        board: the name of the run's :class:`~jobs.progress.JobBoard`: the verified weights
+            (fetched here, and again when Ray restarts this actor) and the progress per batch.
+            By name, not by handle or object reference: Ray warns that a restartable actor
+            with such constructor arguments may fail to restart.
         name: the actor's name in metrics (``actor-0`` ...).
     """
 
-    def __init__(self, spec: WorkerSpec, colorizer_weights: ModelWeights | None,
-                 stylizer_weights: ModelWeights | None, threads: int, name: str):
+    def __init__(self, spec: WorkerSpec, threads: int, board: str, name: str):
         torch.set_num_threads(max(1, threads))
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
@@ -50,8 +50,12 @@ class PipelineActor:
             weights="",
             cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
+        board = ray.get_actor(board)
+        refs = ray.get([board.weights.remote("colorizer"), board.weights.remote("stylizer")])
+        colorizer_weights, stylizer_weights = (ray.get(ref) if ref is not None else None for ref in refs)
         self.processor = UnitProcessor(dataclasses.replace(spec, device=device), colorizer_weights,
                                        stylizer_weights, info)
+        self.processor.on_progress = lambda key, frames: board.report.remote(key, frames)
         self.info_ = dataclasses.replace(info, weights=self.processor.pipeline.weights_tag)
         self.processor.actor = self.info_
         if self.processor.untrained:

@@ -26,7 +26,6 @@ from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.pipeline import FramePipeline, ModelWeights
 from colorstyle_core.style.gatys import Stylizer
 from colorstyle_core.video import read_frames
-from jobs.driver import RunOptions, load_weights, run_job
 from jobs.manifest import Manifest, load_manifest
 from jobs.plan import list_inputs, probe_video
 
@@ -89,6 +88,7 @@ def _frames(manifest: Manifest, limit: int | None) -> list[torch.Tensor]:
 
 def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device: str = "cpu") -> dict[str, float]:
     """Run the three measurements; returns the figures (also printed by :func:`main`)."""
+    from jobs.driver import RunOptions, load_weights, run_job  # Ray: imported when a benchmark runs
     threads = max(1, int(manifest.execution.cpus_per_actor))
     cw, sw = load_weights(manifest)
     styles = [imageio.to_tensor(imageio.decode_image(Path(s).read_bytes(), s).pixels)

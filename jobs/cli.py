@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -17,7 +18,8 @@ from jobs.bench import add_bench_command
 from jobs.cli_eval import add_eval_commands
 from jobs.cli_images import add_image_commands
 from jobs.cli_models import add_model_commands
-from jobs.manifest import ManifestError, load_manifest
+from jobs.exit_codes import EXIT_CRASH, EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
+from jobs.manifest import Manifest, ManifestError, load_manifest
 from jobs.report import add_report_command
 
 
@@ -25,16 +27,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     from jobs.driver import RunOptions, run_job
 
     manifest = load_manifest(args.manifest)
-    options = RunOptions(dry_run=args.dry_run, progress=not args.no_progress, address=args.address)
-    return run_job(manifest, options, Console(stderr=True)).exit_code
+    options = RunOptions(dry_run=args.dry_run, progress=not args.no_progress, address=args.address,
+                         log_interval_s=args.log_interval)
+    return run_job(manifest, options, Console(stderr=True, soft_wrap=True)).exit_code
+
+
+def _validate_offline(manifest: Manifest, console: Console) -> int:
+    """What can be checked without touching storage: the schema (already parsed), the weight records, the keys."""
+    from colorstyle_core.weights import get_spec
+
+    pipe = manifest.pipeline
+    console.print(f"[bold]job[/bold] {manifest.resolved_job_id}: manifest valid (schema, keys and values)")
+    for step, name, weights in (("colorize", pipe.colorize.model if pipe.colorize else None,
+                                 pipe.colorize.weights if pipe.colorize else None),
+                                ("stylize", pipe.stylize.arch if pipe.stylize else None,
+                                 pipe.stylize.weights if pipe.stylize else None)):
+        if name is None:
+            continue
+        spec = get_spec(name)
+        where = weights.uri if weights and weights.uri else f"the cache, else {spec.url}"
+        generated = " (generated UNTRAINED weights: pipeline.untrained_weights)" if pipe.untrained_weights else ""
+        console.print(f"  {step}: {name} weights {spec.filename} sha256 {spec.sha256}... from {where}{generated}")
+    if pipe.stylize:
+        console.print(f"  stylize: {len(pipe.stylize.styles)} style image(s), {pipe.stylize.steps or 300} steps "
+                      f"at {pipe.stylize.size} px")
+    if pipe.colorize and pipe.colorize.hints:
+        console.print(f"  colorize: hints under {pipe.colorize.hints}")
+    console.print(f"  inputs: {len(manifest.inputs)} entr{'y' if len(manifest.inputs) == 1 else 'ies'}; output: "
+                  f"{manifest.output.prefix}; metrics: {manifest.metrics_prefix}")
+    console.print("  skipped (--no-storage): listing inputs, probing videos, reading styles and hints, resolving "
+                  "and verifying weights, checking that the output prefix is writable")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from jobs.driver import RunOptions, run_job
 
     manifest = load_manifest(args.manifest)
-    report = run_job(manifest, RunOptions(dry_run=True), Console(stderr=True))
-    return 1 if report.plan and report.plan.problems else 0
+    if args.no_storage:
+        return _validate_offline(manifest, Console(stderr=True, soft_wrap=True))
+    report = run_job(manifest, RunOptions(dry_run=True), Console(stderr=True, soft_wrap=True))
+    if report.exit_code != EXIT_OK:
+        return report.exit_code
+    return EXIT_FAILURES if report.plan and report.plan.problems else EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -60,10 +95,17 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", help="path or fsspec URI of the manifest YAML")
     p.add_argument("--dry-run", action="store_true", help="print the plan (inputs, work units, actors), run nothing")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the interval log lines stay)")
+    p.add_argument("--log-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="when the output is not a terminal, print a progress line this often (default 30; 0 = off)")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("validate", help="check a manifest and print its plan without running models")
+    p = sub.add_parser("validate", help="check a manifest and print its plan without running models",
+                       description="Check a manifest: schema, inputs (listed), videos (probed), weights (resolved "
+                       "and verified), styles; print the plan. Exit 0 = fine, 1 = some inputs have problems, "
+                       "2 = the job could not start.")
     p.add_argument("manifest")
+    p.add_argument("--no-storage", action="store_true",
+                   help="offline: check only the schema, the weight records and the keys; touch no storage")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("submit", help="send a manifest to a Ray cluster (Ray Jobs API) and follow it",
                        description="Submit MANIFEST to the cluster's Jobs API with a runtime environment that "
@@ -93,16 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command, turning expected failures into one clear line and exit code 2."""
+    """Run a parsed command: expected failures become one clear line and exit code 2, anything else
+    (a bug) its traceback and exit code 3."""
     try:
         return args.func(args)
     except ManifestError as e:
         print(f"colorstyle: invalid manifest:\n{e}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
     except (loader.WeightsError, imageio.ImageDecodeError, HintsError, storage.StorageError,
             FileNotFoundError, ValueError) as e:  # VideoError is a ValueError
         print(f"colorstyle: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        print("colorstyle: interrupted (finished work is recorded; rerun to resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 -- a bug: say so, distinctly from "some inputs failed"
+        traceback.print_exc()
+        print("colorstyle: internal error (a bug; the traceback is above): exit code 3", file=sys.stderr)
+        return EXIT_CRASH
 
 
 def main(argv: Sequence[str] | None = None) -> int:

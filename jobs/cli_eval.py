@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 
 import numpy as np
@@ -29,29 +30,50 @@ def _video_tensors(uri: str, opts: dict | None):
             yield imageio.to_tensor(rgb.astype(np.float32) / 255.0)
 
 
+def strict_json(value: object) -> object:
+    """Plain data with every non-finite float (NaN, infinity) as ``None``: JSON any parser reads."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def cmd_eval_video(args: argparse.Namespace) -> int:
     opts = storage.parse_options(args.storage_options)
     seams = [int(v) for v in args.seams.split(",")] if args.seams else []
+    preset = None if args.flow == "farneback" else args.preset
     result = measure_consistency(
         _video_tensors(args.output, opts), _video_tensors(args.input, opts), seams=seams,
         references=_video_tensors(args.reference, opts) if args.reference else None,
-        method=args.flow, preset=args.preset,
+        method=args.flow, preset=preset,
     )
+    ratio = result.e_warp / result.reference_e_warp if result.reference_e_warp > 0 else math.nan
     report = {
         "input": args.input, "output": args.output, "reference": args.reference,
+        "flow": {"method": result.method, "preset": result.preset},
+        "frames": result.frames, "pairs": result.pairs_used, "pairs_total": len(result.per_pair),
+        "scene_cuts": list(result.cuts), "seams": seams,
         "e_warp": result.e_warp, "e_warp_seams": result.e_warp_seams, "e_warp_inside": result.e_warp_inside,
-        "reference_diff": result.reference_diff, "scene_cuts": list(result.cuts), "seams": seams,
-        "pairs": len(result.per_pair), "per_pair": list(result.per_pair),
+        "valid_mask_fraction": result.trusted,
+        "reference_diff": result.reference_diff, "reference_e_warp": result.reference_e_warp,
+        "e_warp_ratio_to_reference": ratio,
+        "per_pair": list(result.per_pair),
     }
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(strict_json(report), indent=2, allow_nan=False))
         return 0
-    print(f"E_warp {result.e_warp:.6g} over {len(result.per_pair) - len(result.cuts)} frame pairs "
-          f"(scene cuts left out: {list(result.cuts) or 'none'}; flow {args.flow} from {args.input})")
+    print(f"E_warp {result.e_warp:.6g} over {result.pairs_used} of {len(result.per_pair)} frame pairs of "
+          f"{result.frames} frames (scene cuts left out: {list(result.cuts) or 'none'}; flow {result.method}"
+          f"{' ' + result.preset if result.preset else ''} from {args.input}; "
+          f"{100 * result.trusted:.1f}% of pixels trusted by the masks)")
     if seams:
         print(f"  at seams {seams}: {result.e_warp_seams:.6g}; elsewhere: {result.e_warp_inside:.6g}")
     if args.reference:
-        print(f"  mean |RGB| difference to {args.reference}: {result.reference_diff:.4f} (0..1)")
+        print(f"  reference {args.reference}: E_warp {result.reference_e_warp:.6g} with the same flow "
+              f"(ratio {ratio:.3f}); mean |RGB| difference {result.reference_diff:.4f} (0..1)")
     return 0
 
 
@@ -119,7 +141,7 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
     storage.write_bytes_atomic(storage.join(out_dir, "summary.json"),
                                json.dumps(summary, indent=2, default=float).encode(), opts)
     if args.json:
-        print(json.dumps({"summary": summary, "images": rows}, indent=2, default=float))
+        print(json.dumps(strict_json({"summary": summary, "images": rows}), indent=2, default=float, allow_nan=False))
         return 0
     print(f"{'image':32s} {'PSNR dB':>8s} {'SSIM':>6s} {'ab err':>7s} {'CF pred':>8s} {'CF ref':>7s} {'dCF':>7s}")
     for r in rows:

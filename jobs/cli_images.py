@@ -16,7 +16,15 @@ import torch
 from colorstyle_core import color, imageio, loader, storage
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.hints import ColorHints, parse_points
-from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig, StylizeStep
+from colorstyle_core.pipeline import (
+    DEFAULT_MAX_PIXELS,
+    LARGE_IMAGE_PIXELS,
+    ColorizeStep,
+    FramePipeline,
+    FrameResult,
+    PipelineConfig,
+    StylizeStep,
+)
 from colorstyle_core.provenance import mark_untrained_logs
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE
@@ -37,12 +45,26 @@ def weights_source(args: argparse.Namespace) -> loader.WeightsSource:
     return loader.WeightsSource(args.weights, args.weights_sha256, storage.parse_options(args.storage_options))
 
 
-def read_image(uri: str, opts: dict | None) -> torch.Tensor:
-    """An image file (any fsspec URI) as ``(1, C, H, W)`` float32 in ``[0, 1]``."""
-    decoded = imageio.decode_image(storage.read_bytes(uri, opts), uri)
+def read_image(uri: str, opts: dict | None, max_pixels: int | None = None) -> torch.Tensor:
+    """An image file (any fsspec URI) as ``(1, C, H, W)`` float32 in ``[0, 1]`` (uint8, shared memory, when large).
+
+    Raises:
+        imageio.ImageTooLargeError: above ``max_pixels`` (``--max-pixels``), before decoding.
+    """
+    data = storage.read_bytes(uri, opts)
+    width, height = imageio.image_size(data, uri)
+    large = width * height > LARGE_IMAGE_PIXELS
+    decoded = imageio.decode_image(data, uri, max_pixels, "--max-pixels", keep_uint8=large)
     for note in decoded.notes:
         log.info("%s: %s", uri, note)
-    return imageio.to_tensor(decoded.pixels)
+    return imageio.to_tensor(decoded.pixels, copy=not large)
+
+
+def _process(pipeline: FramePipeline, image: torch.Tensor, hints: ColorHints | None = None) -> FrameResult:
+    """One image through the pipeline: in bands when it is large (memory), else as the job does it."""
+    if image.shape[-1] * image.shape[-2] > LARGE_IMAGE_PIXELS:
+        return pipeline.process_large(image, hints)
+    return pipeline.process([image], None if hints is None else [hints])[0]
 
 
 def _announce(pipeline: FramePipeline) -> None:
@@ -87,10 +109,11 @@ def cmd_colorize(args: argparse.Namespace) -> int:
                                        untrained_seed=args.untrained_weights)
     pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep(args.model, args.gamut)), colorizer=colorizer)
     _announce(pipeline)
-    image = read_image(args.input, opts)
+    image = read_image(args.input, opts, args.max_pixels)
     hints = load_hints(args, opts)
-    result = pipeline.process([image], None if hints is None else [hints])[0]
-    log.info("colorized %s (%dx%d) in %.2f s", args.input, image.shape[-1], image.shape[-2],
+    result = _process(pipeline, image, hints)
+    del image  # large scans: free the input before encoding the output
+    log.info("colorized %s (%dx%d) in %.2f s", args.input, result.image.shape[-1], result.image.shape[-2],
              result.stages[Stage.COLORIZE] + result.stages[Stage.PREPROCESS])
     _write_image(result.image, args.output, opts, pipeline)
     print(args.output)
@@ -148,8 +171,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     pipeline = FramePipeline(PipelineConfig(stylize=step), stylizer=stylizer,
                              styles=[read_image(uri, opts) for uri in style_uris])
     _announce(pipeline)
-    content = read_image(args.content, opts)
-    result = pipeline.process([content])[0]
+    content = read_image(args.content, opts, args.max_pixels)
+    result = _process(pipeline, content)
     total = result.curves.get("total", [])
     log.info("stylized %s at %dx%d: %d steps in %.1f s, loss %.4g -> %.4g", args.content,
              result.image.shape[-1], result.image.shape[-2], len(total), result.stages[Stage.STYLIZE],
@@ -172,6 +195,8 @@ def add_weight_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--storage-options", metavar="JSON",
                    help='fsspec options for all URIs, e.g. \'{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}\'')
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse larger images from their header, before decoding (default {DEFAULT_MAX_PIXELS:,})")
 
 
 def add_image_commands(sub: argparse._SubParsersAction) -> None:

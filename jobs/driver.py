@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from colorstyle_core import imageio, loader, storage
@@ -28,10 +28,12 @@ from colorstyle_core.provenance import Provenance, mark_untrained_logs, unmark_u
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
 from colorstyle_core.weights import get_spec
 from jobs.actor import PipelineActor
+from jobs.exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
 from jobs.manifest import Manifest
-from jobs.metrics import FailureRow, MetricsStore, summarize
+from jobs.metrics import FailureRow, MetricsStore, summarize, summarize_job
 from jobs.paths import staging_root
 from jobs.plan import Plan, plan_job
+from jobs.progress import JobBoard, ProgressReporter
 from jobs.resume import DoneState, load_done_state
 from jobs.scheduler import PoolError, Scheduler, start_pool
 from jobs.units import ActorInfo
@@ -39,7 +41,6 @@ from jobs.worker import WorkerSpec
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILURES, EXIT_FATAL = 0, 1, 2
 
 
 class FatalJobError(RuntimeError):
@@ -56,6 +57,7 @@ class RunOptions:
         address: Ray address; ``None`` = ``RAY_ADDRESS`` if set, else an embedded local Ray.
         actor_ready_timeout_s: how long to wait for the pool (GPU nodes may have to boot).
         actor_class: the actor's class (tests inject faults with a subclass).
+        log_interval_s: where the console is not a terminal, seconds between progress lines (0 = none).
     """
 
     dry_run: bool = False
@@ -63,11 +65,12 @@ class RunOptions:
     address: str | None = None
     actor_ready_timeout_s: float = 900.0
     actor_class: type = PipelineActor
+    log_interval_s: float = 30.0
 
 
 @dataclass
 class RunReport:
-    """The outcome of one run."""
+    """The outcome of one run: ``summary`` is this run's own figures, ``job_summary`` the whole job's."""
 
     job_id: str
     run_id: str
@@ -78,6 +81,7 @@ class RunReport:
     failures: list[FailureRow] = field(default_factory=list)
     actors: list[ActorInfo] = field(default_factory=list)
     pool_ready_at: float | None = None  # when every actor had loaded its models (wall clock)
+    job_summary: dict[str, Any] = field(default_factory=dict)  # the whole job, as written to summary.json
 
 
 def new_run_id() -> str:
@@ -107,7 +111,9 @@ def print_plan(plan: Plan, manifest: Manifest, console: Console) -> None:
     for p in plan.problems:
         console.print(f"  [red]problem[/red] {p.error_type}: {p.message}")
     if plan.ignored:
-        console.print(f"  ignored {len(plan.ignored)} files with other suffixes")
+        shown = ", ".join(plan.ignored[:10]) + (f" and {len(plan.ignored) - 10} more" if len(plan.ignored) > 10 else "")
+        console.print(f"  ignored {len(plan.ignored)} file{'s' if len(plan.ignored) != 1 else ''} that are not "
+                      f"images or videos: {shown}", highlight=False)
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
@@ -179,7 +185,7 @@ def run_job(manifest: Manifest, options: RunOptions = RunOptions(), console: Con
     Returns:
         The report; ``exit_code`` 0 = all done, 1 = some inputs failed, 2 = the job could not start.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     untrained = manifest.pipeline.untrained_weights
     marker = None
     if untrained:  # every line this run prints or logs says so
@@ -217,22 +223,32 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
     job_id, run_id = manifest.resolved_job_id, new_run_id()
     store = MetricsStore(manifest.metrics_prefix, job_id, run_id, manifest.output_storage_options)
     report = RunReport(job_id, run_id, EXIT_OK)
-    done = load_done_state(store, manifest)
-    plan = plan_job(manifest, done)
+    failures: list[FailureRow] = []
+
+    def cannot_start(e: Exception) -> RunReport:
+        console.print(f"[bold red]error[/bold red]: {e}")
+        report.exit_code = EXIT_FATAL
+        report.failures = [*failures, FailureRow(job_id, run_id, "", "", type(e).__name__, str(e), 0)]
+        return report
+
+    try:  # reads only: a job that cannot start leaves nothing behind
+        done = load_done_state(store, manifest)
+        plan = plan_job(manifest, done)
+    except storage.StorageError as e:
+        return cannot_start(e)
     report.plan = plan
     print_plan(plan, manifest, console)
     if options.dry_run:
         return report
-    failures = [FailureRow(job_id, run_id, p.input_uri, "", p.error_type, p.message, 0) for p in plan.problems]
+    if not (plan.shards or plan.ranges or plan.videos or plan.problems):
+        return _nothing_to_do(manifest, store, plan, report, console)
+    failures += [FailureRow(job_id, run_id, p.input_uri, "", p.error_type, p.message, 0) for p in plan.problems]
     try:
         _check_styles(manifest)
         colorizer_weights, stylizer_weights = load_weights(manifest)
         store.check_writable()  # last: it creates the metrics prefix
     except (storage.StorageError, FatalJobError, loader.WeightsError) as e:
-        console.print(f"[bold red]error[/bold red]: {e}")
-        report.exit_code = EXIT_FATAL
-        report.failures = [*failures, FailureRow(job_id, run_id, "", "", type(e).__name__, str(e), 0)]
-        return report
+        return cannot_start(e)
 
     start = time.time()
     if plan.shards or plan.ranges or plan.videos:
@@ -259,9 +275,12 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
                    end_to_end_frames_per_s=n / (end - start) if n else 0.0,
                    manifest=manifest.redacted(), actors=[a.__dict__ for a in report.actors])
     store.write_failures(failures)
-    report.written = store.consolidate(failures, summary)
+    store.write_run_summary(summary)
+    report.job_summary = summarize_job(store.run_summaries(), summary, job_frames=frames.num_rows)
+    report.written = store.consolidate(failures, report.job_summary)
     report.summary, report.failures = summary, failures
     print_summary(summary, console)
+    _print_job_line(report.job_summary, console)
     for f in failures:
         console.print(f"  [red]failed[/red] {f.input_uri or '(job)'}: {f.error_type}: {f.message}")
     console.print(f"outputs: {manifest.output.prefix}")
@@ -270,6 +289,27 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
     if report.exit_code != EXIT_FATAL:
         report.exit_code = EXIT_FAILURES if failures else EXIT_OK
     return report
+
+
+def _nothing_to_do(manifest: Manifest, store: MetricsStore, plan: Plan, report: RunReport, console) -> RunReport:
+    """A rerun of a finished job: report what the job did, write nothing."""
+    job = store.job_summary() or {}
+    report.summary = summarize(store.frames(), report.run_id, 0.0, 0, job_frames=int(job.get("frames") or 0),
+                               skipped=plan.skipped_images + plan.skipped_videos,
+                               untrained=manifest.pipeline.untrained_weights)
+    report.job_summary = job
+    console.print(f"nothing to do: all {plan.skipped_images + plan.skipped_videos} inputs were finished by "
+                  f"earlier runs; nothing was written (job summary: {manifest.metrics_prefix}/summary.json)")
+    if job:
+        _print_job_line(job, console)
+    return report
+
+
+def _print_job_line(job: dict[str, Any], console) -> None:
+    runs = job.get("runs") or []
+    console.print(f"job: {job.get('frames', 0)} frames/images done over {len(runs)} run(s), "
+                  f"{job.get('frames_per_s', 0.0):.3f} frames/s over the {job.get('runs_with_work', 0)} run(s) "
+                  f"that did work ({job.get('wall_s', 0.0):.1f} s of processing)", highlight=False)
 
 
 def _remove_empty_staging(manifest: Manifest, job_id: str) -> None:
@@ -296,30 +336,27 @@ def _run_pool(manifest: Manifest, plan: Plan, store: MetricsStore, done: DoneSta
         storage_options=manifest.storage_options, output_storage_options=manifest.output_storage_options,
         batch_size=ex.batch_size, video_crf=manifest.output.video_crf, video_preset=manifest.output.video_preset,
         cpu_threads=threads, measure_consistency=manifest.metrics.video_consistency,
-        reencode_videos=manifest.reencode_videos,
+        reencode_videos=manifest.reencode_videos, max_pixels=ex.max_pixels,
     )
-    cref = ray.put(colorizer_weights) if colorizer_weights else None
-    sref = ray.put(stylizer_weights) if stylizer_weights else None
-    actors, report.actors = start_pool(options.actor_class, ex, (spec, cref, sref, threads),
+    refs = {"colorizer": ray.put(colorizer_weights) if colorizer_weights else None,
+            "stylizer": ray.put(stylizer_weights) if stylizer_weights else None}
+    board_name = f"colorstyle-board-{run_id}"  # actors find it by name: a handle argument draws Ray's warning
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # lives with the driver
+    board = ray.remote(JobBoard).options(name=board_name, num_cpus=0, max_restarts=0,
+                                         scheduling_strategy=here).remote(refs)
+    actors, report.actors = start_pool(options.actor_class, ex, (spec, threads, board_name),
                                        options.actor_ready_timeout_s)
     report.pool_ready_at = time.time()
     for a in report.actors:
         console.print(f"  {a.name}: node {a.hostname} device {a.device} gpu {a.gpu_id or '-'} pid {a.pid}")
-    total = plan.frames_to_do
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=_rich(console), disable=not options.progress, transient=False) as progress:
-        label = f"frames ({UNTRAINED_TAG} weights)" if isinstance(console, _UntrainedConsole) else "frames"
-        task = progress.add_task(label, total=total, rate="")
-        t0 = time.time()
-
-        def on_frames(n: int) -> None:
-            progress.advance(task, n)
-            done_n = progress.tasks[0].completed
-            progress.update(task, rate=f"{done_n / max(1e-9, time.time() - t0):.2f} fr/s")
-
-        sched = Scheduler(actors, ex, plan, store, done, on_frames)
+    label = f"frames ({UNTRAINED_TAG} weights)" if isinstance(console, _UntrainedConsole) else "frames"
+    with ProgressReporter(_rich(console), plan.frames_to_do, len(plan.shards) + len(plan.ranges),
+                          bar=options.progress, interval_s=options.log_interval_s, label=label,
+                          printer=console.print) as progress:
+        sched = Scheduler(actors, ex, plan, store, done, progress, board)
         sched.run()
-    for a in actors:
+        if progress.lines:
+            console.print(progress.line(), highlight=False)
+    for a in (*actors, board):
         ray.kill(a)
     return sched

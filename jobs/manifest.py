@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from colorstyle_core import storage
 from colorstyle_core.loader import WeightsSource
 from colorstyle_core.models.vgg import ALL_LAYER_NAMES
-from colorstyle_core.pipeline import ColorizeStep, PipelineConfig, StylizeStep
+from colorstyle_core.pipeline import DEFAULT_MAX_PIXELS, ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.style.gatys import StyleConfig
 from colorstyle_core.temporal import DEFAULT_PRESETS, TemporalSettings
 from jobs.paths import default_metrics_prefix
@@ -54,6 +54,14 @@ class ManifestError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_dot_segments(uri: str | None) -> str | None:
+    """A prefix colorstyle writes under (or derives paths from) may not climb with ``..``."""
+    if uri is not None and storage.has_dot_segments(uri):
+        raise ValueError(f"{uri!r} has '..' segments; give the prefix without them (paths derived from it must "
+                         "provably stay under it)")
+    return uri
 
 
 class WeightsRef(_Model):
@@ -133,6 +141,8 @@ class OutputSpec(_Model):
     save_colorized: bool = False
     storage_options: dict[str, Any] | None = None
 
+    _prefix_is_plain = field_validator("prefix")(_no_dot_segments)
+
 
 _TEMPORAL = TemporalSettings()
 
@@ -183,6 +193,8 @@ class ColorizeSpec(_Model):
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
     gamut: Literal["preserve-l", "clip"] = "preserve-l"
     temporal: TemporalSpec | None = None
+
+    _hints_are_plain = field_validator("hints")(_no_dot_segments)
 
     @model_validator(mode="after")
     def _hints_need_siggraph(self) -> ColorizeSpec:
@@ -288,6 +300,10 @@ class ExecutionSpec(_Model):
         frames_per_range: video frames per work unit.
         max_in_flight_per_actor: work units queued on one actor at a time (backpressure).
         retries: extra attempts for a failed work unit, each on another actor when possible.
+        max_pixels: stills with more pixels are refused from their header (a failure row),
+            before decoding. Stills above 16 megapixels are processed in bands, so one actor's
+            peak memory is about 0.8 GB + 6 bytes per pixel (grey) or 10 (colour), plus 3 bytes
+            per pixel and 0.6 GB for stylization: the default (200 megapixels) keeps it near 4 GB.
     """
 
     actors: int = Field(1, ge=1)
@@ -298,6 +314,7 @@ class ExecutionSpec(_Model):
     frames_per_range: int = Field(48, ge=1)
     max_in_flight_per_actor: int = Field(2, ge=1)
     retries: int = Field(2, ge=0)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
 
     @field_validator("gpus_per_actor")
     @classmethod
@@ -323,6 +340,8 @@ class MetricsSpec(_Model):
     prefix: str | None = None
     video_consistency: bool = False
     reference: str | None = None
+
+    _prefixes_are_plain = field_validator("prefix", "reference")(_no_dot_segments)
 
 
 class Manifest(_Model):

@@ -11,11 +11,15 @@ Layout under the job's metrics prefix::
     parts/units/<unit id>.parquet    the unit's row
     parts/videos/<video key>.parquet an assembled video's row (its "done" record)
     runs/<run id>/failures.parquet   problems of one run
+    runs/<run id>/summary.json       figures of one run
     frames.parquet units.parquet videos.parquet failures.parquet summary.json
-                                     consolidated at the end of every run
+                                     consolidated at the end of every run that did something
 
 Parts are written as units finish, atomically, so an interrupted job loses no
-metrics and a rerun knows what is done.
+metrics and a rerun knows what is done. A frame redone by a later run replaces the
+earlier row (one row per input and frame, the newest); ``summary.json`` describes the
+whole job (every run's figures, frames/s of the runs that did work) with the last
+run's own figures beside it. A rerun with nothing to do writes nothing.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ UNIT_SCHEMA = pa.schema(
         ("started_at", pa.timestamp("ms", tz="UTC")),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
         ("untrained", pa.bool_()),
+        ("peak_rss_mb", pa.float64()),  # the actor's peak resident memory during the unit
     ]
 )
 """One row per finished work unit."""
@@ -250,6 +255,7 @@ class UnitRow(_Row):
     started_at: int
     finished_at: int
     untrained: bool
+    peak_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -352,15 +358,17 @@ class MetricsStore:
     storage_options: dict | None = None
 
     def _uri(self, *parts: str) -> str:
-        return storage.join(self.prefix, *parts)
+        return storage.join_under(self.prefix, *parts)
 
     def _read_parts(self, kind: str, schema: pa.Schema) -> pa.Table:
-        fs, root = storage.filesystem(self._uri("parts", kind), self.storage_options)
+        uri = self._uri("parts", kind)
         try:
-            paths = sorted(p for p in fs.find(root) if p.endswith(".parquet"))
-        except (FileNotFoundError, OSError):
-            paths = []
-        tables = [pq.read_table(io.BytesIO(fs.cat_file(p))).cast(schema) for p in paths]
+            with storage.errors(uri, "list"):
+                fs, root = storage.filesystem(uri, self.storage_options)
+                paths = sorted(p for p in fs.find(root) if p.endswith(".parquet"))
+                tables = [pq.read_table(io.BytesIO(fs.cat_file(p))).cast(schema) for p in paths]
+        except FileNotFoundError:
+            tables = []
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
     def check_writable(self) -> None:
@@ -375,7 +383,8 @@ class MetricsStore:
         fs.rm_file(path)
 
     def frames(self) -> pa.Table:
-        return self._read_parts("frames", FRAME_SCHEMA)
+        """Every frame row of the job, one per ``(input_uri, frame_index)``: the newest attempt wins."""
+        return newest_per_frame(self._read_parts("frames", FRAME_SCHEMA))
 
     def quality(self) -> pa.Table:
         return self._read_parts("quality", QUALITY_SCHEMA)
@@ -405,6 +414,29 @@ class MetricsStore:
         storage.write_bytes_atomic(self._uri("runs", self.run_id, "failures.parquet"),
                                    _to_parquet(rows, FAILURE_SCHEMA), self.storage_options)
 
+    def write_run_summary(self, summary: dict) -> None:
+        """This run's own figures, kept under ``runs/<run id>/``."""
+        storage.write_bytes_atomic(self._uri("runs", self.run_id, "summary.json"),
+                                   json.dumps(summary, indent=2, default=str).encode(), self.storage_options)
+
+    def run_summaries(self) -> list[dict]:
+        """Every recorded run's figures, oldest first (run ids sort by time)."""
+        uri = self._uri("runs")
+        try:
+            with storage.errors(uri, "list"):
+                fs, root = storage.filesystem(uri, self.storage_options)
+                paths = sorted(p for p in fs.find(root) if p.endswith("/summary.json"))
+                return [json.loads(fs.cat_file(p)) for p in paths]
+        except FileNotFoundError:
+            return []
+
+    def job_summary(self) -> dict | None:
+        """The consolidated ``summary.json``, or ``None`` when there is none (yet)."""
+        try:
+            return json.loads(storage.read_bytes(self._uri("summary.json"), self.storage_options))
+        except (FileNotFoundError, ValueError):
+            return None
+
     def consolidate(self, failures: Sequence[FailureRow], summary: dict) -> dict[str, str]:
         """Write the job-wide tables and ``summary.json``; returns their URIs."""
         written = {}
@@ -420,6 +452,63 @@ class MetricsStore:
         storage.write_bytes_atomic(uri, json.dumps(summary, indent=2, default=str).encode(), self.storage_options)
         written["summary"] = uri
         return written
+
+
+def newest_per_frame(frames: pa.Table) -> pa.Table:
+    """One row per ``(input_uri, frame_index)``: the one that started last (a frame redone by a later run)."""
+    if frames.num_rows == 0:
+        return frames
+    keys = list(zip(frames["input_uri"].to_pylist(), frames["frame_index"].to_pylist()))
+    started = frames["started_at"].cast(pa.int64()).to_pylist()
+    runs = frames["run_id"].to_pylist()
+    best: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        j = best.get(key)
+        if j is None or (started[i] or 0, runs[i] or "") >= (started[j] or 0, runs[j] or ""):
+            best[key] = i
+    if len(best) == frames.num_rows:
+        return frames
+    return frames.take(pa.array(sorted(best.values())))
+
+
+RUN_FIGURES = ("run_id", "frames", "wall_s", "frames_per_s", "startup_s", "end_to_end_s", "end_to_end_frames_per_s",
+               "failures", "skipped_finished_inputs")
+"""The figures of each run listed in the job summary's ``runs``."""
+
+
+def summarize_job(runs: Sequence[dict], last: dict, *, job_frames: int) -> dict[str, Any]:
+    """The job-wide ``summary.json``: every run's figures, throughput of the runs that did work.
+
+    Args:
+        runs: each run's summary (:func:`summarize` plus start-up and end-to-end figures), oldest first.
+        last: this run's summary (also in ``runs``).
+        job_frames: frames/images done over all runs (one per input and frame).
+    Returns:
+        The last run's summary with job-wide ``frames``, ``wall_s``, ``frames_per_s``,
+        ``end_to_end_s``, ``end_to_end_frames_per_s`` and ``startup_s`` (sums and rates over
+        the runs that processed frames), per-actor and per-stage figures of the last such
+        run, ``runs`` (every run's figures) and ``last_run`` (this run's own summary).
+    """
+    working = [r for r in runs if r.get("frames")]
+    frames = sum(r["frames"] for r in working)
+    wall = sum(r.get("wall_s") or 0.0 for r in working)
+    e2e = sum(r.get("end_to_end_s") or 0.0 for r in working)
+    latest = working[-1] if working else last
+    return {
+        **last,
+        "frames": job_frames,
+        "frames_processed_by_runs": frames,
+        "wall_s": wall,
+        "frames_per_s": frames / wall if wall > 0 else 0.0,
+        "end_to_end_s": e2e,
+        "end_to_end_frames_per_s": frames / e2e if e2e > 0 else 0.0,
+        "startup_s": sum(r.get("startup_s") or 0.0 for r in working),
+        "per_actor": latest.get("per_actor", {}),
+        "stages": latest.get("stages", {}),
+        "runs_with_work": len(working),
+        "runs": [{k: r.get(k) for k in RUN_FIGURES} for r in runs],
+        "last_run": last,
+    }
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:

@@ -1,4 +1,10 @@
-"""Where every file of a job goes: outputs, staging, metrics (derived from the input and the job, nothing else)."""
+"""Where every file of a job goes: outputs, staging, metrics (derived from the input and the job, nothing else).
+
+Every path made here goes through :func:`colorstyle_core.storage.join_under`, so it is
+proven to lie under its prefix after normalisation: an input whose relative path climbs
+out of its root (an object key such as ``a/../../victim.jpg``) raises
+:class:`~colorstyle_core.storage.UnsafePathError` instead of naming a file elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -25,18 +31,25 @@ def stem(rel: str) -> str:
     return rel[: -len(suffix(rel))] if suffix(rel) else rel
 
 
+under = storage.join_under
+"""``under(prefix, *relative parts)``: a path proven to stay under ``prefix`` (raises ``UnsafePathError``)."""
+
+
 def default_metrics_prefix(output_prefix: str, job_id: str) -> str:
     """``<output prefix>/_colorstyle/<job id>``."""
-    return storage.join(output_prefix, CONTROL_DIR, job_id)
+    return under(output_prefix, CONTROL_DIR, job_id)
 
 
 def staging_root(output_prefix: str, job_id: str) -> str:
     """Where a job's frame-range segments wait for assembly."""
-    return storage.join(output_prefix, CONTROL_DIR, "staging", job_id)
+    return under(output_prefix, CONTROL_DIR, "staging", job_id)
 
 
 def output_uri_for(manifest: Manifest, rel: str, kind: str, *, is_gif: bool = False) -> str:
     """Where an input's result goes: its relative path under the output prefix, new suffix.
+
+    Raises:
+        storage.UnsafePathError: ``rel`` would leave the output prefix.
 
     Args:
         manifest: the job (output prefix and image format).
@@ -50,4 +63,4 @@ def output_uri_for(manifest: Manifest, rel: str, kind: str, *, is_gif: bool = Fa
         new = suffix(rel) if suffix(rel) in IMAGE_SUFFIXES else ".png"
     else:
         new = "." + manifest.output.image_format
-    return storage.join(manifest.output.prefix, stem(rel) + new)
+    return under(manifest.output.prefix, stem(rel) + new)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,7 +19,7 @@ from colorstyle_core import storage
 from colorstyle_core.imageio import IMAGE_SUFFIXES
 from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe
 from jobs.manifest import InputSpec, Manifest
-from jobs.paths import CONTROL_DIR, output_uri_for, staging_root, stem, suffix
+from jobs.paths import CONTROL_DIR, output_uri_for, staging_root, stem, suffix, under
 from jobs.resume import DoneState
 from jobs.units import FrameRange, ImageItem, ImageShard, VideoPlan
 
@@ -109,11 +109,6 @@ def _digest(text: str, n: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:n]
 
 
-def shard_id(items: Iterable[ImageItem]) -> str:
-    """Stable id of an image shard: a digest of its input URIs."""
-    return "img-" + _digest("\n".join(i.uri for i in items), 16)
-
-
 def video_key(uri: str) -> str:
     """Stable short id of a video input."""
     return _digest(uri, 12)
@@ -135,6 +130,15 @@ def _kind(path: str) -> str | None:
     return None
 
 
+def _escapes(rel: str) -> bool:
+    """Whether a relative path climbs out of its root once normalised (or is absolute)."""
+    try:
+        storage.join_under("root", rel)
+    except storage.UnsafePathError:
+        return True
+    return False
+
+
 def _glob_base(path: str) -> str:
     parts = path.split("/")
     for i, part in enumerate(parts):
@@ -145,6 +149,10 @@ def _glob_base(path: str) -> str:
 
 def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem], list[str]]:
     """List every input file of the manifest.
+
+    Raises:
+        storage.StorageError: an input cannot be listed at all (credentials, connection):
+            a problem of the whole job, not of one input.
 
     Returns:
         ``(files, problems, ignored)``: files with their relative paths (sorted, no
@@ -165,6 +173,10 @@ def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem]
             return  # never read our own outputs back in
         if f"/{CONTROL_DIR}/" in f"/{rel}":
             return
+        if _escapes(rel):
+            problems.append(InputProblem(uri, "UnsafePath", f"{uri}: its path relative to its input root, {rel!r}, "
+                                         "leaves that root (\"..\" segments); nothing is written for it"))
+            return
         kind = _kind(path)
         if kind is None:
             if explicit:
@@ -181,26 +193,27 @@ def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem]
             _list_file(spec, opts, add, problems)
             continue
         assert spec.uri is not None
-        fs, path = storage.filesystem(spec.uri, opts)
         try:
-            if has_magic(path):
-                base = _glob_base(path)
-                matches = [p for p in sorted(fs.glob(path)) if fs.isfile(p)]
-                if not matches:
-                    problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the glob matched no files"))
-                for p in matches:
-                    add(fs, p, posixpath.relpath(p, base) if base else p, spec, explicit=False)
-            elif fs.isdir(path):
-                matches = sorted(fs.find(path))
-                if not matches:
-                    problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the prefix holds no files"))
-                for p in matches:
-                    add(fs, p, posixpath.relpath(p, path.rstrip("/")), spec, explicit=False)
-            elif fs.isfile(path):
-                add(fs, path, posixpath.basename(path), spec, explicit=True)
-            else:
-                problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: no such file or prefix"))
-        except (OSError, ValueError) as e:
+            with storage.errors(spec.uri, "list"):
+                fs, path = storage.filesystem(spec.uri, opts)
+                if has_magic(path):
+                    base = _glob_base(path)
+                    matches = [p for p in sorted(fs.glob(path)) if fs.isfile(p)]
+                    if not matches:
+                        problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the glob matched no files"))
+                    for p in matches:
+                        add(fs, p, posixpath.relpath(p, base) if base else p, spec, explicit=False)
+                elif fs.isdir(path):
+                    matches = sorted(fs.find(path))
+                    if not matches:
+                        problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the prefix holds no files"))
+                    for p in matches:
+                        add(fs, p, posixpath.relpath(p, path.rstrip("/")), spec, explicit=False)
+                elif fs.isfile(path):
+                    add(fs, path, posixpath.basename(path), spec, explicit=True)
+                else:
+                    problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: no such file or prefix"))
+        except FileNotFoundError as e:
             problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: cannot list ({e})"))
     return sorted(files.values(), key=lambda f: f.uri), problems, ignored
 
@@ -209,7 +222,7 @@ def _list_file(spec: InputSpec, opts, add, problems: list[InputProblem]) -> None
     assert spec.list is not None
     try:
         text = storage.read_bytes(spec.list, opts).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except (FileNotFoundError, UnicodeDecodeError) as e:
         problems.append(InputProblem(spec.list, "MissingInput", f"{spec.list}: cannot read list file ({e})"))
         return
     list_dir = spec.list.rsplit("/", 1)[0] if "/" in spec.list else "."
@@ -225,10 +238,8 @@ def _list_file(spec: InputSpec, opts, add, problems: list[InputProblem]) -> None
     except ValueError:  # mixed absolute/relative (different filesystems): keep full paths
         common = ""
     for uri, (fs, path) in zip(resolved, pairs):
-        try:
+        with storage.errors(uri, "check"):
             exists = fs.isfile(path)
-        except OSError:
-            exists = False
         if not exists:
             problems.append(InputProblem(uri, "MissingInput", f"{uri} (listed in {spec.list}): no such file"))
             continue
@@ -267,27 +278,32 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
         by_output[out] = f.uri
         return True
 
-    hints = _hint_files(manifest)
-    references = _reference_files(manifest)
+    hints = _files_under(manifest.pipeline.colorize.hints if manifest.pipeline.colorize else None, manifest,
+                         ".json", problems, "hint file")
+    references = {stem(rel): uri for rel, uri in _files_under(manifest.metrics.reference, manifest, IMAGE_SUFFIXES,
+                                                                problems, "ground truth").items()}
     both_steps = manifest.pipeline.colorize is not None and manifest.pipeline.stylize is not None
     images: list[ImageItem] = []
     skipped_images = 0
     for f in (f for f in files if f.kind == "image"):
-        out = output_uri_for(manifest, f.rel, "image")
+        try:
+            out = output_uri_for(manifest, f.rel, "image")
+            rel_stem = stem(f.rel)
+            reference = references.get(rel_stem)
+            colorized = under(manifest.metrics_prefix, "colorized", rel_stem + ".jpg") \
+                if manifest.output.save_colorized and both_steps else None
+            diffs = under(manifest.metrics_prefix, "diffs", rel_stem) if reference else None
+        except storage.UnsafePathError as e:
+            problems.append(InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it"))
+            continue
         if not claim(f, out):
             continue
         if f.uri in done.images:
             skipped_images += 1
             continue
-        rel_stem = stem(f.rel)
-        reference = references.get(rel_stem)
-        images.append(ImageItem(
-            f.uri, f.rel, out, hints.get(rel_stem + ".json"), reference_uri=reference,
-            colorized_uri=storage.join(manifest.metrics_prefix, "colorized", rel_stem + ".jpg")
-            if manifest.output.save_colorized and both_steps else None,
-            diff_prefix=storage.join(manifest.metrics_prefix, "diffs", rel_stem) if reference else None,
-        ))
-    shards = tuple(ImageShard(shard_id(group), group) for group in split_shards(images, ex.images_per_shard))
+        images.append(ImageItem(f.uri, f.rel, out, hints.get(rel_stem + ".json"), reference_uri=reference,
+                                colorized_uri=colorized, diff_prefix=diffs))
+    shards = tuple(ImageShard.of(group) for group in split_shards(images, ex.images_per_shard))
 
     video_files = [f for f in files if f.kind == "video"]
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(video_files)))) as pool:
@@ -310,14 +326,18 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
                                              f"{f.uri}: frames [{start}, {stop}) go beyond the video's "
                                              f"{info.frame_count} frames"))
                 continue
-        out = output_uri_for(manifest, f.rel, "video", is_gif=info.is_gif)
+        try:
+            out = output_uri_for(manifest, f.rel, "video", is_gif=info.is_gif)
+        except storage.UnsafePathError as e:
+            problems.append(InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it"))
+            continue
         if not claim(f, out):
             continue
         key = video_key(f.uri)
         if key in done.videos:
             skipped_videos += 1
             continue
-        video_staging = storage.join(staging, key)
+        video_staging = under(staging, key)
         cuts = split_ranges(start, stop, ex.frames_per_range, overlap)
         ids = tuple(range_id(key, w, s) for _, w, s in cuts)
         videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, video_staging,
@@ -327,7 +347,7 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
                 continue
             handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
             ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                                     storage.join(video_staging, f"{uid}.mkv"), handoff_start=handoff))
+                                     under(video_staging, f"{uid}.mkv"), handoff_start=handoff))
     return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
                 skipped_images, skipped_videos, tuple(ignored))
 
@@ -341,27 +361,34 @@ def _probe_or_problem(f: InputFile, manifest: Manifest) -> VideoInfo | InputProb
         return InputProblem(f.uri, "ReadError", f"{f.uri}: {e}")
 
 
-def _reference_files(manifest: Manifest) -> dict[str, str]:
-    """``{relative path without suffix: URI}`` of the ground-truth images under ``metrics.reference``."""
-    if not manifest.metrics.reference:
+def _files_under(prefix: str | None, manifest: Manifest, suffixes: str | tuple[str, ...],
+                 problems: list[InputProblem], what: str) -> dict[str, str]:
+    """``{path relative to prefix: URI}`` of the files with ``suffixes`` under ``prefix`` (hints, ground truth).
+
+    A file whose relative path leaves ``prefix`` (``..`` in an object key) is left out and
+    recorded as an ``UnsafePath`` problem; a missing prefix gives an empty mapping.
+
+    Raises:
+        storage.StorageError: the prefix cannot be listed (credentials, connection).
+    """
+    if not prefix:
         return {}
-    fs, root = storage.filesystem(manifest.metrics.reference, manifest.storage_options)
+    fs, root = storage.filesystem(prefix, manifest.storage_options)
     try:
-        found = sorted(fs.find(root))
-    except (OSError, ValueError):
+        with storage.errors(prefix, "list"):
+            found = sorted(fs.find(root))
+    except FileNotFoundError:
         return {}
     base = root.rstrip("/")
-    return {stem(posixpath.relpath(p, base)): storage.unstrip(fs, p) for p in found if _kind(p) == "image"}
-
-
-def _hint_files(manifest: Manifest) -> dict[str, str]:
-    """``{relative path of a .json hint file: its URI}`` under the colorize step's hints prefix."""
-    step = manifest.pipeline.colorize
-    if step is None or not step.hints:
-        return {}
-    fs, root = storage.filesystem(step.hints, manifest.storage_options)
-    try:
-        found = fs.find(root)
-    except (OSError, ValueError):
-        return {}
-    return {posixpath.relpath(p, root.rstrip("/")): storage.unstrip(fs, p) for p in found if p.endswith(".json")}
+    out = {}
+    for p in found:
+        if not p.lower().endswith(suffixes):
+            continue
+        rel = posixpath.relpath(p, base)
+        uri = storage.unstrip(fs, p)
+        if _escapes(rel):
+            problems.append(InputProblem(uri, "UnsafePath", f"{uri}: {what} whose path relative to {prefix} "
+                                         f"({rel!r}) leaves it; ignored"))
+            continue
+        out[rel] = uri
+    return out

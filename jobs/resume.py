@@ -26,15 +26,20 @@ class DoneState:
 
 
 def load_done_state(store: MetricsStore, manifest: Manifest) -> DoneState:
-    """What earlier runs finished: recorded in the metrics *and* still present in storage."""
+    """What earlier runs finished: recorded in the metrics *and* still present in storage.
+
+    Raises:
+        storage.StorageError: the metrics or the output prefix cannot be listed.
+    """
     done = DoneState()
     frames, units, videos = store.frames(), store.units(), store.videos()
     if not (frames.num_rows or units.num_rows or videos.num_rows):
         return done
-    fs, root = storage.filesystem(manifest.output.prefix, manifest.output_storage_options)
     try:
-        existing = {storage.unstrip(fs, p) for p in fs.find(root)}
-    except (FileNotFoundError, OSError):
+        with storage.errors(manifest.output.prefix, "list"):
+            fs, root = storage.filesystem(manifest.output.prefix, manifest.output_storage_options)
+            existing = {storage.unstrip(fs, p) for p in fs.find(root)}
+    except FileNotFoundError:
         existing = set()
     for kind, inp, out in zip(frames["kind"].to_pylist(), frames["input_uri"].to_pylist(),
                               frames["output_uri"].to_pylist()):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +25,9 @@ from colorstyle_core.timing import added
 from jobs.manifest import ExecutionSpec
 from jobs.metrics import FailureRow, MetricsStore, UnitRow, VideoRow, now_ms
 from jobs.plan import Plan
+from jobs.progress import ProgressReporter, progress_key
 from jobs.resume import DoneState
-from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, UnitResult, VideoPlan, WorkUnit
+from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, ImageShard, UnitResult, VideoPlan, WorkUnit
 from jobs.worker import PERMANENT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def start_pool(actor_class: type, ex: ExecutionSpec, args: tuple, ready_timeout_
     Args:
         actor_class: the actor's Python class (``PipelineActor``, or a subclass in tests).
         ex: the job's execution settings (resources, retries).
-        args: constructor arguments before the actor's name (spec, weights references, threads).
+        args: constructor arguments before the actor's name (spec, threads, job board).
         ready_timeout_s: how long to wait for the pool (GPU nodes may have to boot), seconds.
     Returns:
         The actor handles and where each runs.
@@ -90,16 +90,20 @@ class Scheduler:
         plan: the work of this run.
         store: where finished units and videos are recorded.
         done: what earlier runs finished (frame ranges already staged).
-        on_frames: called with the number of frames each finished or abandoned unit accounts for.
+        progress: told about finished and abandoned units and, about once a second, the
+            frames of the units in flight.
+        board: the :class:`~jobs.progress.JobBoard` the actors report to (``None``: no live progress).
     """
 
     def __init__(self, actors: list, ex: ExecutionSpec, plan: Plan, store: MetricsStore, done: DoneState,
-                 on_frames: Callable[[int], None]):
+                 progress: ProgressReporter, board=None):
         self.actors = actors
         self.ex = ex
         self.store = store
         self.plan = plan
-        self.on_frames = on_frames
+        self.progress = progress
+        self.board = board
+        self._snapshot: ray.ObjectRef | None = None
         self.queue: deque[tuple[WorkUnit, int, int | None]] = deque((u, 1, None) for u in (*plan.shards, *plan.ranges))
         self.inflight: dict[ray.ObjectRef, _Inflight] = {}
         self.load = [0] * len(actors)
@@ -137,7 +141,7 @@ class Scheduler:
             unit, attempt, avoid = self.queue[0]
             if unit.video_key is not None and unit.video_key in self.failed_videos:
                 self.queue.popleft()  # its video cannot be assembled any more: spare the work
-                self.on_frames(unit.frames)
+                self.progress.finished(unit.frames)
                 continue
             i = self._pick(avoid)
             if i is None:
@@ -155,6 +159,7 @@ class Scheduler:
                 self._abandon_all("every actor died")
                 return
             self._submit()
+            self._poll_progress()
             if not self.inflight and not self.probes:
                 continue
             ready, _ = ray.wait([*self.inflight, *self.probes], num_returns=1, timeout=1.0)
@@ -164,6 +169,7 @@ class Scheduler:
                     continue
                 entry = self.inflight.pop(ref)
                 self.load[entry.actor] -= 1
+                self._forget(entry)
                 try:
                     result = ray.get(ref)
                 except (RayTaskError, RayActorError, GetTimeoutError) as e:
@@ -173,6 +179,22 @@ class Scheduler:
                         self._unit_done(entry, result)
                     else:
                         self._video_done(result)
+
+    def _poll_progress(self) -> None:
+        """Read the board's last snapshot when it has come (never waits) and ask for the next one."""
+        if self.board is not None:
+            if self._snapshot is not None and ray.wait([self._snapshot], timeout=0)[0]:
+                live = ray.get(self._snapshot)
+                keys = {progress_key(e.payload.unit_id, e.attempt) for e in self.inflight.values() if e.kind == "unit"}
+                self.progress.in_flight({k: v for k, v in live.items() if k in keys})
+                self._snapshot = None
+            if self._snapshot is None:
+                self._snapshot = self.board.snapshot.remote()
+        self.progress.tick()
+
+    def _forget(self, entry: _Inflight) -> None:
+        if self.board is not None and entry.kind == "unit":
+            self.board.forget.remote(progress_key(entry.payload.unit_id, entry.attempt))
 
     def _probed(self, ref: ray.ObjectRef) -> None:
         i = self.probes.pop(ref)
@@ -199,10 +221,10 @@ class Scheduler:
             queue_wait_s=max(0.0, result.started_at - entry.submitted_at),
             wall_s=result.finished_at - result.started_at, stages=added(*(r.stages for r in rows)),
             started_at=int(result.started_at * 1000), finished_at=int(result.finished_at * 1000),
-            untrained=any(r.untrained for r in rows),
+            untrained=any(r.untrained for r in rows), peak_rss_mb=result.peak_rss_mb,
         )
         self.store.record_unit(unit.unit_id, rows, unit_row, result.quality)
-        self.on_frames(len(rows) + len(result.failures))
+        self.progress.finished(len(rows) + len(result.failures), failures=len(result.failures))
         if unit.video_key is not None:
             left = self.remaining[unit.video_key]
             left.discard(unit.unit_id)
@@ -238,6 +260,15 @@ class Scheduler:
             self._record(video.uri, video.key, cause, f"assembling failed: {message}", entry.attempt)
             return
         unit: WorkUnit = entry.payload
+        died = isinstance(error, RayActorError)
+        if isinstance(unit, ImageShard) and len(unit.items) > 1 and (died or entry.attempt > self.ex.retries):
+            # one image may have killed the actor (memory) or keep failing: isolate it, keep the others
+            log.warning("shard %s failed on actor-%d (%s: %s); retrying its %d images one by one",
+                        unit.unit_id, entry.actor, type(cause).__name__, message, len(unit.items))
+            parts = unit.split()
+            self.queue.extendleft((part, entry.attempt + 1, entry.actor) for part in reversed(parts))
+            self.progress.total_units += len(parts) - 1
+            return
         if not permanent and entry.attempt <= self.ex.retries:
             log.warning("unit %s failed on actor-%d (attempt %d: %s: %s); retrying on another actor",
                         unit.unit_id, entry.actor, entry.attempt, type(cause).__name__, message)
@@ -254,7 +285,7 @@ class Scheduler:
             self._record(uri, unit.unit_id, cause, message, attempt)
         if unit.video_key is not None:
             self.failed_videos.add(unit.video_key)
-        self.on_frames(unit.frames)
+        self.progress.finished(unit.frames, failures=len(unit.input_uris))
 
     def _abandon_all(self, reason: str) -> None:
         err = RuntimeError(reason)

@@ -9,17 +9,59 @@ already have the dependencies (torch, PyAV, ...): see ``cluster/``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import tempfile
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from colorstyle_core import storage
 
 PACKAGE_DIRS = (Path(__file__).resolve().parent.parent / "colorstyle_core", Path(__file__).resolve().parent)
 FORWARDED_ENV = ("COLORSTYLE_CACHE", "COLORSTYLE_OFFLINE")
 """Environment passed on to the job (credentials are not: give the cluster its own)."""
+
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
+"""Waits between attempts at a transient Jobs API error: about a minute in all, the time a freshly
+started head needs before its job agent answers (``No available agent to submit job``)."""
+
+_TRANSIENT = ("No available agent", "status code 5", "Failed to connect", "Connection refused", "Cannot connect",
+              "Max retries exceeded", "temporarily unavailable", "timed out")
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a Jobs API error is worth retrying: the head is starting, busy or briefly unreachable."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    return isinstance(error, RuntimeError) and any(marker in str(error) for marker in _TRANSIENT)
+
+
+def with_retries(call: Callable[[], T], what: str, delays: tuple[float, ...] = RETRY_DELAYS_S,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, retried after each of ``delays`` while it fails with a transient error.
+
+    Raises:
+        RuntimeError: one sentence naming ``what``, the attempts made and the last cause.
+    """
+    for attempt, delay in enumerate((*delays, None), start=1):
+        try:
+            return call()
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+            cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if delay is None or not is_transient(e):
+                tried = f" after {attempt} attempts over {sum(delays[:attempt - 1]):.0f} s" if attempt > 1 else ""
+                raise RuntimeError(f"{what} failed{tried}: {cause}") from None
+            log.warning("%s: %s; retrying in %.0f s", what, cause, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -51,7 +93,8 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
         The submission (with the final status when waited for).
     Raises:
         jobs.manifest.ManifestError: the manifest is invalid (nothing is sent).
-        RuntimeError: the cluster cannot be reached.
+        RuntimeError: the cluster cannot be reached, or keeps failing for about a minute
+            (:data:`RETRY_DELAYS_S`); one sentence.
     """
     from jobs.manifest import load_manifest
 
@@ -66,15 +109,21 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
             "py_modules": [str(p) for p in PACKAGE_DIRS],
             "env_vars": env,
         }
-        try:
-            client = _client(address)
-            submission_id = client.submit_job(
-                entrypoint="python -m jobs.cli run manifest.yaml --no-progress",
-                runtime_env=runtime_env,
-                metadata={"tool": "colorstyle", "manifest": storage.basename(manifest_uri)},
-            )
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise RuntimeError(f"cannot submit to the Ray cluster at {address}: {e}") from None
+        client = with_retries(lambda: _client(address), f"connecting to the Ray cluster at {address}")
+        submission_id = f"colorstyle-{uuid.uuid4().hex[:12]}"  # ours: a retried submit cannot start it twice
+
+        def send() -> str:
+            try:
+                return client.submit_job(
+                    entrypoint="python -m jobs.cli run manifest.yaml --no-progress", runtime_env=runtime_env,
+                    submission_id=submission_id,
+                    metadata={"tool": "colorstyle", "manifest": storage.basename(manifest_uri)})
+            except RuntimeError as e:
+                if "already exists" in str(e):  # an earlier attempt got through before its answer was lost
+                    return submission_id
+                raise
+
+        submission_id = with_retries(send, f"submitting {manifest_uri} to the Ray cluster at {address}")
     if not wait:
         return Submission(submission_id, address)
 
@@ -84,5 +133,5 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
             out.flush()
 
     asyncio.run(follow())
-    status = str(client.get_job_status(submission_id))
+    status = str(with_retries(lambda: client.get_job_status(submission_id), f"reading the status of {submission_id}"))
     return Submission(submission_id, address, status.rsplit(".", 1)[-1])

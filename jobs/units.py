@@ -8,6 +8,8 @@ cuts the same units and a rerun can skip the finished ones.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -69,6 +71,16 @@ class ImageShard:
     unit_id: str
     items: tuple[ImageItem, ...]
     kind: ClassVar[str] = "image"
+
+    @classmethod
+    def of(cls, items: Sequence[ImageItem]) -> ImageShard:
+        """The shard of ``items``, its id a digest of their input URIs (stable across runs)."""
+        digest = hashlib.sha1("\n".join(i.uri for i in items).encode()).hexdigest()[:16]
+        return cls(f"img-{digest}", tuple(items))
+
+    def split(self) -> tuple[ImageShard, ...]:
+        """One shard per image: to retry a failed shard so that one bad image cannot take the others with it."""
+        return tuple(ImageShard.of([item]) for item in self.items)
 
     @property
     def frames(self) -> int:
@@ -189,6 +201,7 @@ class UnitResult:
         actor: who did it.
         started_at, finished_at: wall clock, seconds since the epoch.
         quality: per-image comparison with ground truth.
+        peak_rss_mb: the actor process's peak resident memory while it worked on the unit, MB.
     """
 
     unit_id: str
@@ -198,6 +211,7 @@ class UnitResult:
     started_at: float
     finished_at: float
     quality: tuple[QualityRow, ...] = ()
+    peak_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)

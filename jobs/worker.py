@@ -8,11 +8,12 @@ processes units; it has no Ray dependency, so it also runs in plain tests.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -21,11 +22,12 @@ import torch
 
 from colorstyle_core import imageio, quality, storage
 from colorstyle_core.hints import ColorHints, HintsError, parse_points
-from colorstyle_core.pipeline import FramePipeline, FrameResult, ModelWeights, PipelineConfig
+from colorstyle_core.pipeline import LARGE_IMAGE_PIXELS, FramePipeline, FrameResult, ModelWeights, PipelineConfig
 from colorstyle_core.temporal import measure_consistency
 from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled
 from colorstyle_core.video import SegmentWriter, VideoError, assemble, probe, read_frames
 from jobs.metrics import ConsistencyFigures, FailureRow, FrameRow, QualityRow
+from jobs.progress import progress_key
 from jobs.units import (
     ActorInfo,
     AssemblyResult,
@@ -59,6 +61,7 @@ class WorkerSpec:
         cpu_threads: the actor's CPU share (torch and encoder threads).
         measure_consistency: measure E_warp of every assembled video.
         reencode_videos: stage frame ranges losslessly and encode each video once at assembly.
+        max_pixels: stills with more pixels are refused from their header, before decoding.
     """
 
     job_id: str
@@ -74,6 +77,7 @@ class WorkerSpec:
     cpu_threads: int = 1
     measure_consistency: bool = False
     reencode_videos: bool = False
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -84,6 +88,29 @@ class _Written:
     result: FrameResult
     stages: Seconds
     batch_size: int
+
+
+def reset_peak_rss() -> None:
+    """Restart this process's peak-RSS counter (Linux ``clear_refs``; a no-op where unsupported)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since :func:`reset_peak_rss` (or its start), MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
@@ -128,6 +155,12 @@ class UnitProcessor:
                                             device=spec.device)
         self.untrained = self.pipeline.untrained
         self.description = f"colorstyle job {spec.job_id}: {self.pipeline.weights_text}"
+        self.on_progress: Callable[[str, int], None] | None = None  # (unit attempt key, frames done so far)
+        self._progress_key = ""
+
+    def _report(self, frames: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self._progress_key, frames)
 
     def process(self, unit: WorkUnit, attempt: int, submitted_at: float) -> UnitResult:
         """Process one work unit; per-input problems come back as failure rows.
@@ -136,10 +169,14 @@ class UnitProcessor:
             VideoError: a frame range cannot be decoded (permanent: the video is bad).
             storage.StorageError, OSError: transient storage problems (the driver retries).
         """
+        reset_peak_rss()
+        self._progress_key = progress_key(unit.unit_id, attempt)
         if isinstance(unit, ImageShard):
-            return self.process_shard(unit, attempt, submitted_at)
-        assert isinstance(unit, FrameRange)
-        return self.process_range(unit, attempt, submitted_at)
+            result = self.process_shard(unit, attempt, submitted_at)
+        else:
+            assert isinstance(unit, FrameRange)
+            result = self.process_range(unit, attempt, submitted_at)
+        return dataclasses.replace(result, peak_rss_mb=peak_rss_mb())
 
     # ---- shared steps --------------------------------------------------------------------
 
@@ -182,64 +219,103 @@ class UnitProcessor:
 
     def _load(self, item: ImageItem, unit_id: str, attempt: int, failures: list[FailureRow]
               ) -> tuple[torch.Tensor, Seconds, ColorHints | None] | None:
-        """Read and decode one image; a bad file becomes a failure row (and ``None``)."""
+        """Read and decode one image; a bad file (or one above ``max_pixels``) becomes a failure row (and ``None``)."""
         timer = self._timer()
         try:
             with timer(Stage.READ):
                 data = storage.read_bytes(item.uri, self.spec.storage_options)
                 hints = self._hints_for(item)
             with timer(Stage.DECODE):
-                decoded = imageio.decode_image(data, item.uri)
+                width, height = imageio.image_size(data, item.uri)
+                large = width * height > LARGE_IMAGE_PIXELS
+                decoded = imageio.decode_image(data, item.uri, self.spec.max_pixels, "execution.max_pixels",
+                                               keep_uint8=large)
+                del data
+                image = imageio.to_tensor(decoded.pixels, copy=not large)
         except (*PERMANENT_ERRORS, FileNotFoundError) as e:
             failures.append(self._failure(item.uri, unit_id, e, str(e), attempt))
             return None
         for note in decoded.notes:
             log.info("%s: %s", item.uri, note)
-        return imageio.to_tensor(decoded.pixels), timer.take(), hints
+        return image, timer.take(), hints
 
     def process_shard(self, shard: ImageShard, attempt: int, submitted_at: float) -> UnitResult:
-        """Images in batches of ``batch_size``: only one batch is decoded at a time (archival scans are big)."""
+        """Images in batches of ``batch_size``: only one batch is decoded at a time (archival scans are big).
+
+        Images above :data:`~colorstyle_core.pipeline.LARGE_IMAGE_PIXELS` are processed alone,
+        in bands (:meth:`~colorstyle_core.pipeline.FramePipeline.process_large`), as soon as
+        they are decoded, so at most one large scan is in memory.
+        """
         started = time.time()
         queue_wait = max(0.0, started - submitted_at)
         rows: list[FrameRow] = []
         failures: list[FailureRow] = []
         quality_rows: list[QualityRow] = []
-        opts = self.spec.output_storage_options
+
+        def write(item: ImageItem, result: FrameResult, own: Seconds, batch: int) -> None:
+            rows.append(self._write_image(shard, item, result, own, batch, attempt, queue_wait, started, failures,
+                                          quality_rows))
+
         for chunk in _chunks(shard.items, self.spec.batch_size):
-            group = [(item, *loaded) for item in chunk
-                     if (loaded := self._load(item, shard.unit_id, attempt, failures)) is not None]
+            group = []
+            for item in chunk:
+                loaded = self._load(item, shard.unit_id, attempt, failures)
+                if loaded is None:
+                    continue
+                image, own, hints = loaded
+                del loaded
+                if image.shape[-1] * image.shape[-2] > LARGE_IMAGE_PIXELS:
+                    result = self.pipeline.process_large(image, hints)
+                    del image  # free the input before encoding the output
+                    write(item, result, own, 1)
+                    self._report(len(rows) + len(failures))
+                else:
+                    group.append((item, image, own, hints))
             if not group:
                 continue
             hints = [h for _, _, _, h in group] if any(h for _, _, _, h in group) else None
             results = self.pipeline.process([t for _, t, _, _ in group], hints)
             for (item, _, own, _), result in zip(group, results):
-                t = self._timer()
-                with t(Stage.ENCODE):
-                    pixels = imageio.to_uint8_hwc(result.image)
-                    data = imageio.encode_image(pixels, item.output_uri, self.description)
-                    between = None
-                    if item.colorized_uri and result.colorized is not None:
-                        between = imageio.encode_image(imageio.to_uint8_hwc(result.colorized), item.colorized_uri,
-                                                       self.description)
-                with t(Stage.WRITE):
-                    storage.write_bytes_atomic(item.output_uri, data, opts)
-                    if between is not None:
-                        storage.write_bytes_atomic(item.colorized_uri, between, opts)
-                if item.reference_uri:
-                    with t(Stage.EVALUATE):
-                        row = self._compare(shard.unit_id, item, pixels, attempt, failures)
-                    if row is not None:
-                        quality_rows.append(row)
-                written = _Written(0, result, added(own, result.stages, t.seconds), len(group))
-                rows.append(self._frame_row(shard, item.uri, item.output_uri, written, queue_wait, started,
-                                            item.colorized_uri if between is not None else None))
+                write(item, result, own, len(group))
+            self._report(len(rows) + len(failures))
         return UnitResult(shard.unit_id, tuple(rows), tuple(failures), self.actor, started, time.time(),
                           quality=tuple(quality_rows))
+
+    def _write_image(self, shard: ImageShard, item: ImageItem, result: FrameResult, own: Seconds, batch: int,
+                     attempt: int, queue_wait: float, started: float, failures: list[FailureRow],
+                     quality_rows: list[QualityRow]) -> FrameRow:
+        """Encode and write one processed still (and its colorized copy, its comparison); its metrics row."""
+        opts = self.spec.output_storage_options
+        t = self._timer()
+        with t(Stage.ENCODE):
+            pixels = imageio.to_uint8_hwc(result.image)
+            data = imageio.encode_image(pixels, item.output_uri, self.description)
+            between = None
+            if item.colorized_uri and result.colorized is not None:
+                between = imageio.encode_image(imageio.to_uint8_hwc(result.colorized), item.colorized_uri,
+                                               self.description)
+        with t(Stage.WRITE):
+            storage.write_bytes_atomic(item.output_uri, data, opts)
+            if between is not None:
+                storage.write_bytes_atomic(item.colorized_uri, between, opts)
+        if item.reference_uri:
+            with t(Stage.EVALUATE):
+                row = self._compare(shard.unit_id, item, pixels, attempt, failures)
+            if row is not None:
+                quality_rows.append(row)
+        written = _Written(0, result, added(own, result.stages, t.seconds), batch)
+        return self._frame_row(shard, item.uri, item.output_uri, written, queue_wait, started,
+                               item.colorized_uri if between is not None else None)
 
     def _compare(self, unit_id: str, item: ImageItem, pixels: np.ndarray, attempt: int,
                  failures: list[FailureRow]) -> QualityRow | None:
         """Quality of one output against its ground truth, with diff maps; problems become failure rows."""
         assert item.reference_uri is not None and item.diff_prefix is not None
+        if pixels.shape[0] * pixels.shape[1] > LARGE_IMAGE_PIXELS:
+            failures.append(self._failure(item.uri, unit_id, "ReferenceError", (
+                f"{item.uri}: not compared with {item.reference_uri}: {pixels.shape[1]}x{pixels.shape[0]} is above "
+                f"the {LARGE_IMAGE_PIXELS / 1e6:.0f} megapixels the quality metrics handle"), attempt))
+            return None
         try:
             ref = imageio.decode_image(storage.read_bytes(item.reference_uri, self.spec.storage_options),
                                        item.reference_uri).pixels
@@ -309,6 +385,8 @@ class UnitProcessor:
                             writer.write(imageio.to_uint8_hwc(frame.result.image), frame.index)
                         frame.stages = added(frame.stages, t.seconds)
                         written.append(frame)
+                        if len(written) % self.spec.batch_size == 0:
+                            self._report(len(written))
                     encode_flush = time.perf_counter()
             write_start = time.perf_counter()
             storage.copy_file_atomic(local_segment, unit.segment_uri, self.spec.output_storage_options)

@@ -77,7 +77,7 @@ def local_job(archive, tmp_path_factory):
         execution: {{actors: 2, images_per_shard: 2, frames_per_range: 20, batch_size: 4}}
     """)
     first = run_job(manifest, QUIET)
-    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "_colorstyle" not in p.parts}
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}  # outputs and metrics
     second = run_job(manifest, QUIET)
     return manifest, out, first, second, mtimes
 
@@ -164,8 +164,36 @@ def test_second_run_resumes_and_does_no_work(local_job):
     assert second.exit_code == EXIT_OK
     assert second.plan.frames_to_do == 0 and second.summary["frames"] == 0 and not second.actors
     assert second.summary["skipped_finished_inputs"] == 6 and second.summary["job_frames_done"] == 119
-    now = {p: p.stat().st_mtime_ns for p in mtimes}
-    assert now == mtimes  # nothing rewritten
+    now = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert now == mtimes  # nothing rewritten, metrics included
+    assert second.job_summary["frames"] == 119 and second.job_summary["frames_per_s"] > 0  # the job's figures stay
+
+
+def test_a_partial_rerun_keeps_the_job_metrics_whole(archive, tmp_path):
+    out = tmp_path / "out"
+    manifest = _manifest(f"""
+        inputs: [{archive}/photos/, {{uri: {archive}/loop.gif, frames: {{start: 0, end: 6}}}}]
+        output: {{prefix: {out}}}
+        pipeline: {{colorize: {{model: eccv16}}, untrained_weights: true}}
+        execution: {{actors: 1, images_per_shard: 2, frames_per_range: 3}}
+    """)
+    first = run_job(manifest, QUIET)
+    assert first.exit_code == EXIT_OK and first.job_summary["frames"] == 3 + 6
+    (out / "coffee.png").unlink()  # one output lost: the rerun redoes that image alone (a new shard)
+    again = run_job(manifest, QUIET)
+    assert again.exit_code == EXIT_OK and again.summary["frames"] == 1
+    frames = pq.read_table(again.written["frames"])
+    keys = list(zip(frames["input_uri"].to_pylist(), frames["frame_index"].to_pylist()))
+    assert len(keys) == len(set(keys)) == 3 + 6  # one row per input and frame: the newest attempt
+    coffee = [r for r in frames.to_pylist() if r["input_uri"].endswith("coffee.jpg")]
+    assert coffee[0]["run_id"] == again.run_id
+    import json
+
+    summary = json.loads(open(again.written["summary"]).read())
+    assert summary["frames"] == 3 + 6 and summary["runs_with_work"] == 2
+    assert [r["frames"] for r in summary["runs"]] == [3 + 6, 1]
+    assert summary["last_run"]["frames"] == 1 and summary["last_run"]["run_id"] == again.run_id
+    assert summary["frames_per_s"] > 0 and summary["wall_s"] >= sum(r["wall_s"] for r in summary["runs"]) - 1e-9
 
 
 def dies_once_actor(marker: str) -> type:

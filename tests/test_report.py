@@ -140,14 +140,14 @@ def test_quality_and_grey_baseline_match_quality_parquet(job, page):
         assert f"<dt>{word}" in text or f"<dt>{word.capitalize()}" in text
 
 
-def test_every_chart_is_a_png_beside_the_page(page):
+def test_every_chart_is_embedded_and_also_a_png_beside_the_page(page):
     index, text = page
     charts = re.findall(r'<img class="chart-img" id="chart-(\w+)" src="([^"]+)"', text)
     assert {name for name, _ in charts} == {"throughput", "stages", "losses", "ewarp", "quality"}
     for name, src in charts:
-        assert src == f"{name}.png"  # relative: the page and its charts move together
-        data = (index.parent / src).read_bytes()
-        assert data.startswith(PNG_MAGIC)
+        assert src.startswith("data:image/png;base64,")  # the page stands alone
+        data = base64.b64decode(src.split(",", 1)[1])
+        assert data.startswith(PNG_MAGIC) and (index.parent / f"{name}.png").read_bytes() == data
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
         with Image.open(io.BytesIO(data)) as img:
@@ -157,7 +157,8 @@ def test_every_chart_is_a_png_beside_the_page(page):
 def test_thumbnails_are_small_embedded_jpegs_and_the_page_is_light(page):
     index, text = page
     assert index.stat().st_size < 2_000_000
-    thumbs = [s for s in _img_sources(text) if s.startswith("data:")]
+    thumbs = [s for s in _img_sources(text) if s.startswith("data:") and not s.startswith("data:image/png")]
+    assert len([s for s in _img_sources(text) if s.startswith("data:image/png")]) == 5  # the charts
     # per photo: input, colorized, stylized, ground truth, two diff maps; the GIF: 3 input + 3 output frames
     assert len(thumbs) == 6 * len(PHOTOS) + 6
     for src in thumbs:
@@ -319,6 +320,10 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     from selenium.webdriver.chrome.service import Service
 
     index, _ = page
+    alone = tmp_path / "mailed" / "index.html"  # the page copied somewhere on its own, as a mail attachment
+    alone.parent.mkdir()
+    alone.write_bytes(index.read_bytes())
+    index = alone
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -350,3 +355,16 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
         assert img.format == "PNG" and img.width >= 1000 and img.height >= 2000
         colours = img.convert("RGB").resize((200, 400)).getcolors(maxcolors=1 << 16)
         assert colours is None or len(colours) > 500  # text, charts and photos, not a blank page
+
+
+def test_loss_medians_never_mix_frames_of_different_lengths():
+    import numpy as np
+
+    from jobs.report.data import median_curves
+
+    cold = [np.linspace(10, 1, 20)]  # the first frame of a shot: every step
+    warm = [np.linspace(3, 1, 7) * k for k in (1.0, 1.1, 0.9)]  # warm-started frames: fewer steps
+    groups = median_curves(warm + cold)
+    assert [(steps, count) for steps, count, _ in groups] == [(7, 3), (20, 1)]
+    np.testing.assert_allclose(groups[0][2], np.linspace(3, 1, 7))  # a real median of the three
+    np.testing.assert_allclose(groups[1][2], cold[0])

@@ -86,7 +86,7 @@ def test_submit_runs_the_manifest_on_the_cluster(ray_head, shared, tmp_path, mon
         assert time.time() < deadline
         time.sleep(1)
     assert client.get_job_status(job_id) == JobStatus.SUCCEEDED
-    assert "skipped (done earlier)" in client.get_job_logs(job_id)  # the rerun resumed: nothing to do
+    assert "nothing to do" in client.get_job_logs(job_id)  # the rerun resumed: nothing done, nothing written
 
 
 def test_submit_refuses_an_invalid_manifest_before_sending(tmp_path, capsys):

@@ -184,3 +184,33 @@ def test_stabilized_video_is_steadier_seamless_and_keeps_l(runs, shared):
     res = decoded_frames(runs["on"][0] / "dev_kenburns_gray.mp4")
     for a, b in zip(src, res):
         assert (color.rgb_to_l(_tensor(b)) - color.rgb_to_l(_tensor(a))).abs().mean() < 1.0
+
+
+def test_eval_video_json_is_strict_and_says_what_was_measured(runs, shared, tmp_path, capsys):
+    import json
+
+    from colorstyle_core.video import SegmentWriter, probe, read_frames
+    from jobs.cli import main
+
+    src = shared / "data" / "video" / "dev_kenburns_gray.mp4"
+    info = probe(str(src), str(src))
+    clip = tmp_path / "input-20-52.mkv"  # the frames the job processed, as the input to compare with
+    with SegmentWriter(str(clip), info.window(20, 52), crf=0) as writer:
+        for i, rgb in read_frames(str(src), info, 20, 52, str(src)):
+            writer.write(rgb, i)
+    on, off = runs["on"][0] / "dev_kenburns_gray.mp4", runs["off"][0] / "dev_kenburns_gray.mp4"
+    assert main(["eval", "video", str(clip), str(on), "--reference", str(off), "--seams", "10,20,30", "--json"]) == 0
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    report = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert report["frames"] == 32 and report["pairs_total"] == 31 and report["scene_cuts"] == [16]
+    assert report["pairs"] == 30 == sum(1 for e in report["per_pair"] if e is not None)  # the cut is left out
+    assert report["per_pair"][15] is None
+    assert report["flow"] == {"method": "dis", "preset": "medium"}
+    assert 0.5 < report["valid_mask_fraction"] <= 1.0
+    assert report["reference_e_warp"] > report["e_warp"] > 0
+    assert report["e_warp_ratio_to_reference"] == pytest.approx(report["e_warp"] / report["reference_e_warp"])
+    assert main(["eval", "video", str(src), str(on)]) == 2  # 72 input frames against 32: one clear error
+    assert "frames" in capsys.readouterr().err

@@ -4,11 +4,12 @@ Reads what a finished (or interrupted) job left under its metrics prefix --
 ``summary.json`` and the Parquet tables declared in :mod:`jobs.metrics` -- plus the
 images it names, and writes::
 
-    <metrics prefix>/report/index.html     the page (inline CSS, thumbnails as data: URIs)
-    <metrics prefix>/report/*.png          charts (matplotlib, Agg), referenced relatively
+    <metrics prefix>/report/index.html     the page (inline CSS; charts and thumbnails embedded as data: URIs)
+    <metrics prefix>/report/*.png          the same charts as files (matplotlib, Agg), for slides and mails
 
-The page needs no network: no scripts, fonts or styles from elsewhere. Thumbnails
-are small JPEGs (longer side :data:`THUMB_PX`) embedded in the page; the grid shows at
+The page stands alone (copy or mail ``index.html`` by itself) and needs no network: no
+scripts, fonts or styles from elsewhere. Thumbnails are small JPEGs (longer side
+:data:`~jobs.report.media.THUMB_PX`) embedded in the page; the grid shows at
 most ``max_images`` images and says how many more there are. Every read goes through
 :mod:`colorstyle_core.storage` (any fsspec URI) and every write is atomic. A missing
 or unreadable file never stops the report: the page shows a "missing" placeholder
@@ -18,6 +19,7 @@ and lists the problem.
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import sys
 from collections.abc import Callable
@@ -82,8 +84,8 @@ def build_report(metrics_prefix: str, out: str | None = None, storage_options: d
         if png is None:
             continue
         uri = storage.join(report_dir, f"{name}.png")
-        storage.write_bytes_atomic(uri, png, out_opts)
-        charts[name] = f"{name}.png"
+        storage.write_bytes_atomic(uri, png, out_opts)  # also a file, for slides and mails
+        charts[name] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")  # the page stands alone
         chart_uris[name] = uri
 
     document = page.document(charts, stage_rows)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from jobs.report.data import VideoSeries, completion_times
+from jobs.report.data import VideoSeries, completion_times, median_curves
 
 _COLORS = ["#3b6fb6", "#e07b39", "#4a9d5b", "#b8466b", "#7d5fb2", "#8c6d46", "#3a9aa5", "#777777"]
 
@@ -110,7 +110,12 @@ def seconds_text(s: float) -> str:
 
 
 def chart_losses(curves: dict[str, tuple[list[np.ndarray], int]], examples: int = 5) -> bytes | None:
-    """One panel per loss term: the median over frames (bold) and a few frames' curves."""
+    """One panel per loss term: per group of frames optimised for the same number of steps, the
+    median curve of the group (bold, labelled with the group's size and steps), and a few frames' curves.
+
+    Frames of different lengths (the first frame of a shot runs every step; warm-started
+    frames of a temporal chain fewer) are never mixed into one median.
+    """
     from matplotlib.ticker import MaxNLocator
 
     if not curves:
@@ -122,18 +127,20 @@ def chart_losses(curves: dict[str, tuple[list[np.ndarray], int]], examples: int 
     for k, term in enumerate(terms):
         ax = fig.add_subplot(rows, cols, k + 1)
         series, total = curves[term]
-        n = max(len(c) for c in series)
-        padded = np.full((len(series), n), np.nan)
-        for i, c in enumerate(series):
-            padded[i, : len(c)] = c
         pick = np.linspace(0, len(series) - 1, min(examples, len(series))).round().astype(int)
         for i in sorted(set(pick.tolist())):
             ax.plot(np.arange(len(series[i])), series[i], color="#9aa4b1", linewidth=0.8, alpha=0.8)
-        with np.errstate(all="ignore"):
-            median = np.nanmedian(padded, axis=0)
-        ax.plot(np.arange(n), median, color=_COLORS[k % len(_COLORS)], linewidth=2.2,
-                label=f"median of {len(series)} frames" + (f" (of {total})" if total > len(series) else ""))
-        finite = padded[np.isfinite(padded)]
+        groups = median_curves(series)
+        longest = max(steps for steps, _, _ in groups)
+        for g, (steps, count, median) in enumerate(groups[:3]):
+            label = f"median of {count} frame{'s' if count != 1 else ''} with {steps} steps"
+            if len(groups) > 1:
+                label += " (cold start)" if steps == longest else " (warm-started)"
+            ax.plot(np.arange(steps), median, color=_COLORS[(k + g) % len(_COLORS)], linewidth=2.2,
+                    linestyle="-" if g == 0 else "--", label=label)
+        if total > len(series):
+            ax.plot([], [], " ", label=f"({len(series)} of {total} frames read)")
+        finite = np.concatenate([c[np.isfinite(c)] for c in series]) if series else np.zeros(0)
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
             ax.set_yscale("log")
         ax.set_title(f"{term} loss", loc="left", fontsize=10)
@@ -143,7 +150,6 @@ def chart_losses(curves: dict[str, tuple[list[np.ndarray], int]], examples: int 
         ax.legend(fontsize=7.5, frameon=False)
         _style(ax)
     return _png(fig)
-
 
 
 def chart_ewarp(videos: Sequence[VideoSeries]) -> bytes | None:

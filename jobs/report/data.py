@@ -214,6 +214,20 @@ def loss_curves(frames: pa.Table, limit: int = MAX_CURVES) -> dict[str, tuple[li
 
 
 
+def median_curves(series: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
+    """``[(steps, frames, median curve), ...]`` per group of curves of the same length, largest group first.
+
+    A median is only taken over frames that all ran that many steps: warm-started video
+    frames (fewer steps) and first frames of a shot (all steps) are separate groups.
+    """
+    groups: dict[int, list[np.ndarray]] = {}
+    for c in series:
+        if len(c):
+            groups.setdefault(len(c), []).append(np.asarray(c, dtype=float))
+    out = [(n, len(g), np.median(np.stack(g), axis=0)) for n, g in groups.items()]
+    return sorted(out, key=lambda t: (-t[1], -t[0]))
+
+
 @dataclass(frozen=True)
 class VideoSeries:
     """One video's E_warp per frame pair, on the input's frame numbering."""
