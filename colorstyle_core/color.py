@@ -134,6 +134,17 @@ def _out_of_gamut(lin: Tensor) -> Tensor:
     return ((lin < 0) | (lin > 1)).any(dim=1)
 
 
+def in_gamut(lab: Tensor) -> Tensor:
+    """Whether each Lab colour exists in sRGB (no channel of its linear RGB outside ``[0, 1]``).
+
+    Args:
+        lab: ``(N, 3, H, W)`` float Lab.
+    Returns:
+        ``(N, H, W)`` bool.
+    """
+    return ~_out_of_gamut(_lab_to_linear_rgb(lab, clip_fz=True))
+
+
 def project_to_gamut(lab: Tensor) -> Tensor:
     """Linear sRGB of Lab colours, out-of-gamut ones moved into sRGB at constant lightness.
 

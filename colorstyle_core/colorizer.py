@@ -208,22 +208,22 @@ class Colorizer:
         return out
 
     @torch.inference_mode()
-    def colorize_bands(self, image: Tensor, hints: ColorHints | None = None, band_rows: int = 512
-                       ) -> Iterator[tuple[int, int, Tensor]]:
-        """Colorize one large image a band of rows at a time, never holding it in float at full size twice.
+    def predict_ab_bands(self, image: Tensor, hints: ColorHints | None = None, band_rows: int = 512
+                         ) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+        """:meth:`predict_ab` for one large image, a band of rows at a time (never all of it in float).
 
-        The same steps as :meth:`predict_ab` and :meth:`compose`: the network input is made
-        by :func:`~colorstyle_core.resample.resize_like_pil_bicubic_banded`, and each band's
-        ab is upsampled bilinearly from the network's output with the rows of the same
-        interpolation matrix, then joined with the band's own L. Results equal the
-        unbanded path up to float rounding.
+        The network input is made by :func:`~colorstyle_core.resample.resize_like_pil_bicubic_banded`
+        (bit-identical to the unbanded resize), and each band's ab is upsampled bilinearly
+        from the network's output with the rows of the same interpolation matrix (equal to
+        float rounding); :meth:`compose` joins them.
 
         Args:
             image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (any device; bands move to the model's).
             hints: SIGGRAPH17 hints for this image.
             band_rows: rows per band.
         Yields:
-            ``(start, stop, rgb)``: rows ``[start, stop)`` as ``(1, 3, stop - start, W)`` float32 sRGB.
+            ``(start, stop, L, ab)``: rows ``[start, stop)``: ``(1, 1, rows, W)`` L in ``[0, 100]`` and
+            ``(1, 2, rows, W)`` ab, float32 on the model's device.
         """
         h, w = image.shape[-2:]
         net_h, net_w = self.contract.net_size
@@ -233,7 +233,7 @@ class Colorizer:
         wy, wx = resize_matrix(net_h, h, "bilinear"), resize_matrix(net_w, w, "bilinear")
         for r0, r1 in bands(h, band_rows):
             band = band_as_float(image, r0, r1, self.device)
-            yield r0, r1, self.compose(color.rgb_to_l(band), resize_band(ab_small, wy[r0:r1], wx))
+            yield r0, r1, color.rgb_to_l(band), resize_band(ab_small, wy[r0:r1], wx)
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""

@@ -36,7 +36,7 @@ from torch import Tensor
 from colorstyle_core import color
 from colorstyle_core.color import to_uint8
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.hints import ColorHints
+from colorstyle_core.hints import ColorHints, HintPull
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.resample import (
     BandedDownscale,
@@ -73,11 +73,16 @@ class ColorizeStep:
         model: ``eccv16`` or ``siggraph17``.
         gamut: ``preserve-l`` (output L = input L) or ``clip`` (the authors' demo).
         temporal: flow-guided colour stabilisation for video, or ``None`` (per frame).
+        hint_adherence: how strictly the output keeps hinted colours, 0 (the network's
+            answer) .. 1 (a hint's ab exactly at the hint; :class:`~colorstyle_core.hints.HintPull`).
+        hint_radius: pixels over which a hint's pull fades into the prediction.
     """
 
     model: str = "eccv16"
     gamut: color.GamutMode = "preserve-l"
     temporal: TemporalSettings | None = None
+    hint_adherence: float = 1.0
+    hint_radius: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,18 @@ class FramePipeline:
     def temporal(self) -> bool:
         return self.config.temporal
 
+    def hint_pull(self, hints: ColorHints | None, size: tuple[int, int]) -> HintPull | None:
+        """The pull that keeps ``hints``' colours in an image of ``size``, or ``None`` (no hints, or adherence 0)."""
+        step, colorizer = self.config.colorize, self.colorizer
+        if hints is None or hints.empty or step is None or colorizer is None or step.hint_adherence == 0:
+            return None
+        return HintPull(hints, size, colorizer.contract.net_size, step.hint_adherence, step.hint_radius)
+
+    def keep_hints(self, ab: Tensor, hints: ColorHints | None) -> Tensor:
+        """``(1, 2, H, W)`` ab pulled towards ``hints`` (as is without hints)."""
+        pull = self.hint_pull(hints, tuple(ab.shape[-2:]))
+        return ab if pull is None else pull(ab)
+
     def timer(self) -> StageTimer:
         """A :class:`StageTimer` that waits for the device where it runs asynchronously."""
         return StageTimer(self._sync)
@@ -280,7 +297,9 @@ class FramePipeline:
         if self.colorizer is not None:
             with timer(Stage.COLORIZE):
                 pairs = self.colorizer.predict_ab_list([b[0] for b in batch], hints)
-                batch = [self.colorizer.compose(lightness[None], ab[None]) for lightness, ab in pairs]
+                batch = [self.colorizer.compose(lightness[None], self.keep_hints(ab[None], None if hints is None
+                                                                                  else hints[i]))
+                         for i, (lightness, ab) in enumerate(pairs)]
         else:
             batch = [_as_rgb(b) for b in batch]
         colorized = list(batch) if self.colorizer is not None and self.stylizer is not None else [None] * len(batch)
@@ -342,7 +361,9 @@ class FramePipeline:
         colorized = np.empty((h, w, 3), np.uint8)
         with timer(Stage.COLORIZE):
             if self.colorizer is not None:
-                rgb_bands = self.colorizer.colorize_bands(image, hints, band_rows)
+                pull = self.hint_pull(hints, (h, w))
+                rgb_bands = ((r0, r1, self.colorizer.compose(lightness, ab if pull is None else pull(ab, r0)))
+                             for r0, r1, lightness, ab in self.colorizer.predict_ab_bands(image, hints, band_rows))
             else:
                 rgb_bands = ((r0, r1, _as_rgb(band_as_float(image, r0, r1))) for r0, r1 in bands(h, band_rows))
             for r0, r1, rgb in rgb_bands:
@@ -410,25 +431,29 @@ class FrameSequence:
         step = self.pipeline.config.colorize
         return _Chains(ABStabilizer(step.temporal) if step is not None and step.temporal is not None else None)
 
-    def process(self, indices: Sequence[int], frames: Tensor) -> list[FrameResult]:
+    def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None
+                ) -> list[FrameResult]:
         """Process the next frames of the video.
 
         Args:
             indices: the frames' indices in the video, consecutive, continuing the previous call.
             frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call.
+            hints: SIGGRAPH17 hints per frame (keyframes carried through the shot), or ``None``.
         Returns:
             One :class:`FrameResult` per frame, in order.
         """
         p = self.pipeline
+        if hints is not None and all(h is None or h.empty for h in hints):
+            hints = None
         if not p.temporal:
-            return p.process(frames)
+            return p.process(frames, hints)
         timer = p.timer()
         with timer(Stage.PREPROCESS):
             x = frames.to(p.device)
         lightness = ab_pred = None
         with timer(Stage.COLORIZE):
             if p.colorizer is not None:
-                lightness, ab_pred = p.colorizer.predict_ab(x)
+                lightness, ab_pred = p.colorizer.predict_ab(x, hints)
         rgb_in = _as_rgb(x)
         base = scaled(timer.take(), 1.0 / len(indices))
         results = []
@@ -438,7 +463,7 @@ class FrameSequence:
             t = p.timer()
             sl = slice(j, j + 1)
             args = (None if lightness is None else lightness[sl], None if ab_pred is None else ab_pred[sl],
-                    rgb_in[sl], t)
+                    rgb_in[sl], t, None if hints is None else hints[j])
             ab, image, curves, info, diff = self._chain_frame(self._main, *args, measure=True)
             if self._fresh is not None:
                 assert self.handoff_start is not None and self.stop is not None
@@ -453,9 +478,12 @@ class FrameSequence:
         return results
 
     def _chain_frame(self, chains: _Chains, lightness: Tensor | None, ab_pred: Tensor | None, rgb_in: Tensor,
-                     timer: StageTimer, measure: bool) -> tuple[
+                     timer: StageTimer, hints: ColorHints | None, measure: bool) -> tuple[
                          Tensor | None, Tensor, dict[str, list[float]], StepInfo | None, float | None]:
-        """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``."""
+        """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``.
+
+        The order: prediction -> temporal colour -> hint pull -> compose -> stylize.
+        """
         p = self.pipeline
         info: StepInfo | None = None
         ab = None
@@ -468,9 +496,13 @@ class FrameSequence:
                 with timer(Stage.TEMPORAL):
                     ab, info = chains.color.step(lightness, ab_pred)
             with timer(Stage.COLORIZE):
+                ab = p.keep_hints(ab, hints)  # after the chain: the hinted colours stay exact
+                if chains.color is not None:
+                    chains.color.replace_last(ab)  # the chain carries on what was shown
                 rgb = p.colorizer.compose(lightness, ab)
                 if measure and chains.color is not None:
-                    perframe_diff = float((rgb - p.colorizer.compose(lightness, ab_pred)).abs().mean())
+                    perframe = p.colorizer.compose(lightness, p.keep_hints(ab_pred, hints))
+                    perframe_diff = float((rgb - perframe).abs().mean())
         curves: dict[str, list[float]] = {}
         if (step := p.config.stylize) is not None:
             stylizer = p.stylizer

@@ -141,6 +141,10 @@ class ABStabilizer:
         self._prev_l, self._prev_ab = lightness, out
         return out, info
 
+    def replace_last(self, ab: Tensor) -> None:
+        """Carry ``ab`` on instead of the last :meth:`step`'s output (what was finally shown, e.g. after hints)."""
+        self._prev_ab = ab
+
 
 class StyleChain:
     """Ruder et al. warm start and temporal loss along one shot (one chain, frames in order).

@@ -16,6 +16,7 @@ from colorstyle_core import imageio, loader, storage
 from colorstyle_core.hints import HintsError
 from jobs.bench import add_bench_command
 from jobs.cli_eval import add_eval_commands
+from jobs.cli_hints import add_hints_commands
 from jobs.cli_images import add_image_commands
 from jobs.cli_models import add_model_commands
 from jobs.exit_codes import EXIT_CRASH, EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_image_commands(sub)
     add_model_commands(sub)
     add_eval_commands(sub)
+    add_hints_commands(sub)
     add_job_commands(sub)
     add_bench_command(sub)
     add_report_command(sub)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import logging
 
@@ -15,7 +16,7 @@ import torch
 
 from colorstyle_core import color, imageio, loader, storage
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.hints import ColorHints, parse_points
+from colorstyle_core.hints import ColorHints, keyframe_hints, parse_hints
 from colorstyle_core.pipeline import (
     DEFAULT_MAX_PIXELS,
     LARGE_IMAGE_PIXELS,
@@ -26,6 +27,7 @@ from colorstyle_core.pipeline import (
     StylizeStep,
 )
 from colorstyle_core.provenance import mark_untrained_logs
+from colorstyle_core.resample import band_as_float
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.timing import Stage
@@ -78,7 +80,7 @@ def _write_image(rgb: torch.Tensor, uri: str, opts: dict | None, pipeline: Frame
     storage.write_bytes_atomic(uri, data, opts)
 
 
-def load_hints(args: argparse.Namespace, opts: dict | None) -> ColorHints | None:
+def load_hints(args: argparse.Namespace, opts: dict | None, image: torch.Tensor | None = None) -> ColorHints | None:
     """``--hints`` (points file, or a hint image with ``--hint-mask``) as :class:`ColorHints`.
 
     Raises:
@@ -90,8 +92,19 @@ def load_hints(args: argparse.Namespace, opts: dict | None) -> ColorHints | None
             raise UsageError("--hint-mask needs --hints HINT_IMAGE")
         return None
     if args.hints.lower().endswith(_POINT_SUFFIXES):
-        hints = parse_points(storage.read_bytes(args.hints, opts).decode("utf-8"), args.hints)
-        return ColorHints(points=hints.points, patch=args.hint_patch or hints.patch)
+        parsed = parse_hints(storage.read_bytes(args.hints, opts).decode("utf-8"), args.hints)
+        if len(parsed.keyframes) != 1 or parsed.keyframes[0].frame != 0:
+            raise UsageError(f"{args.hints}: a still takes one keyframe, frame 0")
+        keyframe = parsed.keyframes[0]
+        if args.hint_patch:
+            keyframe = dataclasses.replace(keyframe, patch=args.hint_patch)
+        ab = mask = None
+        if keyframe.image:
+            ab = color.rgb_to_lab(read_image(keyframe.image, opts).expand(-1, 3, -1, -1))[:, 1:]
+        if keyframe.mask:
+            mask = (read_image(keyframe.mask, opts).amax(dim=1, keepdim=True) > 0).float()
+        lightness = color.rgb_to_l(band_as_float(image, 0, image.shape[-2])) if image is not None else None
+        return keyframe_hints(keyframe, ab, mask, lightness)
     if not args.hint_mask:
         raise UsageError(f"{args.hints}: a hint image needs --hint-mask MASK (nonzero = hint)")
     hint_rgb = read_image(args.hints, opts)
@@ -107,10 +120,11 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     opts = storage.parse_options(args.storage_options)
     colorizer = Colorizer.from_weights(args.model, weights_source(args), device=args.device, gamut=args.gamut,
                                        untrained_seed=args.untrained_weights)
-    pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep(args.model, args.gamut)), colorizer=colorizer)
+    step = ColorizeStep(args.model, args.gamut, hint_adherence=args.hint_adherence, hint_radius=args.hint_radius)
+    pipeline = FramePipeline(PipelineConfig(colorize=step), colorizer=colorizer)
     _announce(pipeline)
     image = read_image(args.input, opts, args.max_pixels)
-    hints = load_hints(args, opts)
+    hints = load_hints(args, opts, image)
     result = _process(pipeline, image, hints)
     del image  # large scans: free the input before encoding the output
     log.info("colorized %s (%dx%d) in %.2f s", args.input, result.image.shape[-1], result.image.shape[-2],
@@ -208,7 +222,11 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output")
     p.add_argument("--model", choices=COLORIZERS, default="eccv16", help="network (default: eccv16)")
     p.add_argument("--hints", metavar="FILE", help="siggraph17 colour hints: points as JSON "
-                   '({"points": [[y, x, a, b], ...]}) or CSV rows y,x,a,b; or a hint image (with --hint-mask)')
+                   '({"points": [[y, x, a, b], ...]}), CSV rows y,x,a,b, a keyframes file ({"keyframes": '
+                   '[{"frame": 0, "image": "tinted.jpg", "mask": "mask.png"}]}); or a hint image (with --hint-mask)')
+    p.add_argument("--hint-adherence", type=float, default=1.0,
+                   help="0 (the network's answer) .. 1 (hinted colours kept exactly; default)")
+    p.add_argument("--hint-radius", type=float, default=24.0, help="pixels over which a hint fades (default 24)")
     p.add_argument("--hint-mask", metavar="FILE", help="mask image for a hint image: nonzero pixels are hints")
     p.add_argument("--hint-patch", type=int, default=None, help="side of each hint square at 256 px (default 3)")
     p.add_argument("--gamut", choices=("preserve-l", "clip"), default="preserve-l",

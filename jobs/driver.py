@@ -102,8 +102,11 @@ def print_plan(plan: Plan, manifest: Manifest, console: Console) -> None:
         todo = sum(1 for r in plan.ranges if r.video_key == v.key)
         console.print(f"  video {v.rel}: frames [{v.start}, {v.stop}) of {v.info.frame_count}, "
                       f"{v.info.width}x{v.info.height} @ {float(v.info.average_rate):.3f} fps, "
-                      f"{len(v.unit_ids)} ranges ({todo} to do) -> {v.output_uri}")
-    console.print(f"  work units: {len(plan.shards) + len(plan.ranges)}, frames to process: {plan.frames_to_do}")
+                      f"{len(v.unit_ids)} ranges ({todo} to do) -> {v.output_uri}"
+                      + (f"; keyframe hints {v.hints_uri}" if v.hints_uri else ""))
+    console.print(f"  work units: {len(plan.shards) + len(plan.ranges) + len(plan.tracks)}"
+                  f"{f' ({len(plan.tracks)} carrying keyframe hints through shots)' if plan.tracks else ''}, "
+                  f"frames to process: {plan.frames_to_do}")
     console.print(f"  actors: {ex.actors} x (gpus={ex.gpus_per_actor}, cpus={ex.cpus_per_actor}), "
                   f"batch {ex.batch_size}, {ex.max_in_flight_per_actor} units in flight per actor, "
                   f"{ex.retries} retries")
@@ -350,7 +353,7 @@ def _run_pool(manifest: Manifest, plan: Plan, store: MetricsStore, done: DoneSta
     for a in report.actors:
         console.print(f"  {a.name}: node {a.hostname} device {a.device} gpu {a.gpu_id or '-'} pid {a.pid}")
     label = f"frames ({UNTRAINED_TAG} weights)" if isinstance(console, _UntrainedConsole) else "frames"
-    with ProgressReporter(_rich(console), plan.frames_to_do, len(plan.shards) + len(plan.ranges),
+    with ProgressReporter(_rich(console), plan.frames_to_do, len(plan.shards) + len(plan.ranges) + len(plan.tracks),
                           bar=options.progress, interval_s=options.log_interval_s, label=label,
                           printer=console.print) as progress:
         sched = Scheduler(actors, ex, plan, store, done, progress, board)

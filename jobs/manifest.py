@@ -186,11 +186,25 @@ class TemporalSpec(_Model):
 
 
 class ColorizeSpec(_Model):
-    """The colorization step (Zhang et al.)."""
+    """The colorization step (Zhang et al.).
+
+    Attributes:
+        model: ``eccv16`` or ``siggraph17`` (hints need ``siggraph17``).
+        weights: where the checkpoint is (default: cache, then the published URL).
+        hints: prefix of hints files: ``<relative path without suffix>.json`` for a still,
+            ``<relative path>.json`` (or without the suffix) for a video; keyframes of a
+            video are carried through their shots.
+        hint_adherence: 0 (the network's answer) .. 1 (the output keeps a hint's colour exactly).
+        hint_radius: pixels over which a hint's pull fades into the prediction.
+        gamut: ``preserve-l`` (output L = input L) or ``clip`` (the authors' demo).
+        temporal: temporal consistency for videos.
+    """
 
     model: Literal["eccv16", "siggraph17"] = "eccv16"
     weights: WeightsRef | None = None
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
+    hint_adherence: float = Field(ColorizeStep.hint_adherence, ge=0, le=1)
+    hint_radius: float = Field(ColorizeStep.hint_radius, ge=0)
     gamut: Literal["preserve-l", "clip"] = "preserve-l"
     temporal: TemporalSpec | None = None
 
@@ -204,7 +218,8 @@ class ColorizeSpec(_Model):
 
     def step(self) -> ColorizeStep:
         """The frame pipeline's colorize step."""
-        return ColorizeStep(self.model, self.gamut, self.temporal.settings("color") if self.temporal else None)
+        return ColorizeStep(self.model, self.gamut, self.temporal.settings("color") if self.temporal else None,
+                            self.hint_adherence, self.hint_radius)
 
 
 class StylizeSpec(_Model):

@@ -73,6 +73,7 @@ FRAME_SCHEMA = pa.schema(
         ("flow_trusted", pa.float32()),  # fraction of pixels the flow consistency mask trusted
         ("perframe_diff", pa.float32()),  # mean |RGB| difference to the per-frame colorization (temporal)
         ("colorized_uri", pa.string()),  # the colorized image before stylization (output.save_colorized)
+        ("hint_points", pa.int32()),  # SIGGRAPH17 hint points on this frame (keyframes carried; null: no hints)
     ]
 )
 """One row per written image or video frame. Batched stages are shared evenly by the batch's frames."""
@@ -232,6 +233,7 @@ class FrameRow(_Row):
     flow_trusted: float | None = None
     perframe_diff: float | None = None
     colorized_uri: str | None = None
+    hint_points: int | None = None
 
 
 @dataclass(frozen=True)

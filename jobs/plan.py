@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from fsspec.core import has_magic  # the glob test fsspec itself uses
 
 from colorstyle_core import storage
-from colorstyle_core.imageio import IMAGE_SUFFIXES
+from colorstyle_core.flow import DEFAULT_CUT_THRESHOLD
+from colorstyle_core.hints import HintsError, check_keyframes, parse_hints
+from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, image_size
 from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe
 from jobs.manifest import InputSpec, Manifest
 from jobs.paths import CONTROL_DIR, output_uri_for, staging_root, stem, suffix, under
 from jobs.resume import DoneState
-from jobs.units import FrameRange, ImageItem, ImageShard, VideoPlan
+from jobs.units import FrameRange, HintTrack, ImageItem, ImageShard, VideoHintsRef, VideoPlan
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Plan:
         inputs_found: number of input files listed.
         skipped_images, skipped_videos: finished by an earlier run.
         ignored: files skipped during listing (other suffixes), with a reason.
+        tracks: videos whose keyframe hints are carried through their shots before their ranges run.
     """
 
     job_id: str
@@ -67,6 +70,7 @@ class Plan:
     skipped_images: int = 0
     skipped_videos: int = 0
     ignored: tuple[str, ...] = ()
+    tracks: tuple[HintTrack, ...] = ()
 
     @property
     def frames_to_do(self) -> int:
@@ -310,8 +314,11 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
         probed = list(pool.map(lambda f: _probe_or_problem(f, manifest), video_files))
     videos: list[VideoPlan] = []
     ranges: list[FrameRange] = []
+    tracks: list[HintTrack] = []
     skipped_videos = 0
     staging = staging_root(manifest.output.prefix, job_id)
+    colour = manifest.pipeline.colorize
+    cut_threshold = colour.temporal.scene_cut_threshold if colour and colour.temporal else DEFAULT_CUT_THRESHOLD
     for f, result in zip(video_files, probed):
         if isinstance(result, InputProblem):
             problems.append(result)
@@ -338,18 +345,47 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
             skipped_videos += 1
             continue
         video_staging = under(staging, key)
+        hints_uri = hints.get(f.rel + ".json") or hints.get(stem(f.rel) + ".json")
+        ref = None
+        if hints_uri is not None:
+            problem = _check_video_hints(hints_uri, manifest, info, start, stop, f.uri)
+            if problem is not None:
+                problems.append(problem)
+                continue
+            ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
+            if ref.track_unit_id not in done.ranges:
+                tracks.append(HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold))
         cuts = split_ranges(start, stop, ex.frames_per_range, overlap)
         ids = tuple(range_id(key, w, s) for _, w, s in cuts)
         videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, video_staging,
-                                seams=tuple(w for _, w, _ in cuts[1:])))
+                                seams=tuple(w for _, w, _ in cuts[1:]), hints_uri=hints_uri))
         for k, ((read_start, write_start, s), uid) in enumerate(zip(cuts, ids)):
             if uid in done.ranges:
                 continue
             handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
             ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                                     under(video_staging, f"{uid}.mkv"), handoff_start=handoff))
+                                     under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref))
     return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
-                skipped_images, skipped_videos, tuple(ignored))
+                skipped_images, skipped_videos, tuple(ignored), tuple(tracks))
+
+
+def _check_video_hints(uri: str, manifest: Manifest, info: VideoInfo, start: int, stop: int,
+                       video: str) -> InputProblem | None:
+    """Read and check a video's hints file before any work; a problem names the file and the entry."""
+    opts = manifest.storage_options
+    try:
+        parsed = parse_hints(storage.read_bytes(uri, opts).decode("utf-8"), uri)
+        sizes = {}
+        for keyframe in parsed.keyframes:
+            for image in (keyframe.image, keyframe.mask):
+                if image and image not in sizes:
+                    sizes[image] = image_size(storage.read_bytes(image, opts), image)
+        check_keyframes(parsed, (start, stop), (info.width, info.height), sizes)
+    except (HintsError, ImageDecodeError, FileNotFoundError, UnicodeDecodeError) as e:
+        return InputProblem(video, "HintsError", f"{video}: hints {uri}: {e}" if uri not in str(e) else str(e))
+    if not parsed.keyframes:
+        return InputProblem(video, "HintsError", f"{uri}: no keyframes")
+    return None
 
 
 def _probe_or_problem(f: InputFile, manifest: Manifest) -> VideoInfo | InputProblem:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from colorstyle_core import storage
 from jobs.manifest import Manifest
 from jobs.metrics import MetricsStore
-from jobs.paths import CONTROL_DIR
+from jobs.paths import CONTROL_DIR, staging_root, under
 
 
 @dataclass
@@ -21,7 +21,7 @@ class DoneState:
     """What earlier runs of the job finished (read from its metrics records)."""
 
     images: set[str] = field(default_factory=set)  # input URIs with a written output
-    ranges: set[str] = field(default_factory=set)  # unit ids of staged frame ranges
+    ranges: set[str] = field(default_factory=set)  # unit ids of staged frame ranges (and carried keyframe hints)
     videos: set[str] = field(default_factory=set)  # keys of assembled videos
 
 
@@ -48,9 +48,12 @@ def load_done_state(store: MetricsStore, manifest: Manifest) -> DoneState:
     staged = {uri for uri in existing if f"/{CONTROL_DIR}/staging/" in uri}
     segment_of = {u: o for u, o, k in zip(frames["unit_id"].to_pylist(), frames["output_uri"].to_pylist(),
                                           frames["kind"].to_pylist()) if k == "video"}
+    staging = staging_root(manifest.output.prefix, store.job_id)
     for uid, kind in zip(units["unit_id"].to_pylist(), units["kind"].to_pylist()):
         if kind == "video" and segment_of.get(uid) in staged:
             done.ranges.add(uid)
+        elif kind == "hints" and under(staging, uid.removeprefix("hints-"), "hints.parquet") in staged:
+            done.ranges.add(uid)  # the video's keyframe hints are carried through its shots already
     for key, out in zip(videos["video_key"].to_pylist(), videos["output_uri"].to_pylist()):
         if out in existing:
             done.videos.add(key)

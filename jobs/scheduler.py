@@ -104,7 +104,13 @@ class Scheduler:
         self.progress = progress
         self.board = board
         self._snapshot: ray.ObjectRef | None = None
-        self.queue: deque[tuple[WorkUnit, int, int | None]] = deque((u, 1, None) for u in (*plan.shards, *plan.ranges))
+        pending = {t.unit_id for t in plan.tracks}
+        self.queue: deque[tuple[WorkUnit, int, int | None]] = deque(
+            (u, 1, None) for u in (*plan.tracks, *plan.shards, *plan.ranges) if u.after not in pending)
+        self.waiting: dict[str, list[WorkUnit]] = {}  # units that start once another unit is done
+        for u in plan.ranges:
+            if u.after in pending:
+                self.waiting.setdefault(u.after, []).append(u)
         self.inflight: dict[ray.ObjectRef, _Inflight] = {}
         self.load = [0] * len(actors)
         self.deaths = [0] * len(actors)
@@ -225,7 +231,8 @@ class Scheduler:
         )
         self.store.record_unit(unit.unit_id, rows, unit_row, result.quality)
         self.progress.finished(len(rows) + len(result.failures), failures=len(result.failures))
-        if unit.video_key is not None:
+        self.queue.extend((u, 1, None) for u in self.waiting.pop(unit.unit_id, ()))
+        if unit.kind == "video":
             left = self.remaining[unit.video_key]
             left.discard(unit.unit_id)
             if not left and unit.video_key not in self.failed_videos:
@@ -286,6 +293,8 @@ class Scheduler:
         if unit.video_key is not None:
             self.failed_videos.add(unit.video_key)
         self.progress.finished(unit.frames, failures=len(unit.input_uris))
+        for waiter in self.waiting.pop(unit.unit_id, ()):  # its video cannot be done: spare the work
+            self.progress.finished(waiter.frames)
 
     def _abandon_all(self, reason: str) -> None:
         err = RuntimeError(reason)

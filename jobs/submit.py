@@ -80,7 +80,7 @@ def _client(address: str):
 
 
 def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dict[str, str] | None = None,
-           out=sys.stdout) -> Submission:
+           out=None) -> Submission:
     """Send ``manifest_uri`` to the cluster at ``address`` and (unless ``wait`` is False) follow its logs.
 
     Args:
@@ -88,7 +88,7 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
         address: the cluster's dashboard address, e.g. ``http://HEAD:8265``.
         wait: follow the job's log until it ends.
         extra_env: more environment variables for the job.
-        out: where the followed log goes.
+        out: where the followed log goes (default: standard output at the time of the call).
     Returns:
         The submission (with the final status when waited for).
     Raises:
@@ -126,6 +126,8 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
         submission_id = with_retries(send, f"submitting {manifest_uri} to the Ray cluster at {address}")
     if not wait:
         return Submission(submission_id, address)
+
+    out = out or sys.stdout
 
     async def follow() -> None:
         async for lines in client.tail_job_logs(submission_id):

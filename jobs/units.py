@@ -1,7 +1,8 @@
 """Work units are data: frozen tasks go to actors, frozen results come back.
 
-A work unit is either an :class:`ImageShard` (a few images) or a :class:`FrameRange`
-(consecutive frames of one video); both answer the small :class:`WorkUnit` interface
+A work unit is an :class:`ImageShard` (a few images), a :class:`FrameRange`
+(consecutive frames of one video) or a :class:`HintTrack` (a video's keyframe hints
+carried through its shots, before its ranges); all answer the small :class:`WorkUnit` interface
 the scheduler and the metrics need. Ids derive from the inputs, so the same job always
 cuts the same units and a rerun can skip the finished ones.
 """
@@ -26,6 +27,7 @@ class WorkUnit(Protocol):
         frames: images or video frames the unit writes.
         input_uris: the inputs a failure of the whole unit is recorded against.
         video_key: the video a frame range belongs to (``None`` for image shards).
+        after: the unit that must finish before this one starts, if any.
     """
 
     unit_id: str
@@ -39,6 +41,9 @@ class WorkUnit(Protocol):
 
     @property
     def video_key(self) -> str | None: ...
+
+    @property
+    def after(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,10 @@ class ImageShard:
     def video_key(self) -> None:
         return None
 
+    @property
+    def after(self) -> None:
+        return None
+
 
 @dataclass(frozen=True)
 class VideoPlan:
@@ -107,6 +116,7 @@ class VideoPlan:
         unit_ids: the frame-range units, in frame order.
         staging_prefix: where range segments wait for assembly.
         seams: first frame of every range after the first (where two units meet).
+        hints_uri: the video's keyframe hints file (SIGGRAPH17), or ``None``.
     """
 
     key: str
@@ -119,6 +129,7 @@ class VideoPlan:
     unit_ids: tuple[str, ...]
     staging_prefix: str
     seams: tuple[int, ...] = ()
+    hints_uri: str | None = None
 
     @property
     def frames(self) -> int:
@@ -142,6 +153,8 @@ class FrameRange:
         handoff_start: with temporal consistency, where the next range starts warming up:
             from there this range also runs the chain the next one will run and fades its
             written frames into it (``None``: last range, or no temporal consistency).
+        hints: the video's keyframe hints, when it has some: the range starts after the
+            :class:`HintTrack` of its video has carried them through every shot.
     """
 
     unit_id: str
@@ -153,6 +166,7 @@ class FrameRange:
     info: VideoInfo
     segment_uri: str
     handoff_start: int | None = None
+    hints: VideoHintsRef | None = None
     kind: ClassVar[str] = "video"
 
     @property
@@ -162,6 +176,70 @@ class FrameRange:
     @property
     def input_uris(self) -> tuple[str, ...]:
         return (self.video_uri,)
+
+    @property
+    def after(self) -> str | None:
+        """The unit that must finish first (its video's :class:`HintTrack`), if any."""
+        return self.hints.track_unit_id if self.hints else None
+
+
+@dataclass(frozen=True)
+class VideoHintsRef:
+    """Where a video's keyframe hints are: the restorer's file and, once carried through
+    the shots by its :class:`HintTrack`, the hints of every frame.
+
+    Attributes:
+        source_uri: the hints file (``{"keyframes": [...]}``).
+        tracks_uri: the carried hints (Parquet: frame, y, x, a, b, weight, keyframe), in staging.
+        track_unit_id: the :class:`HintTrack` that writes ``tracks_uri``.
+    """
+
+    source_uri: str
+    tracks_uri: str
+    track_unit_id: str
+
+
+@dataclass(frozen=True)
+class HintTrack:
+    """A work unit that carries a video's keyframe hints through its shots (before its frame ranges).
+
+    Done once per video, on an actor, over frames ``[start, stop)``: the keyframes' points
+    follow the optical flow forward and backward to the next keyframe or scene cut
+    (:func:`colorstyle_core.keyframes.propagate`), and every frame's hints are written to
+    ``hints.tracks_uri``. Its video's ranges then just read their frames' hints, so a
+    range knows the hints that reach it from a keyframe in an earlier range, and the
+    hints are the same on both sides of every seam.
+
+    Attributes:
+        unit_id: stable id (``hints-<video key>``).
+        video_key, video_uri: the video.
+        info: the probed video.
+        start, stop: the frames processed.
+        hints: the hints file and where the carried hints go.
+        cut_threshold: scene-cut score (the colour step's temporal setting, else the default).
+    """
+
+    unit_id: str
+    video_key: str
+    video_uri: str
+    info: VideoInfo
+    start: int
+    stop: int
+    hints: VideoHintsRef
+    cut_threshold: float
+    kind: ClassVar[str] = "hints"
+
+    @property
+    def frames(self) -> int:
+        return 0  # writes no frames; its video's ranges do
+
+    @property
+    def input_uris(self) -> tuple[str, ...]:
+        return (self.video_uri,)
+
+    @property
+    def after(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ processes units; it has no Ray dependency, so it also runs in plain tests.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import tempfile
@@ -18,11 +19,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
-from colorstyle_core import imageio, quality, storage
-from colorstyle_core.hints import ColorHints, HintsError, parse_points
+from colorstyle_core import color, imageio, quality, storage
+from colorstyle_core.hints import ColorHints, HintsError, Keyframe, keyframe_hints, keyframe_points, parse_hints
+from colorstyle_core.keyframes import propagate
 from colorstyle_core.pipeline import LARGE_IMAGE_PIXELS, FramePipeline, FrameResult, ModelWeights, PipelineConfig
+from colorstyle_core.resample import band_as_float
 from colorstyle_core.temporal import measure_consistency
 from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled
 from colorstyle_core.video import SegmentWriter, VideoError, assemble, probe, read_frames
@@ -33,6 +39,7 @@ from jobs.units import (
     AssemblyResult,
     AssemblyTask,
     FrameRange,
+    HintTrack,
     ImageItem,
     ImageShard,
     UnitResult,
@@ -80,6 +87,13 @@ class WorkerSpec:
     max_pixels: int | None = None
 
 
+HINT_TRACK_SCHEMA = pa.schema([
+    ("frame", pa.int64()), ("y", pa.float32()), ("x", pa.float32()), ("a", pa.float32()), ("b", pa.float32()),
+    ("weight", pa.float32()), ("keyframe", pa.int64()), ("patch", pa.int32()),
+])
+"""A video's keyframe hints carried through its shots: one row per hint point per frame."""
+
+
 @dataclass
 class _Written:
     """A frame on its way to a metrics row: the pipeline's result and the stages the worker added."""
@@ -88,6 +102,7 @@ class _Written:
     result: FrameResult
     stages: Seconds
     batch_size: int
+    hint_points: int | None = None
 
 
 def reset_peak_rss() -> None:
@@ -173,6 +188,8 @@ class UnitProcessor:
         self._progress_key = progress_key(unit.unit_id, attempt)
         if isinstance(unit, ImageShard):
             result = self.process_shard(unit, attempt, submitted_at)
+        elif isinstance(unit, HintTrack):
+            result = self.process_hints(unit, submitted_at)
         else:
             assert isinstance(unit, FrameRange)
             result = self.process_range(unit, attempt, submitted_at)
@@ -206,16 +223,35 @@ class UnitProcessor:
             loss_style=curves.get("style", []), loss_tv=curves.get("tv", []),
             chain_reset=r.info.reset if r.info else None, cut_score=r.info.cut_score if r.info else None,
             flow_trusted=r.info.trusted if r.info else None, perframe_diff=r.perframe_diff,
-            colorized_uri=colorized_uri,
+            colorized_uri=colorized_uri, hint_points=frame.hint_points,
         )
 
     # ---- images --------------------------------------------------------------------------
 
-    def _hints_for(self, item: ImageItem) -> ColorHints | None:
+    def _hints_for(self, item: ImageItem, image: torch.Tensor) -> ColorHints | None:
+        """The still's hints (one keyframe, frame 0); sampled colours must exist at the image's own L."""
         if not item.hints_uri:
             return None
         text = storage.read_bytes(item.hints_uri, self.spec.storage_options).decode("utf-8")
-        return parse_points(text, item.hints_uri)
+        keyframes = parse_hints(text, item.hints_uri).keyframes
+        if len(keyframes) > 1 or (keyframes and keyframes[0].frame != 0):
+            raise HintsError(f"{item.hints_uri}: a still has one keyframe, frame 0; got frames "
+                             f"{[k.frame for k in keyframes]}")
+        if not keyframes:
+            return None
+        keyframe = keyframes[0]
+        lightness = color.rgb_to_l(band_as_float(image, 0, image.shape[-2])) if keyframe.image else None
+        return keyframe_hints(keyframe, *self._keyframe_images(keyframe), lightness=lightness)
+
+    def _keyframe_images(self, keyframe: Keyframe) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(ab, mask)`` of a keyframe's colour image and mask (``None`` where it has none)."""
+        ab = mask = None
+        if keyframe.image:
+            rgb = self._read_image(keyframe.image)
+            ab = color.rgb_to_lab(rgb.expand(-1, 3, -1, -1) if rgb.shape[1] == 1 else rgb)[:, 1:]
+        if keyframe.mask:
+            mask = (self._read_image(keyframe.mask).amax(dim=1, keepdim=True) > 0).to(torch.float32)
+        return ab, mask
 
     def _load(self, item: ImageItem, unit_id: str, attempt: int, failures: list[FailureRow]
               ) -> tuple[torch.Tensor, Seconds, ColorHints | None] | None:
@@ -224,7 +260,6 @@ class UnitProcessor:
         try:
             with timer(Stage.READ):
                 data = storage.read_bytes(item.uri, self.spec.storage_options)
-                hints = self._hints_for(item)
             with timer(Stage.DECODE):
                 width, height = imageio.image_size(data, item.uri)
                 large = width * height > LARGE_IMAGE_PIXELS
@@ -232,6 +267,8 @@ class UnitProcessor:
                                                keep_uint8=large)
                 del data
                 image = imageio.to_tensor(decoded.pixels, copy=not large)
+            with timer(Stage.READ):
+                hints = self._hints_for(item, image)
         except (*PERMANENT_ERRORS, FileNotFoundError) as e:
             failures.append(self._failure(item.uri, unit_id, e, str(e), attempt))
             return None
@@ -348,15 +385,73 @@ class UnitProcessor:
     def _processed(self, frames: Iterator, unit: FrameRange, timer: StageTimer) -> Iterator[_Written]:
         """Decoded frames, a batch at a time, through the pipeline's sequence for this range."""
         sequence = self.pipeline.sequence(unit.handoff_start, unit.stop)
+        with timer(Stage.READ):
+            hints = self._range_hints(unit) if unit.hints else {}
         while True:
             with timer(Stage.DECODE):
                 batch = [(i, _frame_tensor(rgb)) for i, rgb in _take(frames, self.spec.batch_size)]
             if not batch:
                 return
             decode = scaled(timer.take(), 1.0 / len(batch))
-            results = sequence.process([i for i, _ in batch], torch.cat([t for _, t in batch]))
+            frame_hints = [hints.get(i) for i, _ in batch] if hints else None
+            results = sequence.process([i for i, _ in batch], torch.cat([t for _, t in batch]), frame_hints)
             for (index, _), result in zip(batch, results):
-                yield _Written(index, result, added(decode, result.stages), len(batch))
+                count = len(hints[index].points) if index in hints else (0 if unit.hints else None)
+                yield _Written(index, result, added(decode, result.stages), len(batch), count)
+
+    def _range_hints(self, unit: FrameRange) -> dict[int, ColorHints]:
+        """The hints of this range's frames: read from its video's carried hints; a keyframe with a colour
+        image and a mask gives its dense hint on its own frame."""
+        assert unit.hints is not None
+        table = pq.read_table(io.BytesIO(storage.read_bytes(unit.hints.tracks_uri, self.spec.output_storage_options)))
+        rows = table.filter(pc.and_(pc.greater_equal(table["frame"], unit.read_start),
+                                    pc.less(table["frame"], unit.stop))).to_pylist()
+        source = parse_hints(storage.read_bytes(unit.hints.source_uri, self.spec.storage_options).decode("utf-8"),
+                             unit.hints.source_uri)
+        by_frame: dict[int, list[dict]] = {}
+        for r in rows:
+            by_frame.setdefault(r["frame"], []).append(r)
+        out = {}
+        for frame, points in by_frame.items():
+            out[frame] = ColorHints(points=tuple((r["y"], r["x"], r["a"], r["b"]) for r in points),
+                                    patch=max(r["patch"] for r in points),
+                                    weights=tuple(r["weight"] for r in points))
+        for keyframe in source.keyframes:
+            if keyframe.mask and unit.read_start <= keyframe.frame < unit.stop:
+                out[keyframe.frame] = keyframe_hints(keyframe, *self._keyframe_images(keyframe))
+        return out
+
+    def process_hints(self, unit: HintTrack, submitted_at: float) -> UnitResult:
+        """Carry a video's keyframe hints through its shots and write every frame's hints (Parquet) to staging.
+
+        Raises:
+            HintsError: keyframes labelled as one shot with a scene cut between them (permanent).
+            VideoError: the video cannot be decoded.
+        """
+        started = time.time()
+        opts = self.spec.storage_options
+        source = parse_hints(storage.read_bytes(unit.hints.source_uri, opts).decode("utf-8"), unit.hints.source_uri)
+        patches = {k.frame: k.patch for k in source.keyframes}
+
+        def read(start: int, stop: int) -> Iterator[tuple[int, torch.Tensor]]:
+            with storage.open_source(unit.video_uri, opts) as video:
+                for index, rgb in read_frames(video, unit.info, start, stop, unit.video_uri):
+                    yield index, color.rgb_to_l(_frame_tensor(rgb))
+
+        points = {k.frame: keyframe_points(k, *self._keyframe_images(k),
+                                           lightness=next(read(k.frame, k.frame + 1))[1] if k.image else None)
+                  for k in source.keyframes}  # colours sampled from a keyframe image must exist at the film's L
+
+        carried = propagate(read, source.keyframes, unit.start, unit.stop, points_of=lambda k: points[k.frame],
+                            cut_threshold=unit.cut_threshold, name=unit.hints.source_uri)
+        rows = [{"frame": f, "y": h.y, "x": h.x, "a": h.a, "b": h.b, "weight": h.weight, "keyframe": h.keyframe,
+                 "patch": patches[h.keyframe]} for f, hs in sorted(carried.hints.items()) for h in hs]
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=HINT_TRACK_SCHEMA), buf, compression="zstd")
+        storage.write_bytes_atomic(unit.hints.tracks_uri, buf.getvalue(), self.spec.output_storage_options)
+        log.info("%s: keyframes %s carried over %d frames (scene cuts at %s)", unit.video_uri,
+                 [k.frame for k in source.keyframes], len(carried.hints), carried.cuts or "none")
+        return UnitResult(unit.unit_id, (), (), self.actor, started, time.time())
 
     def process_range(self, unit: FrameRange, attempt: int, submitted_at: float) -> UnitResult:
         """Decode a frame range, process it, encode it into a staged segment, upload it.
@@ -398,7 +493,7 @@ class UnitProcessor:
         shared = scaled({Stage.READ: read_s, Stage.ENCODE: write_start - encode_flush, Stage.WRITE: write_s},
                         1.0 / max(1, len(written)))
         rows = tuple(self._frame_row(unit, unit.video_uri, unit.segment_uri,
-                                     _Written(f.index, f.result, added(f.stages, shared), f.batch_size),
+                                     dataclasses.replace(f, stages=added(f.stages, shared)),
                                      queue_wait, started) for f in written)
         return UnitResult(unit.unit_id, rows, (), self.actor, started, time.time())
 

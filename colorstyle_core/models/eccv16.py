@@ -52,11 +52,20 @@ class ECCV16Colorizer(nn.Module):
         Returns:
             ``(N, 2, H, W)`` float32 ab in Lab units (about ``[-110, 110]``).
         """
+        ab = self.model_out(self.softmax(self.logits(lightness)))
+        return self.upsample4(ab) * self.contract.ab_norm
+
+    def logits(self, lightness: Tensor) -> Tensor:
+        """The 313-way ab-bin scores before the softmax (what training's cross-entropy sees).
+
+        Args:
+            lightness: ``(N, 1, H, W)`` float32, L in ``[0, 100]``.
+        Returns:
+            ``(N, 313, H/4, W/4)`` float32.
+        """
         c = self.contract
         x = (lightness - c.l_cent) / c.l_norm
         for block in (self.model1, self.model2, self.model3, self.model4, self.model5, self.model6, self.model7):
             x = block(x)
-        logits = self.model8(x)
-        ab = self.model_out(self.softmax(logits))
-        return self.upsample4(ab) * c.ab_norm
+        return self.model8(x)
 

@@ -71,6 +71,21 @@ class SIGGRAPH17Colorizer(nn.Module):
         Returns:
             ``(N, 2, H, W)`` float32 ab in Lab units (``[-ab_norm, ab_norm]``).
         """
+        conv8_3, conv10_2 = self._features(lightness, hint_ab, hint_mask)
+        return self.model_out(conv10_2) * self.contract.ab_norm
+
+    def forward_train(self, lightness: Tensor, hint_ab: Tensor | None = None, hint_mask: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` and the classification head the authors trained beside it.
+
+        Returns:
+            ``(ab, class_logits)``: ``(N, 2, H, W)`` ab in Lab units and ``(N, 529, H/4, W/4)``
+            scores of the ``model_class`` head (on conv8, before the softmax).
+        """
+        conv8_3, conv10_2 = self._features(lightness, hint_ab, hint_mask)
+        return self.model_out(conv10_2) * self.contract.ab_norm, self.model_class(conv8_3)
+
+    def _features(self, lightness: Tensor, hint_ab: Tensor | None, hint_mask: Tensor | None) -> tuple[Tensor, Tensor]:
         c = self.contract
         if hint_ab is None:
             hint_ab = torch.zeros_like(lightness).expand(-1, 2, -1, -1)
@@ -85,4 +100,4 @@ class SIGGRAPH17Colorizer(nn.Module):
         conv8_3 = self.model8(self.model8up(conv7_3) + self.model3short8(conv3_3))
         conv9_3 = self.model9(self.model9up(conv8_3) + self.model2short9(conv2_2))
         conv10_2 = self.model10(self.model10up(conv9_3) + self.model1short10(conv1_2))
-        return self.model_out(conv10_2) * c.ab_norm
+        return conv8_3, conv10_2
