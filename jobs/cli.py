@@ -19,14 +19,17 @@ from jobs.cli_eval import add_eval_commands
 from jobs.cli_hints import add_hints_commands
 from jobs.cli_images import add_image_commands
 from jobs.cli_models import add_model_commands
+from jobs.cli_train import add_train_command, cmd_train
 from jobs.exit_codes import EXIT_CRASH, EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
-from jobs.manifest import Manifest, ManifestError, load_manifest
+from jobs.manifest import Manifest, ManifestError, is_training, load_manifest, read_text
 from jobs.report import add_report_command
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.driver import RunOptions, run_job
 
+    if is_training(read_text(args.manifest)):  # a training manifest: what `colorstyle train` does
+        return cmd_train(argparse.Namespace(manifest=args.manifest, dry_run=args.dry_run, address=args.address))
     manifest = load_manifest(args.manifest)
     options = RunOptions(dry_run=args.dry_run, progress=not args.no_progress, address=args.address,
                          log_interval_s=args.log_interval)
@@ -64,6 +67,14 @@ def _validate_offline(manifest: Manifest, console: Console) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from jobs.driver import RunOptions, run_job
 
+    if is_training(read_text(args.manifest)):
+        if args.no_storage:
+            from jobs.train.manifest import parse_train_manifest
+
+            manifest = parse_train_manifest(read_text(args.manifest), args.manifest)
+            print(f"training {manifest.run_name}: manifest valid (schema, keys and values)")
+            return EXIT_OK
+        return cmd_train(argparse.Namespace(manifest=args.manifest, dry_run=True, address=None))
     manifest = load_manifest(args.manifest)
     if args.no_storage:
         return _validate_offline(manifest, Console(stderr=True, soft_wrap=True))
@@ -131,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(sub)
     add_hints_commands(sub)
     add_job_commands(sub)
+    add_train_command(sub)
     add_bench_command(sub)
     add_report_command(sub)
     return parser

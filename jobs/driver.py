@@ -9,7 +9,6 @@ as it completes, so a rerun resumes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from jobs.metrics import FailureRow, MetricsStore, summarize, summarize_job
 from jobs.paths import staging_root
 from jobs.plan import Plan, plan_job
 from jobs.progress import JobBoard, ProgressReporter
+from jobs.raycluster import connect_ray
 from jobs.resume import DoneState, load_done_state
 from jobs.scheduler import PoolError, Scheduler, start_pool
 from jobs.units import ActorInfo
@@ -171,17 +171,6 @@ def _check_styles(manifest: Manifest) -> None:
             raise FatalJobError(f"style image {uri}: {e}") from None
 
 
-def _connect_ray(address: str | None) -> bool:
-    """Connect to Ray; returns True when this call started it (so the caller shuts it down)."""
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:  # an embedded single-machine cluster: no token needed (Ray 2.60 enables it by default)
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-    return True
-
-
 def run_job(manifest: Manifest, options: RunOptions = RunOptions(), console: Console | None = None) -> RunReport:
     """Run (or dry-run) a manifest. Never raises for bad inputs: they become failure rows.
 
@@ -255,7 +244,7 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
 
     start = time.time()
     if plan.shards or plan.ranges or plan.videos:
-        started_ray = _connect_ray(options.address)
+        started_ray = connect_ray(options.address)
         try:
             sched = _run_pool(manifest, plan, store, done, colorizer_weights, stylizer_weights, options, run_id,
                               console, report)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,6 +54,9 @@ class ManifestError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def _no_dot_segments(uri: str | None) -> str | None:
@@ -413,38 +416,51 @@ class Manifest(_Model):
         return WeightsSource(ref.uri, ref.sha256, self.storage_options)
 
 
-def _node_at(root: yaml.Node | None, loc: tuple) -> yaml.Node | None:
-    """The YAML node a pydantic error location points to: the key for mapping entries,
-    the closest existing parent for missing ones."""
+def _node_at(root: yaml.Node | None, loc: tuple) -> tuple[yaml.Node | None, tuple]:
+    """The YAML node a pydantic error location points to (the key for mapping entries, the
+    closest existing parent for missing ones) and the location as the file spells it.
+
+    A part that names no key but is a value of the mapping (``kind: colorizer``) is a tagged
+    union's member name (``train.colorizer.steps``): it is not a key in the file, so it is skipped.
+    """
     node = found = root
-    for part in loc:
+    shown = []
+    for i, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
             if pair is None:
+                if i + 1 < len(loc) and any(isinstance(v, yaml.ScalarNode) and v.value == str(part)
+                                            for _, v in node.value):
+                    continue  # a tagged union's member, named by the mapping's own discriminator value
+                shown += loc[i:]
                 break
             found, node = pair
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = found = node.value[part]
         else:
+            shown += loc[i:]
             break
-    return found
+        shown.append(part)
+    return found, tuple(shown)
 
 
 def _format_errors(err: ValidationError, root: yaml.Node | None, name: str) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
-        node = _node_at(root, loc)
+        node, shown = _node_at(root, loc)
         line = f"{name}:{node.start_mark.line + 1}" if node is not None else name
-        path = ".".join(str(p) for p in loc) or "(top level)"
+        path = ".".join(str(p) for p in shown) or "(top level)"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         lines.append(f"{line}: {path}: {msg}")
     return "\n".join(lines)
 
 
-def parse_manifest(text: str, name: str = "manifest.yaml") -> Manifest:
-    """Parse and validate manifest text.
+def parse_yaml(text: str, name: str, model: type[_ModelT], what: str) -> _ModelT:
+    """Parse YAML text into ``model`` (any manifest kind), every problem with its line.
 
+    Args:
+        what: what a valid file holds at the top, for the message when it is not a mapping.
     Raises:
         ManifestError: YAML syntax errors and every validation problem, each with its line.
     """
@@ -454,21 +470,47 @@ def parse_manifest(text: str, name: str = "manifest.yaml") -> Manifest:
     except yaml.YAMLError as e:
         raise ManifestError(f"{name}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ManifestError(f"{name}: a manifest is a YAML mapping with inputs, output and pipeline")
+        raise ManifestError(f"{name}: a manifest is a YAML mapping with {what}")
     try:
-        return Manifest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise ManifestError(_format_errors(e, root, name)) from None
 
 
+def parse_manifest(text: str, name: str = "manifest.yaml") -> Manifest:
+    """Parse and validate a job manifest.
+
+    Raises:
+        ManifestError: YAML syntax errors and every validation problem, each with its line.
+    """
+    return parse_yaml(text, name, Manifest, "inputs, output and pipeline")
+
+
+def read_text(uri: str, storage_options: dict[str, Any] | None = None) -> str:
+    """A manifest's text from a path or fsspec URI.
+
+    Raises:
+        ManifestError: unreadable.
+    """
+    try:
+        return storage.read_bytes(uri, storage_options).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{uri}: cannot read manifest ({e})") from None
+
+
+def is_training(text: str) -> bool:
+    """Whether manifest text is a training manifest (it has a top-level ``train`` key)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "train" in data
+
+
 def load_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> Manifest:
-    """Read and parse a manifest from a path or fsspec URI.
+    """Read and parse a job manifest from a path or fsspec URI.
 
     Raises:
         ManifestError: unreadable or invalid.
     """
-    try:
-        text = storage.read_bytes(uri, storage_options).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{uri}: cannot read manifest ({e})") from None
-    return parse_manifest(text, uri)
+    return parse_manifest(read_text(uri, storage_options), uri)

@@ -152,8 +152,18 @@ def _glob_base(path: str) -> str:
 
 
 def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem], list[str]]:
-    """List every input file of the manifest.
+    """List every input file of a job manifest (:func:`list_files` of its inputs, its output excluded)."""
+    return list_files(manifest.inputs, manifest.storage_options, manifest.output.prefix,
+                      manifest.output_storage_options)
 
+
+def list_files(inputs: Sequence[InputSpec], storage_options: dict | None, output: str,
+               output_storage_options: dict | None = None) -> tuple[list[InputFile], list[InputProblem], list[str]]:
+    """List the image and video files that input entries name (files, prefixes, globs, list files).
+
+    Args:
+        inputs: the entries (a job's ``inputs``, a training run's ``data``).
+        output: a prefix whose files are never listed (what colorstyle writes is not read back in).
     Raises:
         storage.StorageError: an input cannot be listed at all (credentials, connection):
             a problem of the whole job, not of one input.
@@ -164,8 +174,9 @@ def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem]
         glob, unknown suffix, unreadable list file), and ignored files (other suffixes
         found while listing a prefix or glob).
     """
-    opts = manifest.storage_options
-    out_fs, out_path = storage.filesystem(manifest.output.prefix, manifest.output_storage_options)
+    opts = storage_options
+    out_fs, out_path = storage.filesystem(output, output_storage_options if output_storage_options is not None
+                                          else storage_options)
     out_root = out_path.rstrip("/") + "/"
     files: dict[str, InputFile] = {}
     problems: list[InputProblem] = []
@@ -192,7 +203,7 @@ def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem]
         frames = (spec.frames.start, spec.frames.end) if spec.frames else None
         files.setdefault(uri, InputFile(uri, rel, kind, frames))
 
-    for spec in manifest.inputs:
+    for spec in inputs:
         if spec.list is not None:
             _list_file(spec, opts, add, problems)
             continue

@@ -96,14 +96,18 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
         RuntimeError: the cluster cannot be reached, or keeps failing for about a minute
             (:data:`RETRY_DELAYS_S`); one sentence.
     """
-    from jobs.manifest import load_manifest
+    from jobs.manifest import is_training, parse_manifest, read_text
+    from jobs.train.manifest import parse_train_manifest
 
-    load_manifest(manifest_uri)  # refuse bad manifests here, not on the cluster
-    text = storage.read_bytes(manifest_uri)
+    text = read_text(manifest_uri)
+    training = is_training(text)
+    # refuse bad manifests here, not on the cluster
+    (parse_train_manifest if training else parse_manifest)(text, manifest_uri)
+    command = "train manifest.yaml" if training else "run manifest.yaml --no-progress"
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     env.update(extra_env or {})
     with tempfile.TemporaryDirectory(prefix="colorstyle-submit-") as workdir:
-        Path(workdir, "manifest.yaml").write_bytes(text)
+        Path(workdir, "manifest.yaml").write_text(text, encoding="utf-8")
         runtime_env = {
             "working_dir": workdir,
             "py_modules": [str(p) for p in PACKAGE_DIRS],
@@ -115,7 +119,7 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
         def send() -> str:
             try:
                 return client.submit_job(
-                    entrypoint="python -m jobs.cli run manifest.yaml --no-progress", runtime_env=runtime_env,
+                    entrypoint=f"python -m jobs.cli {command}", runtime_env=runtime_env,
                     submission_id=submission_id,
                     metadata={"tool": "colorstyle", "manifest": storage.basename(manifest_uri)})
             except RuntimeError as e:

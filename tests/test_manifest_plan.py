@@ -8,8 +8,9 @@ import textwrap
 import pytest
 
 from jobs.cli import main
-from jobs.manifest import ManifestError, parse_manifest
+from jobs.manifest import ManifestError, is_training, parse_manifest
 from jobs.plan import DoneState, plan_job, split_ranges, split_shards
+from jobs.train.manifest import parse_train_manifest
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -112,7 +113,11 @@ def test_manifest_is_frozen_and_job_id_is_stable():
 
 @pytest.mark.parametrize("example", sorted((ROOT / "manifests").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_manifests_parse(example):
-    parse_manifest(example.read_text(), example.name)
+    text = example.read_text()
+    if is_training(text):
+        parse_train_manifest(text, example.name)
+    else:
+        parse_manifest(text, example.name)
 
 
 # ---- listing and planning ------------------------------------------------------------------------

@@ -97,7 +97,15 @@ def build_report(metrics_prefix: str, out: str | None = None, storage_options: d
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from jobs.report.training import build_training_report, is_training_output
+
     opts = storage.parse_options(args.storage_options)
+    if not args.job and is_training_output(args.prefix, opts):  # a training run's output prefix
+        result = build_training_report(args.prefix, args.out, opts)
+        for p in result.problems:
+            print(f"colorstyle report: warning: {p}", file=sys.stderr)
+        print(result.html_uri)
+        return 0
     prefix = find_metrics_prefix(args.prefix, args.job, opts)
     result = build_report(prefix, args.out, opts, max_images=args.max_images)
     for p in result.problems:
@@ -108,11 +116,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_report_command(sub: argparse._SubParsersAction) -> None:
     """Register ``report``."""
-    p = sub.add_parser("report", help="write an HTML report of a finished job (status, speed, before/after)",
+    p = sub.add_parser("report", help="write an HTML report of a finished job or training run",
                        description="Write one self-contained HTML page about a job: status and failures, "
                        "throughput and time per stage, loss curves, E_warp, quality against ground truth, and "
-                       "before/after thumbnails. Charts are PNG files beside the page.")
-    p.add_argument("prefix", help="the job's output prefix (jobs under _colorstyle/<job id>/) or its metrics prefix")
+                       "before/after thumbnails; or about a training run (PREFIX = its train.output): loss curve, "
+                       "samples/s per worker, held-out comparison of the starting and trained weights. Charts are "
+                       "PNG files beside the page.")
+    p.add_argument("prefix", help="the job's output prefix (jobs under _colorstyle/<job id>/) or its metrics prefix; "
+                   "or a training run's output prefix")
     p.add_argument("--job", metavar="ID", help="job id under PREFIX (default: the most recent job)")
     p.add_argument("--out", metavar="URI", help="the HTML file, or a folder for index.html "
                    "(default: <metrics prefix>/report/index.html)")

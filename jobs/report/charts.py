@@ -215,3 +215,58 @@ def chart_quality(quality: pa.Table) -> bytes | None:
     return _png(fig)
 
 
+
+
+def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each point (fewer at the start)."""
+    c = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def chart_training(metrics: pa.Table) -> bytes | None:
+    """A training run's loss per optimiser step (thin: each step; bold: running mean), its other loss
+    terms when it has them, with the learning rate on a second axis; and samples/s per worker."""
+    if metrics.num_rows == 0:
+        return None
+    steps = np.asarray(metrics["step"].to_pylist(), dtype=np.float64)
+    terms = [t for t in ("loss", "classification", "regression", "content", "style", "tv", "temporal")
+             if t in metrics.column_names and any(v is not None for v in metrics[t].to_pylist())]
+    fig = _figure(11, 3.2)
+    ax = fig.add_subplot(1, 2, 1)
+    window = max(1, len(steps) // 20)
+    for k, term in enumerate(terms):
+        values = np.asarray([np.nan if v is None else v for v in metrics[term].to_pylist()], dtype=np.float64)
+        color = _COLORS[k % len(_COLORS)]
+        if term == "loss":
+            ax.plot(steps, values, color="#9aa4b1", linewidth=0.8)
+        ax.plot(steps, _running_mean(np.nan_to_num(values), window), color=color, linewidth=2.2 if term == "loss"
+                else 1.2, label=f"{term} (mean of {window} steps)" if window > 1 else term)
+    ax.set_title("training loss", loc="left", fontsize=10)
+    ax.set_xlabel("optimiser step", fontsize=8)
+    ax.tick_params(labelsize=8)
+    lr_ax = ax.twinx()
+    lr_ax.plot(steps, metrics["lr"].to_pylist(), color="#b8466b", linewidth=0.9, linestyle=":", label="learning rate")
+    lr_ax.set_ylabel("learning rate", fontsize=8, color="#b8466b")
+    lr_ax.tick_params(labelsize=7, colors="#b8466b")
+    handles = ax.get_legend_handles_labels()
+    more = lr_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7.5, frameon=False)
+    _style(ax)
+    ax = fig.add_subplot(1, 2, 2)
+    by_worker = metrics["samples_per_s_by_worker"].to_pylist()
+    workers = max((len(r or []) for r in by_worker), default=0)
+    for w in range(workers):
+        rate = np.asarray([r[w] if r and len(r) > w else np.nan for r in by_worker], dtype=np.float64)
+        ax.plot(steps, _running_mean(np.nan_to_num(rate), window), color=_COLORS[w % len(_COLORS)],
+                linewidth=1.2, label=f"worker {w}")
+    ax.plot(steps, _running_mean(np.asarray(metrics["samples_per_s"].to_pylist(), dtype=np.float64), window),
+            color="#1d232b", linewidth=2.0, label="all workers")
+    ax.set_title("samples per second", loc="left", fontsize=10)
+    ax.set_xlabel("optimiser step", fontsize=8)
+    ax.set_ylim(bottom=0)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7.5, frameon=False)
+    _style(ax)
+    return _png(fig)

@@ -56,7 +56,7 @@ class Media:
         try:
             pixels = imageio.decode_image(self.read(uri, role), uri).pixels
             rgb = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-            return _jpeg_data_uri(rgb[..., 0] if rgb.shape[2] == 1 else rgb)
+            return jpeg_data_uri(rgb[..., 0] if rgb.shape[2] == 1 else rgb)
         except Exception as e:  # one bad file must never stop the report
             log.info("report: no thumbnail for %s (%s: %s)", uri, type(e).__name__, e)
             return None
@@ -92,11 +92,11 @@ class Media:
             except Exception as e:
                 log.info("report: frame %d of %s unreadable (%s: %s)", index, uri, type(e).__name__, e)
                 continue
-            out[index] = _jpeg_data_uri(rgb)
+            out[index] = jpeg_data_uri(rgb)
         return out
 
 
-def _jpeg_data_uri(pixels: np.ndarray, size: int = THUMB_PX) -> str:
+def jpeg_data_uri(pixels: np.ndarray, size: int = THUMB_PX) -> str:
     """``(H, W)`` or ``(H, W, 3)`` uint8 -> a small JPEG as a data URI (longer side ``size``)."""
     img = Image.fromarray(pixels)
     img.thumbnail((size, size), Image.Resampling.LANCZOS)

@@ -31,7 +31,7 @@ MAX_LISTED_OUTPUTS = 300
 # ---- small helpers ----------------------------------------------------------------------------
 
 
-def _e(value: Any) -> str:
+def esc(value: Any) -> str:
     """Escape anything for HTML text and attribute values."""
     return html.escape("" if value is None else str(value), quote=True)
 
@@ -54,12 +54,12 @@ def fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
     return f"{f:{spec}}{unit}"
 
 
-def _mean(values: Iterable[Any]) -> float | None:
+def mean_of(values: Iterable[Any]) -> float | None:
     vals = [f for v in values if (f := finite(v)) is not None]
     return math.fsum(vals) / len(vals) if vals else None
 
 
-def _duration(seconds: Any) -> str:
+def duration(seconds: Any) -> str:
     s = finite(seconds)
     if s is None:
         return "—"
@@ -80,7 +80,7 @@ def _short(uri: str, root: str | None = None) -> str:
 
 # ---- the page ---------------------------------------------------------------------------------
 
-_CSS = """
+CSS = """
 :root { --ok:#1e7d3a; --bad:#b3261e; --warn:#9a5b00; --ink:#1d232b; --muted:#5f6b7a; --line:#e3e6ea;
         --bg:#f5f6f8; --card:#fff; --accent:#3b6fb6; }
 * { box-sizing: border-box; }
@@ -178,8 +178,8 @@ class Page:
             return "—"
         h = self.href(uri)
         if h:
-            return f'<a href="{_e(h)}" title="{_e(uri)}">{_e(text or uri)}</a>'
-        return f"<code>{_e(uri)}</code>"
+            return f'<a href="{esc(h)}" title="{esc(uri)}">{esc(text or uri)}</a>'
+        return f"<code>{esc(uri)}</code>"
 
     def out_link(self, uri: str | None) -> str:
         """:meth:`link` labelled with the path under the output prefix."""
@@ -219,11 +219,11 @@ class Page:
     # sections -------------------------------------------------------------------------------
     def header(self, c: dict[str, int]) -> str:
         job_id = self.s.get("job_id") or storage.basename(self.job.metrics_prefix)
-        parts = [f"<h1>colorstyle report — job <code>{_e(job_id)}</code></h1>"]
+        parts = [f"<h1>colorstyle report — job <code>{esc(job_id)}</code></h1>"]
         what = " → ".join(x for x, on in (("colorize", self.colorize), ("stylize", self.stylize)) if on)
-        parts.append(f'<p class="lead">{_e(what or "pipeline unknown")} · metrics at '
-                     f"<code>{_e(self.job.metrics_prefix)}</code> · last run <code>{_e(self.s.get('run_id', '—'))}"
-                     f"</code> · report made {_e(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}</p>")
+        parts.append(f'<p class="lead">{esc(what or "pipeline unknown")} · metrics at '
+                     f"<code>{esc(self.job.metrics_prefix)}</code> · last run <code>{esc(self.s.get('run_id', '—'))}"
+                     f"</code> · report made {esc(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}</p>")
         if not self.s:
             cls, text = "warn", "Incomplete: no summary.json"
             sub = "the job is running, was interrupted or never started"
@@ -239,7 +239,7 @@ class Page:
         else:
             cls, text, sub = "ok", f"All {c['inputs']} input{'s' if c['inputs'] != 1 else ''} done", "no failures"
         icon = {"ok": "✔", "bad": "✖", "warn": "!"}[cls]
-        parts.append(f'<div class="status {cls}" id="status">{icon} {_e(text)} <small>{_e(sub)}</small></div>')
+        parts.append(f'<div class="status {cls}" id="status">{icon} {esc(text)} <small>{esc(sub)}</small></div>')
         untrained = self.s.get("weights_untrained") or any(v for v in self.t["frames"]["untrained"].to_pylist())
         if untrained:
             parts.append('<div class="banner" id="untrained">⚠ UNTRAINED weights — these pictures are not a real '
@@ -247,7 +247,7 @@ class Page:
                          "(<code>pipeline.untrained_weights: true</code>): timings are real, colours and "
                          "quality figures are meaningless.</span></div>")
         if self.problems:
-            items = "".join(f"<li>{_e(p)}</li>" for p in self.problems)
+            items = "".join(f"<li>{esc(p)}</li>" for p in self.problems)
             parts.append(f'<div class="problems"><b>Could not read everything:</b><ul>{items}</ul></div>')
         return "\n".join(parts)
 
@@ -264,12 +264,12 @@ class Page:
              "bad" if c["failures"] else "ok"),
             ("fps", "frames/s (processing)", fmt(fps, ".2f"), "pool ready → last frame", ""),
             ("fps-e2e", "frames/s (end to end)", fmt(e2e, ".2f"), "incl. start-up", ""),
-            ("wall", "wall time", _duration(s.get("end_to_end_s")), f"processing {_duration(s.get('wall_s'))}", ""),
-            ("startup", "start-up", _duration(s.get("startup_s")), "Ray, actors, models", ""),
+            ("wall", "wall time", duration(s.get("end_to_end_s")), f"processing {duration(s.get('wall_s'))}", ""),
+            ("startup", "start-up", duration(s.get("startup_s")), "Ray, actors, models", ""),
         ]
         html_cards = "".join(
-            f'<div class="card {cls}" id="fig-{ident}"><div class="k">{_e(k)}</div>'
-            f'<div class="v">{_e(v)}</div><div class="k">{_e(sub)}</div></div>' for ident, k, v, sub, cls in cards)
+            f'<div class="card {cls}" id="fig-{ident}"><div class="k">{esc(k)}</div>'
+            f'<div class="v">{esc(v)}</div><div class="k">{esc(sub)}</div></div>' for ident, k, v, sub, cls in cards)
         return f'<div class="cards" id="key-figures">{html_cards}</div>' + self.actor_table()
 
     def actor_table(self) -> str:
@@ -286,8 +286,8 @@ class Page:
         for name, a in sorted(per_actor.items()):
             i = info.get(name, {})
             gpus = ",".join(str(g) for g in i.get("gpu_ids") or []) or "—"
-            rows.append(f"<tr><td>{_e(name)}</td><td>{_e(i.get('hostname', '—'))}</td><td>{_e(i.get('device', '—'))}"
-                        f"</td><td>{_e(gpus)}</td><td class='n'>{_e(a.get('frames', '—'))}</td>"
+            rows.append(f"<tr><td>{esc(name)}</td><td>{esc(i.get('hostname', '—'))}</td><td>{esc(i.get('device', '—'))}"
+                        f"</td><td>{esc(gpus)}</td><td class='n'>{esc(a.get('frames', '—'))}</td>"
                         f"<td class='n'>{fmt(a.get('frames_per_s'), '.3f')}</td>"
                         f"<td class='n'>{fmt(a.get('busy_s'), '.1f', ' s')}</td>"
                         f"<td class='n'>{fmt(a.get('frames_per_busy_s'), '.3f')}</td></tr>")
@@ -303,9 +303,9 @@ class Page:
             return "<h2 id='failures'>Failures</h2><p>None: every input was processed.</p>"
         rows = []
         for r in f.to_pylist():
-            rows.append(f"<tr><td>{_e(r['input_uri'] or '(the job)')}</td><td><code>{_e(r['unit_id'] or '—')}</code>"
-                        f"</td><td>{_e(r['error_type'])}</td><td class='msg'>{_e(r['message'])}</td>"
-                        f"<td class='n'>{_e(r['attempt'])}</td></tr>")
+            rows.append(f"<tr><td>{esc(r['input_uri'] or '(the job)')}</td><td><code>{esc(r['unit_id'] or '—')}</code>"
+                        f"</td><td>{esc(r['error_type'])}</td><td class='msg'>{esc(r['message'])}</td>"
+                        f"<td class='n'>{esc(r['attempt'])}</td></tr>")
         return (f"<h2 id='failures'>Failures ({f.num_rows})</h2><p class='lead'>Bad inputs are recorded and "
                 "skipped; the rest of the job goes on. Attempt 0 = found while planning.</p>"
                 "<table id='failures-table'><tr><th>input</th><th>unit</th><th>error</th><th>message</th>"
@@ -314,8 +314,8 @@ class Page:
     def chart_block(self, charts: dict[str, str], name: str, title: str, explain: str) -> str:
         if name not in charts:
             return ""
-        return (f'<div class="chart"><h3>{_e(title)}</h3><img class="chart-img" id="chart-{_e(name)}" '
-                f'src="{_e(charts[name])}" alt="{_e(title)}"><p>{explain}</p></div>')
+        return (f'<div class="chart"><h3>{esc(title)}</h3><img class="chart-img" id="chart-{esc(name)}" '
+                f'src="{esc(charts[name])}" alt="{esc(title)}"><p>{explain}</p></div>')
 
     def quality_table(self) -> str:
         q = self.t["quality"]
@@ -328,7 +328,7 @@ class Page:
             ("ab error (Lab units)", "ab_error", "baseline_ab_error", ".2f", False),
             ("colourfulness", "colorfulness_pred", "baseline_colorfulness", ".2f", None),
         ):
-            mine, grey = _mean(q[col].to_pylist()), _mean(q[base].to_pylist())
+            mine, grey = mean_of(q[col].to_pylist()), mean_of(q[base].to_pylist())
             verdict = ""
             if higher is not None and mine is not None and grey is not None:
                 good = mine > grey if higher else mine < grey
@@ -336,8 +336,8 @@ class Page:
                            else '<span class="worse">not better than grey</span>')
             rows.append(f"<tr><td>{label}</td><td class='n' data-metric='{col}'>{fmt(mine, spec)}</td>"
                         f"<td class='n' data-metric='{base}'>{fmt(grey, spec)}</td><td>{verdict}</td></tr>")
-        ref_cf = _mean(q["colorfulness_ref"].to_pylist())
-        dcf = _mean(q["delta_colorfulness"].to_pylist())
+        ref_cf = mean_of(q["colorfulness_ref"].to_pylist())
+        dcf = mean_of(q["delta_colorfulness"].to_pylist())
         rows.append(f"<tr><td>colourfulness of the ground truth / ΔCF</td><td class='n'>{fmt(ref_cf)}</td>"
                     f"<td class='n'>—</td><td>output − truth: <b>{fmt(dcf, '+.2f')}</b></td></tr>")
         return (f"<h3>Against the ground truth ({q.num_rows} image{'s' if q.num_rows != 1 else ''}, means)</h3>"
@@ -347,14 +347,14 @@ class Page:
     # images ---------------------------------------------------------------------------------
     def _fig(self, data_uri: str | None, caption: str, uri: str | None, role: str) -> str:
         if data_uri:
-            img = f'<img src="{data_uri}" alt="{_e(caption)}">'
+            img = f'<img src="{data_uri}" alt="{esc(caption)}">'
             h = self.href(uri)
             if h:
-                img = f'<a href="{_e(h)}" title="{_e(uri)}">{img}</a>'
+                img = f'<a href="{esc(h)}" title="{esc(uri)}">{img}</a>'
         else:
-            img = f'<div class="missing" data-missing="{_e(role)}">missing<br>{_e(storage.basename(uri or "") or "")}' \
-                  "</div>"
-        return f"<figure>{img}<figcaption>{_e(caption)}</figcaption></figure>"
+            name = esc(storage.basename(uri or "") or "")
+            img = f'<div class="missing" data-missing="{esc(role)}">missing<br>{name}</div>'
+        return f"<figure>{img}<figcaption>{esc(caption)}</figcaption></figure>"
 
     def images(self) -> str:
         frames = self.t["frames"]
@@ -402,7 +402,7 @@ class Page:
                     f"</span><span>ΔCF <b>{fmt(q['delta_colorfulness'], '+.2f')}</b> "
                     f"(CF {fmt(q['colorfulness_pred'], '.1f')} vs truth {fmt(q['colorfulness_ref'], '.1f')})</span>"
                     "</div>")
-            title = _e(storage.basename(r["input_uri"] or "?"))
+            title = esc(storage.basename(r["input_uri"] or "?"))
             parts.append(f"<div class='item image-item'><div class='title'>{title} "
                          f"<span class='muted'>→ {self.out_link(r['output_uri'])}</span></div>"
                          f"<div class='strip'>{''.join(figs)}</div>{metrics}</div>")
@@ -459,17 +459,17 @@ class Page:
                 ewarp = (f"<span>E_warp <b>{fmt(ew, '.5f')}</b></span>"
                          f"<span>at seams <b>{fmt(r.get('e_warp_seams'), '.5f')}</b> / elsewhere "
                          f"<b>{fmt(r.get('e_warp_inside'), '.5f')}</b></span>"
-                         f"<span>seams at frames {_e(', '.join(map(str, r.get('seams') or [])) or 'none')}</span>"
-                         f"<span>scene cuts {_e(', '.join(map(str, cuts)) or 'none')}</span>")
+                         f"<span>seams at frames {esc(', '.join(map(str, r.get('seams') or [])) or 'none')}</span>"
+                         f"<span>scene cuts {esc(', '.join(map(str, cuts)) or 'none')}</span>")
             else:
                 ewarp = "<span class='muted'>E_warp not measured (metrics.video_consistency off)</span>"
             audio = r.get("audio") or "—"
             parts.append(
-                f"<div class='item video-item'><div class='title'>{_e(storage.basename(r['input_uri'] or '?'))} "
+                f"<div class='item video-item'><div class='title'>{esc(storage.basename(r['input_uri'] or '?'))} "
                 f"<span class='muted'>→ {self.out_link(r['output_uri'])}</span></div>"
                 f"<div class='strip'>{figs_in}</div><div class='strip' style='margin-top:8px'>{figs_out}</div>"
-                f"<div class='metrics'><span>frames <b>{_e(r['frames'])}</b></span>"
-                f"<span>audio <b>{_e(audio)}</b></span>{ewarp}"
+                f"<div class='metrics'><span>frames <b>{esc(r['frames'])}</b></span>"
+                f"<span>audio <b>{esc(audio)}</b></span>{ewarp}"
                 f"<span>assembly {fmt(r.get('assemble_s'), '.2f', ' s')}</span></div></div>")
         if len(videos) > MAX_VIDEOS:
             parts.append(f"<p>{len(videos) - MAX_VIDEOS} more video(s) not shown; see <a href='#files'>Files</a>.</p>")
@@ -489,7 +489,7 @@ class Page:
         items = []
         for name, desc in metric_files:
             uri = storage.join(m, name)
-            items.append(f"<li>{self.link(uri, name)} — <span class='muted'>{_e(desc)}</span></li>")
+            items.append(f"<li>{self.link(uri, name)} — <span class='muted'>{esc(desc)}</span></li>")
         parts.append("<h3>Metrics</h3><ul id='metric-files'>" + "".join(items) + "</ul>")
         frames = self.t["frames"]
         outs = sorted({o for o, k in zip(frames["output_uri"].to_pylist(), frames["kind"].to_pylist())
@@ -513,7 +513,7 @@ class Page:
         except yaml.YAMLError:
             text, kind = json.dumps(man.redacted(), indent=2, default=str), "JSON"
         return (f"<h2>Manifest</h2><details id='manifest'><summary>The job's manifest ({kind}, defaults filled in; "
-                f"credentials masked)</summary><pre>{_e(text)}</pre></details>")
+                f"credentials masked)</summary><pre>{esc(text)}</pre></details>")
 
     # the whole page ---------------------------------------------------------------------------
     def document(self, charts: dict[str, str], stage_rows: Sequence[tuple[str, float, float]]) -> str:
@@ -543,15 +543,15 @@ class Page:
             body += ["<h2 id='consistency'>Video flicker</h2>", self.chart_block(charts, "ewarp", *explain["ewarp"])]
         body += [self.images(), self.videos(), self.files(), self.manifest(), GLOSSARY]
         if self.problems != self.job.problems:  # chart problems found after the header was written
-            extra = "".join(f"<li>{_e(p)}</li>" for p in self.problems[len(self.job.problems):])
+            extra = "".join(f"<li>{esc(p)}</li>" for p in self.problems[len(self.job.problems):])
             body.insert(1, f'<div class="problems"><b>Could not draw everything:</b><ul>{extra}</ul></div>')
         job_id = self.s.get("job_id") or storage.basename(self.job.metrics_prefix)
         document = (
             "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>colorstyle report — {_e(job_id)}</title><style>{_CSS}</style></head>"
+            f"<title>colorstyle report — {esc(job_id)}</title><style>{CSS}</style></head>"
             "<body><main>\n" + "\n".join(b for b in body if b) +
-            f"\n<footer>Generated by <code>colorstyle report</code> from <code>{_e(self.job.metrics_prefix)}</code>. "
+            f"\n<footer>Generated by <code>colorstyle report</code> from <code>{esc(self.job.metrics_prefix)}</code>. "
             "Self-contained: charts and thumbnails are embedded; no network or other file needed.</footer>"
             "</main></body></html>\n")
         return document
@@ -595,7 +595,7 @@ def stage_notes(rows: Sequence[tuple[str, float, float]]) -> str:
                      f"{seconds_text(wait[1])}, p95 {seconds_text(wait[2])}.")
     if small:
         notes.append(" Under 0.5% of the total, not drawn: " + ", ".join(
-            f"{_e(name)} (p95 {seconds_text(p95)})" for name, _, p95 in small) + ".")
+            f"{esc(name)} (p95 {seconds_text(p95)})" for name, _, p95 in small) + ".")
     return "".join(notes)
 
 

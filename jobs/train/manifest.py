@@ -1,0 +1,215 @@
+"""Training manifests: the same conventions as job manifests (typed, frozen, unknown keys refused with their line).
+
+``train.kind`` says what is trained: ``colorizer`` fine-tunes ECCV16 or SIGGRAPH17 on an
+archive's own colour material; ``stylizer`` trains a feed-forward network for one style
+(or a blend). See ``manifests/train-*.yaml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from colorstyle_core.loader import WeightsSource
+from colorstyle_core.models.vgg import ALL_LAYER_NAMES
+from jobs.manifest import InputSpec, WeightsRef, _Model, _no_dot_segments, parse_yaml, read_text, redact
+
+ECCV16_BLOCKS = ("model1", "model2", "model3", "model4", "model5", "model6", "model7", "model8")
+SIGGRAPH17_BLOCKS = ("model1", "model2", "model3", "model4", "model5", "model6", "model7", "model8up", "model8",
+                     "model9up", "model9", "model10up", "model10", "model3short8", "model2short9", "model1short10",
+                     "model_class", "model_out")
+
+DEFAULT_BLOCKS = {
+    "eccv16": ("model7", "model8"),
+    "siggraph17": ("model8up", "model8", "model9up", "model9", "model10up", "model10", "model3short8", "model2short9",
+                   "model1short10", "model_class", "model_out"),
+}
+"""The blocks that learn when ``train_blocks`` is not given."""
+
+
+class _Common(_Model):
+    """What every kind of training has.
+
+    Attributes:
+        data: colour images and videos to learn from (files, prefixes, globs, list files).
+        output: where checkpoints, metrics and the validation table go.
+        steps: optimiser steps in all (a resumed run ends at the same number).
+        batch_size: samples per step over all workers (each worker takes its share).
+        lr: Adam's learning rate.
+        schedule: ``constant``, ``cosine`` (to 0 at the last step) or ``step`` (x0.1 at 2/3).
+        warmup_steps: linear warm-up from 0.
+        size: side of the square crops trained on, in pixels.
+        validation: fraction of the files held out (whole files: never frames of a shot
+            that is also trained on), at least one file when there are two or more.
+        validation_data: the held-out files themselves (your test set), instead of a fraction;
+            a file listed in both is held out.
+        frames_per_video: frames sampled from each video, spread across the whole film.
+        checkpoint_every: steps between checkpoints (resume points).
+        seed: makes file split, sampling and initialisation reproducible.
+    """
+
+    data: list[InputSpec] = Field(min_length=1)
+    output: str
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-5, gt=0)
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    size: int = Field(256, ge=32)
+    validation: float = Field(0.1, ge=0, lt=1)
+    validation_data: list[InputSpec] | None = None
+    frames_per_video: int = Field(64, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    seed: int = 0
+
+    _output_is_plain = field_validator("output")(_no_dot_segments)
+
+
+class ColorizerTraining(_Common):
+    """Fine-tuning a Zhang et al. colorizer (see :mod:`colorstyle_core.training.colorize_loss`).
+
+    Attributes:
+        model: ``eccv16`` (classification, class rebalancing) or ``siggraph17`` (classification
+            and regression heads, simulated hints).
+        init_weights: the weights to start from (default: the published ones, through the loader).
+        untrained_init: start from generated UNTRAINED weights instead (smoke runs, tests).
+        train_blocks: the blocks that learn, by the authors' names; the others stay frozen.
+            Default: ECCV16's last two, ``model7`` and ``model8`` (as the CS 6220 report did);
+            SIGGRAPH17's decoder after its dilated blocks (``model8`` on, with the shortcuts
+            and both heads: the classification loss reaches only ``model_class`` and what
+            feeds it).
+        weight_decay: Adam's L2 penalty (the authors used 1e-3).
+    """
+
+    kind: Literal["colorizer"]
+    model: Literal["eccv16", "siggraph17"] = "eccv16"
+    init_weights: WeightsRef | None = None
+    untrained_init: bool = False
+    train_blocks: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKS["eccv16"]), min_length=1)
+    weight_decay: float = Field(1e-3, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_blocks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "train_blocks" not in data and data.get("model") in DEFAULT_BLOCKS:
+            data = {**data, "train_blocks": list(DEFAULT_BLOCKS[data["model"]])}
+        return data
+
+    @model_validator(mode="after")
+    def _known_blocks(self) -> ColorizerTraining:
+        blocks = ECCV16_BLOCKS if self.model == "eccv16" else SIGGRAPH17_BLOCKS
+        unknown = sorted(set(self.train_blocks) - set(blocks))
+        if unknown:
+            raise ValueError(f"train_blocks {unknown} are not blocks of {self.model}; it has {', '.join(blocks)}")
+        return self
+
+
+class StylizerTraining(_Common):
+    """Training a feed-forward stylizer (Johnson et al. 2016) with the Gatys losses.
+
+    Attributes:
+        styles: the style images (URIs).
+        blend: one weight per style (default equal).
+        vgg: the loss network; ``vgg_weights`` its checkpoint (default the published one).
+        untrained_vgg: generated UNTRAINED VGG weights (smoke runs, tests).
+        content_weight, style_weight, tv_weight: the loss weights (Gatys' losses as the
+            stylizer defines them).
+        content_layers, style_layers: VGG layers by name.
+        temporal_weight: weight of a flow-warped consistency loss between consecutive
+            frames of the training videos (ReCoNet / Ruder et al.); 0 = off.
+        channels: the transformer network's width (32 as Johnson et al.).
+    """
+
+    kind: Literal["stylizer"]
+    styles: list[str] = Field(min_length=1)
+    blend: list[float] | None = None
+    vgg: Literal["vgg16", "vgg19"] = "vgg16"
+    vgg_weights: WeightsRef | None = None
+    untrained_vgg: bool = False
+    content_weight: float = Field(1.0, ge=0)
+    style_weight: float = Field(1e5, ge=0)
+    tv_weight: float = Field(1e-6, ge=0)
+    content_layers: list[str] = Field(default_factory=lambda: ["relu2_2"])
+    style_layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+    temporal_weight: float = Field(0.0, ge=0)
+    channels: int = Field(32, ge=4)
+    lr: float = Field(1e-3, gt=0)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+
+    @field_validator("content_layers", "style_layers")
+    @classmethod
+    def _known_layers(cls, layers: list[str]) -> list[str]:
+        unknown = sorted(set(layers) - ALL_LAYER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown VGG layer(s) {unknown} (names look like relu1_1, conv4_2)")
+        return layers
+
+    @model_validator(mode="after")
+    def _blend_matches_styles(self) -> StylizerTraining:
+        if self.blend is not None and len(self.blend) != len(self.styles):
+            raise ValueError(f"blend has {len(self.blend)} weights for {len(self.styles)} styles")
+        return self
+
+
+class TrainExecution(_Model):
+    """How training is spread.
+
+    Attributes:
+        workers: data-parallel workers (Ray Train, one process each).
+        gpus_per_worker: 1 per worker when the cluster has GPUs (``auto``), else CPU.
+        cpus_per_worker: CPU cores per worker (its torch threads).
+        max_failures: worker failures Ray Train recovers from (from the last checkpoint).
+    """
+
+    workers: int = Field(2, ge=1)
+    gpus_per_worker: float | Literal["auto"] = "auto"
+    cpus_per_worker: float = Field(1.0, gt=0)
+    max_failures: int = Field(3, ge=0)
+
+
+class TrainManifest(_Model):
+    """A whole training run."""
+
+    version: Literal[1] = 1
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+    train: Annotated[ColorizerTraining | StylizerTraining, Field(discriminator="kind")]
+    storage_options: dict[str, Any] | None = None
+    execution: TrainExecution = TrainExecution()
+
+    @property
+    def run_name(self) -> str:
+        """``name``, or one derived from what is trained (so rerunning the same manifest resumes it)."""
+        if self.name:
+            return self.name
+        identity = self.model_dump(include={"train"}, mode="json")
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        return f"train-{digest[:12]}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The manifest as plain data with credentials masked."""
+        return redact(self.model_dump(mode="json"))
+
+    def weights_source(self, ref: WeightsRef | None) -> WeightsSource:
+        ref = ref or WeightsRef()
+        return WeightsSource(ref.uri, ref.sha256, self.storage_options)
+
+
+def parse_train_manifest(text: str, name: str = "train.yaml") -> TrainManifest:
+    """Parse and validate a training manifest.
+
+    Raises:
+        jobs.manifest.ManifestError: every problem with its line.
+    """
+    return parse_yaml(text, name, TrainManifest, "train (and execution)")
+
+
+def load_train_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> TrainManifest:
+    """Read and parse a training manifest (path or fsspec URI).
+
+    Raises:
+        jobs.manifest.ManifestError: unreadable or invalid.
+    """
+    return parse_train_manifest(read_text(uri, storage_options), uri)

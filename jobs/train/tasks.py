@@ -1,0 +1,151 @@
+"""What each kind of training trains: its model, its loss, what it exports and how it is validated.
+
+A task is built in every Ray Train worker (:mod:`jobs.train.loop`); the loop is the same
+for all kinds. Models and losses are ``colorstyle_core``'s; a task only wires them up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from colorstyle_core import color, loader, quality
+from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.imageio import to_uint8_hwc
+from colorstyle_core.models import build
+from colorstyle_core.pipeline import ModelWeights
+from colorstyle_core.provenance import Provenance
+from colorstyle_core.synthetic import generated_state_dict
+from colorstyle_core.training.colorizer import ColorizerTraining as ColorizerModule
+from colorstyle_core.weights import get_spec
+from jobs.train.manifest import ColorizerTraining, TrainManifest
+
+EXAMPLES = 6
+"""Held-out images kept as side-by-side strips for the report."""
+
+
+def all_reduce_sum(t: Tensor) -> Tensor:
+    """The sum of ``t`` over the workers (``t`` itself with one worker)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t)
+    return t
+
+
+class ColorizerTask:
+    """Fine-tuning ECCV16 or SIGGRAPH17 (:class:`colorstyle_core.training.colorizer.ColorizerTraining`).
+
+    Args:
+        manifest: the run.
+        start: the starting weights (verified by the driver), or ``None`` for generated ones.
+    """
+
+    kind = "colorizer"
+
+    def __init__(self, manifest: TrainManifest, start: ModelWeights | None):
+        spec = manifest.train
+        assert isinstance(spec, ColorizerTraining)
+        self.spec = spec
+        self.name = spec.model
+        net = build(spec.model)
+        state = start.state_dict() if start is not None else generated_state_dict(spec.model, spec.seed)
+        net.load_state_dict(state, strict=True)
+        self.start_state = {k: v.clone() for k, v in net.state_dict().items()}
+        self.start_provenance = start.provenance if start is not None else Provenance.generated(spec.model, spec.seed)
+        self.module: nn.Module = ColorizerModule(net, spec.train_blocks)
+
+    def prepare(self, pool: Sequence[Tensor], size: int) -> dict[str, Any]:
+        """ECCV16: the class-rebalancing weights from *this* training set (every worker's images)."""
+        module = self.module
+        assert isinstance(module, ColorizerModule)
+        if not module.eccv16:
+            return {}
+        counts = torch.zeros(module.centres.shape[0], dtype=torch.float32)
+        for image in pool:  # each kept image as a whole, at the crop size's scale
+            rgb = image[None].float() / 255.0
+            s = size / min(rgb.shape[-2:])
+            hw = (max(8, round(rgb.shape[-2] * s) // 8 * 8), max(8, round(rgb.shape[-1] * s) // 8 * 8))
+            counts += module.bin_counts(torch.nn.functional.interpolate(rgb, size=hw, mode="area"))
+        counts = all_reduce_sum(counts)
+        module.set_rebalancing(counts.clamp_min(0))
+        return {"rebalancing_bins_seen": int((counts > 0).sum())}
+
+    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        return model(batch, generator)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return self.module.trainable()  # type: ignore[operator]
+
+    def export_state(self) -> dict[str, Tensor]:
+        """The full network in the published checkpoint's layout."""
+        return {k: v.detach().clone() for k, v in self.module.net.state_dict().items()}  # type: ignore[union-attr]
+
+    def sidecar(self) -> dict[str, Any]:
+        return {"model": self.name, "base_weights": self.start_provenance.describe(),
+                "base_sha256": self.start_provenance.sha256, "train_blocks": list(self.spec.train_blocks)}
+
+    def validate(self, images: Sequence[tuple[str, Tensor]], tuned: dict[str, Tensor],
+                 device: torch.device | str = "cpu", examples: int = EXAMPLES
+                 ) -> tuple[list[dict[str, Any]], list[tuple[str, np.ndarray]]]:
+        """Held-out images colorized from their L with the starting and the fine-tuned weights.
+
+        Args:
+            images: ``(name, (3, H, W) uint8)`` held-out colour images.
+            tuned: the trained state_dict.
+            examples: how many side-by-side strips to return.
+        Returns:
+            ``(rows, strips)``: one row per image and weights (``start``, ``tuned``, and
+            ``grey`` for the grey baseline) with PSNR, SSIM, ab error, colourfulness and its
+            difference to the truth; and for the first ``examples`` images a strip
+            ``grey input | start | tuned | truth`` (``(H, 4W, 3)`` uint8).
+        """
+        rows, strips = [], []
+        models = {"start": Colorizer.from_state_dict(self.name, self.start_state, self.start_provenance, device=device),
+                  "tuned": Colorizer.from_state_dict(self.name, tuned, self.start_provenance, device=device)}
+        for name, image in images:
+            rgb = image[None].float().to(device) / 255.0
+            truth = to_uint8_hwc(rgb)
+            grey = color.l_to_gray(color.rgb_to_l(rgb))
+            outputs = {which: to_uint8_hwc(model(grey)) for which, model in models.items()}
+            outputs["grey"] = to_uint8_hwc(grey.expand(-1, 3, -1, -1))
+            if len(strips) < examples:
+                strips.append((name, np.concatenate([outputs["grey"], outputs["start"], outputs["tuned"], truth], 1)))
+            for which, pred in outputs.items():
+                q = quality.evaluate_pair(pred, truth)
+                rows.append({"sample": name, "weights": which, "psnr": q.psnr if math.isfinite(q.psnr) else None,
+                             "ssim": q.ssim, "ab_error": q.ab_error, "colorfulness": q.colorfulness_pred,
+                             "delta_colorfulness": q.delta_colorfulness})
+        return rows, strips
+
+
+def load_start(manifest: TrainManifest) -> ModelWeights | None:
+    """The verified weights a run starts from (in the driver, before any worker starts).
+
+    Returns:
+        ``None`` when the run starts from generated untrained weights.
+    Raises:
+        colorstyle_core.loader.WeightsError: not found, or the hash does not match.
+    """
+    spec = manifest.train
+    if isinstance(spec, ColorizerTraining):
+        if spec.untrained_init:
+            return None
+        name, ref, key_filter = spec.model, spec.init_weights, None
+    else:
+        raise ValueError(f"unknown training kind {spec.kind!r}")
+    state_dict, resolved = loader.load_verified_state_dict(get_spec(name), manifest.weights_source(ref),
+                                                           key_filter=key_filter)
+    return ModelWeights.from_state_dict(name, state_dict, Provenance.from_resolved(name, resolved))
+
+
+def make_task(manifest: TrainManifest, start: ModelWeights | None) -> ColorizerTask:
+    """The task a manifest's ``train.kind`` names."""
+    if manifest.train.kind == "colorizer":
+        return ColorizerTask(manifest, start)
+    raise ValueError(f"unknown training kind {manifest.train.kind!r}")
