@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from colorstyle_core import color
-from colorstyle_core.devices import resolve_device
+from colorstyle_core.devices import Precision, autocast, resolve_device
 from colorstyle_core.hints import ColorHints, rasterize
 from colorstyle_core.loader import WeightsSource, load_strict, load_weights
 from colorstyle_core.models import build
@@ -63,6 +63,7 @@ class Colorizer:
         self.provenance = provenance
         self.gamut: color.GamutMode = gamut
         self.supports_hints = spec.name == "siggraph17"
+        self.precision: Precision = "fp32"  # execution.precision (devices.autocast: CUDA only)
 
     @classmethod
     def from_weights(
@@ -126,6 +127,13 @@ class Colorizer:
         """``(N, C, H, W)`` sRGB/gray in [0, 1] -> ``(N, 1, h, w)`` L at network size."""
         small = resize_like_pil_bicubic(image, self.contract.net_size)
         return color.rgb_to_l(small)
+
+    def _network(self, net_l: Tensor, hint_ab: Tensor | None, hint_mask: Tensor | None) -> Tensor:
+        """The network alone: ``(N, 1, h, w)`` L in, ``(N, 2, h', w')`` float32 ab out (mixed precision on
+        GPUs when ``precision`` asks for it; the Lab maths around it stays float32)."""
+        with autocast(net_l.device, self.precision):
+            ab = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
+        return ab.float()
 
     def _hint_tensors(self, hints: Sequence[ColorHints | None] | None, sizes: Sequence[tuple[int, int]]
                       ) -> tuple[Tensor | None, Tensor | None]:
@@ -199,7 +207,7 @@ class Colorizer:
         net_l = torch.cat([self._network_l(b) for b in batches])
         sizes = [tuple(b.shape[-2:]) for b in batches for _ in range(b.shape[0])]
         hint_ab, hint_mask = self._hint_tensors(hints, sizes)
-        ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
+        ab_small = self._network(net_l, hint_ab, hint_mask)
         out, k = [], 0
         for b in batches:
             n = b.shape[0]
@@ -229,7 +237,7 @@ class Colorizer:
         net_h, net_w = self.contract.net_size
         net_l = color.rgb_to_l(resize_like_pil_bicubic_banded(image, (net_h, net_w), band_rows).to(self.device))
         hint_ab, hint_mask = self._hint_tensors(None if hints is None else [hints], [(h, w)])
-        ab_small = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
+        ab_small = self._network(net_l, hint_ab, hint_mask)
         wy, wx = resize_matrix(net_h, h, "bilinear"), resize_matrix(net_w, w, "bilinear")
         for r0, r1 in bands(h, band_rows):
             band = band_as_float(image, r0, r1, self.device)

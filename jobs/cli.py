@@ -42,19 +42,26 @@ def _validate_offline(manifest: Manifest, console: Console) -> int:
 
     pipe = manifest.pipeline
     console.print(f"[bold]job[/bold] {manifest.resolved_job_id}: manifest valid (schema, keys and values)")
+    style = pipe.stylize
+    generated = " (generated UNTRAINED weights: pipeline.untrained_weights)" if pipe.untrained_weights else ""
     for step, name, weights in (("colorize", pipe.colorize.model if pipe.colorize else None,
                                  pipe.colorize.weights if pipe.colorize else None),
-                                ("stylize", pipe.stylize.arch if pipe.stylize else None,
-                                 pipe.stylize.weights if pipe.stylize else None)):
+                                ("stylize", style.arch if style and style.method == "gatys" else None,
+                                 style.weights if style else None)):
         if name is None:
             continue
         spec = get_spec(name)
         where = weights.uri if weights and weights.uri else f"the cache, else {spec.url}"
-        generated = " (generated UNTRAINED weights: pipeline.untrained_weights)" if pipe.untrained_weights else ""
         console.print(f"  {step}: {name} weights {spec.filename} sha256 {spec.sha256}... from {where}{generated}")
-    if pipe.stylize:
-        console.print(f"  stylize: {len(pipe.stylize.styles)} style image(s), {pipe.stylize.steps or 300} steps "
-                      f"at {pipe.stylize.size} px")
+    if style and style.method == "fast":
+        console.print(f"  stylize: fast network {style.model.uri if style.model else None}{generated}")
+    elif style and style.method == "arbitrary":
+        where = style.model.uri if style.model and style.model.uri else "the cache, else the installed package"
+        console.print(f"  stylize: arbitrary-style networks (sha256 {get_spec('arbitrary-predict').sha256[:8]}..., "
+                      f"{get_spec('arbitrary-transform').sha256[:8]}...) from {where}")
+    if style:
+        steps = f"{style.steps or 300} steps " if style.method == "gatys" else ""
+        console.print(f"  stylize ({style.method}): {len(style.styles)} style image(s), {steps}at {style.size} px")
     if pipe.colorize and pipe.colorize.hints:
         console.print(f"  colorize: hints under {pipe.colorize.hints}")
     console.print(f"  inputs: {len(manifest.inputs)} entr{'y' if len(manifest.inputs) == 1 else 'ies'}; output: "

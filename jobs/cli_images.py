@@ -28,6 +28,7 @@ from colorstyle_core.pipeline import (
 )
 from colorstyle_core.provenance import mark_untrained_logs
 from colorstyle_core.resample import band_as_float
+from colorstyle_core.style.feedforward import ArbitraryStylizer, FastStylizer
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.timing import Stage
@@ -175,26 +176,65 @@ def _write_losses(curves: dict[str, list[float]], uri: str, opts: dict | None) -
     storage.write_bytes_atomic(uri, buf.getvalue().encode(), opts)
 
 
+_GATYS_FLAGS = ("arch", "steps", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "style_scale",
+                "init", "seed", "content_layers", "style_layers", "losses_out")
+
+
+def load_stylizer(args: argparse.Namespace) -> Stylizer | FastStylizer | ArbitraryStylizer:
+    """The stylizer ``--method`` names, with ``--weights`` (a fast checkpoint, or a prefix of the
+    arbitrary networks' ONNX files) or the default weights.
+
+    Raises:
+        UsageError: ``--method fast`` without ``--weights`` or ``--untrained-weights``.
+        colorstyle_core.loader.WeightsError: weights missing or not matching their hash.
+    """
+    if args.method == "fast":
+        if args.weights is None and args.untrained_weights is None:
+            raise UsageError("stylize --method fast needs --weights: the checkpoint colorstyle train wrote")
+        return FastStylizer.from_weights(weights_source(args), device=args.device,
+                                         untrained_seed=args.untrained_weights)
+    if args.method == "arbitrary":
+        return ArbitraryStylizer.from_files(args.weights, storage.parse_options(args.storage_options),
+                                            device=args.device)
+    return Stylizer.from_weights(args.arch or "vgg19", weights_source(args), device=args.device,
+                                 pooling=args.pooling, untrained_seed=args.untrained_weights)
+
+
 def cmd_stylize(args: argparse.Namespace) -> int:
     opts = storage.parse_options(args.storage_options)
+    if args.method != "gatys":
+        given = [f"--{name.replace('_', '-')}" for name in _GATYS_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"stylize: {', '.join(given)} apply to --method gatys only")
+    if len(args.paths) == 2 and args.method == "fast":
+        content, style_list, output = args.paths[0], "", args.paths[1]
+    elif len(args.paths) == 3 and args.method != "fast":
+        content, style_list, output = args.paths
+    elif args.method == "fast":
+        raise UsageError("stylize --method fast takes CONTENT OUTPUT: the style is the trained network's")
+    else:
+        raise UsageError(f"stylize --method {args.method} takes CONTENT STYLE[,STYLE2] OUTPUT")
     config = style_config_from_args(args)
-    style_uris = tuple(uri for uri in args.styles.split(",") if uri)
-    stylizer = Stylizer.from_weights(args.arch, weights_source(args), device=args.device, pooling=args.pooling,
-                                     untrained_seed=args.untrained_weights)
-    step = StylizeStep(style_uris, config, args.arch, args.pooling, args.size, keep_input_size=False)
+    style_uris = tuple(uri for uri in style_list.split(",") if uri)
+    stylizer = load_stylizer(args)
+    step = StylizeStep(style_uris, config, args.arch or "vgg19", args.pooling, args.size, keep_input_size=False,
+                       method=args.method)
     pipeline = FramePipeline(PipelineConfig(stylize=step), stylizer=stylizer,
                              styles=[read_image(uri, opts) for uri in style_uris])
     _announce(pipeline)
-    content = read_image(args.content, opts, args.max_pixels)
-    result = _process(pipeline, content)
+    image = read_image(content, opts, args.max_pixels)
+    result = _process(pipeline, image)
     total = result.curves.get("total", [])
-    log.info("stylized %s at %dx%d: %d steps in %.1f s, loss %.4g -> %.4g", args.content,
-             result.image.shape[-1], result.image.shape[-2], len(total), result.stages[Stage.STYLIZE],
-             total[0] if total else float("nan"), total[-1] if total else float("nan"))
-    _write_image(result.image, args.output, opts, pipeline)
+    if total:
+        log.info("stylized %s at %dx%d: %d steps in %.1f s, loss %.4g -> %.4g", content, result.image.shape[-1],
+                 result.image.shape[-2], len(total), result.stages[Stage.STYLIZE], total[0], total[-1])
+    else:
+        log.info("stylized %s at %dx%d (%s) in %.2f s", content, result.image.shape[-1], result.image.shape[-2],
+                 args.method, result.stages[Stage.STYLIZE])
+    _write_image(result.image, output, opts, pipeline)
     if args.losses_out:
         _write_losses(result.curves, args.losses_out, opts)
-    print(args.output)
+    print(output)
     return 0
 
 
@@ -234,12 +274,14 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     add_weight_flags(p)
     p.set_defaults(func=cmd_colorize)
 
-    p = sub.add_parser("stylize", help="neural style transfer of one image (Gatys et al.)",
-                       description="Stylize CONTENT with one or more STYLE images (comma-separated).")
-    p.add_argument("content")
-    p.add_argument("styles", metavar="STYLE[,STYLE2]")
-    p.add_argument("output")
-    p.add_argument("--arch", choices=VGG_ARCHS, default="vgg19", help="VGG network (default: vgg19)")
+    p = sub.add_parser("stylize", help="neural style transfer of one image (Gatys, fast or arbitrary)",
+                       description="Stylize CONTENT with one or more STYLE images (comma-separated): "
+                       "CONTENT STYLE[,STYLE2] OUTPUT; with --method fast: CONTENT OUTPUT (the network's style).")
+    p.add_argument("paths", nargs="+", metavar="CONTENT [STYLE[,STYLE2]] OUTPUT")
+    p.add_argument("--method", choices=("gatys", "fast", "arbitrary"), default="gatys",
+                   help="gatys: optimisation (best, minutes); fast: a network trained by colorstyle train "
+                   "(--weights); arbitrary: Magenta's arbitrary-style networks, any painting (default: gatys)")
+    p.add_argument("--arch", choices=VGG_ARCHS, default=None, help="VGG network (default: vgg19)")
     p.add_argument("--size", type=int, default=512, help="longer side of the output in px (default: 512; 0 = as is)")
     p.add_argument("--steps", type=int, help="optimiser steps (default: 300)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default: lbfgs")
@@ -256,6 +298,8 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--content-layers", metavar="L1,L2", help="default: relu4_2")
     p.add_argument("--style-layers", metavar="L1,L2", help="default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
     p.add_argument("--pooling", choices=("max", "avg"), default="max", help="VGG pooling (default: max)")
+    p.epilog = ("--weights: gatys: the VGG checkpoint; fast: the trained network's checkpoint; arbitrary: a "
+                "prefix holding arbitrary_predict.onnx and arbitrary_transform.onnx (default: the installed copies)")
     p.add_argument("--losses-out", metavar="URI", help="write the per-step loss curve as CSV")
     add_weight_flags(p)
     p.set_defaults(func=cmd_stylize)

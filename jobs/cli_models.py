@@ -25,13 +25,16 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     for spec in REGISTRY.values():
         extra = f"  layers: {', '.join(n for n in layer_names(spec.name) if n.startswith('relu'))}" \
             if spec.kind == "vgg" else ""
-        print(f"{spec.name:11s} {spec.kind:9s} {spec.reference}{extra}")
+        print(f"{spec.name:19s} {spec.kind:15s} {spec.reference}{extra}")
     return 0
 
 
 def cmd_weights_list(args: argparse.Namespace) -> int:
     cache = loader.default_cache_dir()
     for spec in REGISTRY.values():
+        if not spec.url:
+            print(f"{spec.name:11s} (trained by colorstyle train; give its URI)\n{'':11s} {spec.reference}")
+            continue
         cached = (cache / spec.filename).is_file()
         print(f"{spec.name:11s} {spec.filename:42s} sha256:{spec.sha256}  {'cached' if cached else 'not cached'}"
               f"\n{'':11s} {spec.url}\n{'':11s} licence: {spec.license}")
@@ -50,7 +53,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``models`` and ``weights``."""
     models = sub.add_parser("models", help="network architectures").add_subparsers(dest="models_cmd", required=True)
     p = models.add_parser("layout", help="print a checkpoint's state_dict layout")
-    p.add_argument("name", choices=list(REGISTRY))
+    p.add_argument("name", choices=[n for n, s in REGISTRY.items() if s.kind != "arbitrary-style"])
     p.add_argument("--json", action="store_true", help="as [[key, [shape...], dtype], ...]")
     p.set_defaults(func=cmd_models_layout)
     p = models.add_parser("list", help="list the architectures")
@@ -63,7 +66,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p = weights.add_parser("fetch", help="verify a checkpoint and copy it into a cache dir or bucket",
                            description="Resolve NAME (--from URI, else the cache, else the published URL), "
                            "verify its sha256 and write it to --to (a directory/prefix or a .pth URI).")
-    p.add_argument("name", choices=list(REGISTRY))
+    p.add_argument("name", choices=[n for n, s in REGISTRY.items() if s.url])
     p.add_argument("--to", required=True, metavar="URI", help="e.g. ~/.cache/colorstyle or s3://bucket/weights/")
     p.add_argument("--from", dest="source", metavar="URI", help="take the file from here instead")
     p.add_argument("--sha256", metavar="HEX", help="full sha256 of --from when it is not the published file")

@@ -24,6 +24,7 @@ from colorstyle_core import imageio, loader, storage
 from colorstyle_core.models.vgg import vgg_features_only
 from colorstyle_core.pipeline import ModelWeights
 from colorstyle_core.provenance import Provenance, mark_untrained_logs, unmark_untrained_logs
+from colorstyle_core.style.feedforward import arbitrary_model_files
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
 from colorstyle_core.weights import get_spec
 from jobs.actor import PipelineActor
@@ -148,18 +149,26 @@ def load_weights(manifest: Manifest) -> tuple[ModelWeights | None, ModelWeights 
         loader.WeightsError: with the clear message naming the file and how to provide it.
     """
     pipe = manifest.pipeline
-    payloads: list[ModelWeights | None] = []
-    for step, name, key_filter in (
-        (pipe.colorize, pipe.colorize.model if pipe.colorize else None, None),
-        (pipe.stylize, pipe.stylize.arch if pipe.stylize else None, vgg_features_only),
-    ):
-        if step is None or pipe.untrained_weights:
-            payloads.append(None)
-            continue
-        state_dict, resolved = loader.load_verified_state_dict(
-            get_spec(name), manifest.weights_source(step.weights), key_filter=key_filter)
-        payloads.append(ModelWeights.from_state_dict(name, state_dict, Provenance.from_resolved(name, resolved)))
-    return payloads[0], payloads[1]
+    colorizer = stylizer = None
+    if (c := pipe.colorize) is not None and not pipe.untrained_weights:
+        colorizer = _verified(manifest, c.model, c.weights)
+    if (st := pipe.stylize) is not None:
+        if st.method == "arbitrary":  # real weights even for smoke runs: they are installed with colorstyle
+            files, provenance = arbitrary_model_files(st.model.uri if st.model else None, manifest.storage_options)
+            stylizer = ModelWeights.from_files("arbitrary-style", files, provenance)
+        elif pipe.untrained_weights:
+            pass
+        elif st.method == "fast":
+            stylizer = _verified(manifest, "fast-stylizer", st.model)
+        else:
+            stylizer = _verified(manifest, st.arch, st.weights, vgg_features_only)
+    return colorizer, stylizer
+
+
+def _verified(manifest: Manifest, name: str, ref, key_filter=None) -> ModelWeights:
+    state_dict, resolved = loader.load_verified_state_dict(get_spec(name), manifest.weights_source(ref),
+                                                           key_filter=key_filter)
+    return ModelWeights.from_state_dict(name, state_dict, Provenance.from_resolved(name, resolved))
 
 
 def _check_styles(manifest: Manifest) -> None:
@@ -317,26 +326,32 @@ def _remove_empty_staging(manifest: Manifest, job_id: str) -> None:
         log.warning("could not remove empty staging prefix %s: %s", root, e)
 
 
+def worker_spec(manifest: Manifest, job_id: str, run_id: str) -> WorkerSpec:
+    """What every actor of this job needs to know (also what the benchmark's in-process actor path uses)."""
+    ex = manifest.execution
+    return WorkerSpec(
+        job_id=job_id, run_id=run_id, pipeline=manifest.pipeline.frame_pipeline(),
+        untrained_seed=0 if manifest.pipeline.untrained_weights else None,
+        storage_options=manifest.storage_options, output_storage_options=manifest.output_storage_options,
+        batch_size=ex.batch_size, video_crf=manifest.output.video_crf, video_preset=manifest.output.video_preset,
+        cpu_threads=max(1, int(ex.cpus_per_actor)), measure_consistency=manifest.metrics.video_consistency,
+        reencode_videos=manifest.reencode_videos, max_pixels=ex.max_pixels, precision=ex.precision,
+        overlap_io=ex.overlap_io,
+    )
+
+
 def _run_pool(manifest: Manifest, plan: Plan, store: MetricsStore, done: DoneState,
               colorizer_weights: ModelWeights | None, stylizer_weights: ModelWeights | None,
               options: RunOptions, run_id: str, console: Console, report: RunReport) -> Scheduler:
     ex = manifest.execution
-    threads = max(1, int(ex.cpus_per_actor))
-    spec = WorkerSpec(
-        job_id=store.job_id, run_id=run_id, pipeline=manifest.pipeline.frame_pipeline(),
-        untrained_seed=0 if manifest.pipeline.untrained_weights else None,
-        storage_options=manifest.storage_options, output_storage_options=manifest.output_storage_options,
-        batch_size=ex.batch_size, video_crf=manifest.output.video_crf, video_preset=manifest.output.video_preset,
-        cpu_threads=threads, measure_consistency=manifest.metrics.video_consistency,
-        reencode_videos=manifest.reencode_videos, max_pixels=ex.max_pixels,
-    )
+    spec = worker_spec(manifest, store.job_id, run_id)
     refs = {"colorizer": ray.put(colorizer_weights) if colorizer_weights else None,
             "stylizer": ray.put(stylizer_weights) if stylizer_weights else None}
     board_name = f"colorstyle-board-{run_id}"  # actors find it by name: a handle argument draws Ray's warning
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # lives with the driver
     board = ray.remote(JobBoard).options(name=board_name, num_cpus=0, max_restarts=0,
                                          scheduling_strategy=here).remote(refs)
-    actors, report.actors = start_pool(options.actor_class, ex, (spec, threads, board_name),
+    actors, report.actors = start_pool(options.actor_class, ex, (spec, spec.cpu_threads, board_name),
                                        options.actor_ready_timeout_s)
     report.pool_ready_at = time.time()
     for a in report.actors:

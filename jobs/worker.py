@@ -14,7 +14,9 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -52,6 +54,9 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = (VideoError, imageio.ImageDecodeError, HintsError)
 """Errors caused by the input itself: retrying cannot help."""
 
+ENCODE_AHEAD = 2
+"""Batches of processed frames that may wait for the encoder (memory bound of the overlap)."""
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -69,6 +74,9 @@ class WorkerSpec:
         measure_consistency: measure E_warp of every assembled video.
         reencode_videos: stage frame ranges losslessly and encode each video once at assembly.
         max_pixels: stills with more pixels are refused from their header, before decoding.
+        precision: ``fp32``, ``bf16`` or ``fp16`` for the networks on CUDA (:func:`colorstyle_core.devices.autocast`).
+        overlap_io: decode the next batch and encode the previous one on their own threads while the
+            network runs (off: one after the other, for comparisons).
     """
 
     job_id: str
@@ -85,6 +93,8 @@ class WorkerSpec:
     measure_consistency: bool = False
     reencode_videos: bool = False
     max_pixels: int | None = None
+    precision: str = "fp32"
+    overlap_io: bool = True
 
 
 HINT_TRACK_SCHEMA = pa.schema([
@@ -133,6 +143,17 @@ def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
         yield items[i : i + n]
 
 
+class _Overlap(ThreadPoolExecutor):
+    """One background thread (decode, or encode) whose queued work is cancelled when the block fails."""
+
+    def __init__(self, name: str):
+        super().__init__(1, thread_name_prefix=name)
+
+    def __exit__(self, exc_type, exc, tb):
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
+
+
 def _take(it: Iterator, n: int) -> list:
     out = []
     for item in it:
@@ -167,7 +188,7 @@ class UnitProcessor:
         styles = [self._read_image(uri) for uri in style_step.styles] if style_step else []  # once per actor
         self.pipeline = FramePipeline.build(spec.pipeline, styles, colorizer_weights=colorizer_weights,
                                             stylizer_weights=stylizer_weights, untrained_seed=spec.untrained_seed,
-                                            device=spec.device)
+                                            device=spec.device, precision=spec.precision)  # type: ignore[arg-type]
         self.untrained = self.pipeline.untrained
         self.description = f"colorstyle job {spec.job_id}: {self.pipeline.weights_text}"
         self.on_progress: Callable[[str, int], None] | None = None  # (unit attempt key, frames done so far)
@@ -382,17 +403,32 @@ class UnitProcessor:
 
     # ---- video ---------------------------------------------------------------------------
 
-    def _processed(self, frames: Iterator, unit: FrameRange, timer: StageTimer) -> Iterator[_Written]:
-        """Decoded frames, a batch at a time, through the pipeline's sequence for this range."""
+    def _processed(self, frames: Iterator, unit: FrameRange, timer: StageTimer,
+                   decoder: _Overlap) -> Iterator[_Written]:
+        """Decoded frames, a batch at a time, through the pipeline's sequence for this range.
+
+        The next batch is decoded on ``decoder``'s thread while the network works on this one
+        (PyAV releases the GIL while it decodes), so at most two batches are decoded ahead.
+        """
         sequence = self.pipeline.sequence(unit.handoff_start, unit.stop)
         with timer(Stage.READ):
             hints = self._range_hints(unit) if unit.hints else {}
+        batch_size = self.spec.batch_size
+
+        def decode_batch() -> tuple[list[tuple[int, torch.Tensor]], float]:
+            start = time.perf_counter()
+            batch = [(i, _frame_tensor(rgb)) for i, rgb in _take(frames, batch_size)]
+            return batch, time.perf_counter() - start
+
+        pending = decoder.submit(decode_batch)
         while True:
-            with timer(Stage.DECODE):
-                batch = [(i, _frame_tensor(rgb)) for i, rgb in _take(frames, self.spec.batch_size)]
+            batch, decode_s = pending.result()
             if not batch:
                 return
-            decode = scaled(timer.take(), 1.0 / len(batch))
+            pending = decoder.submit(decode_batch)  # overlaps with the network below
+            if not self.spec.overlap_io:
+                pending.result()  # serial (for comparisons): decode finishes before the network starts
+            decode = {Stage.DECODE: decode_s / len(batch)}
             frame_hints = [hints.get(i) for i, _ in batch] if hints else None
             results = sequence.process([i for i, _ in batch], torch.cat([t for _, t in batch]), frame_hints)
             for (index, _), result in zip(batch, results):
@@ -466,22 +502,34 @@ class UnitProcessor:
         with tempfile.TemporaryDirectory(prefix="colorstyle-") as tmp:
             local_segment = os.path.join(tmp, "segment.mkv")
             opened = time.perf_counter()
-            with storage.open_source(unit.video_uri, self.spec.storage_options) as source:
+            # decode, network and encode overlap: the executors sit inside the source and the writer, so
+            # they have stopped (queued work cancelled on an error) before either is closed
+            with storage.open_source(unit.video_uri, self.spec.storage_options) as source, \
+                    _Overlap("decode") as decoder:
                 read_s = time.perf_counter() - opened
                 frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
                 with SegmentWriter(local_segment, unit.info, crf=self.spec.video_crf, preset=self.spec.video_preset,
                                    metadata={"comment": self.description}, threads=self.spec.cpu_threads,
-                                   intermediate=self.spec.reencode_videos) as writer:
-                    for frame in self._processed(frames, unit, timer):
+                                   intermediate=self.spec.reencode_videos) as writer, _Overlap("encode") as encoder:
+
+                    def encode(frame: _Written) -> None:  # on the encoder's thread, frames in order
+                        start = time.perf_counter()
+                        writer.write(imageio.to_uint8_hwc(frame.result.image), frame.index)
+                        frame.stages = added(frame.stages, {Stage.ENCODE: time.perf_counter() - start})
+
+                    in_flight: deque[Future] = deque()
+                    for frame in self._processed(frames, unit, timer, decoder):
                         if frame.index < unit.write_start:
                             continue  # warm-up frame: its output belongs to the previous range
-                        t = self._timer()
-                        with t(Stage.ENCODE):
-                            writer.write(imageio.to_uint8_hwc(frame.result.image), frame.index)
-                        frame.stages = added(frame.stages, t.seconds)
+                        in_flight.append(encoder.submit(encode, frame))
                         written.append(frame)
+                        ahead = ENCODE_AHEAD * self.spec.batch_size if self.spec.overlap_io else 0
+                        while len(in_flight) > ahead:  # bounded memory
+                            in_flight.popleft().result()
                         if len(written) % self.spec.batch_size == 0:
                             self._report(len(written))
+                    for future in in_flight:
+                        future.result()  # raises the encoder's error, if any
                     encode_flush = time.perf_counter()
             write_start = time.perf_counter()
             storage.copy_file_atomic(local_segment, unit.segment_uri, self.spec.output_storage_options)

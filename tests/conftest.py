@@ -103,3 +103,17 @@ def s3(s3_server, request):
     fs.mkdir(bucket)
     yield f"s3://{bucket}", opts
     fs.rm(bucket, recursive=True)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray with 4 logical CPUs (two training workers and Ray Train's own actors), unless one runs."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
+    yield
+    if started:
+        ray.shutdown()

@@ -233,17 +233,6 @@ def data(shared, tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "archive": root / "archive", "held": root / "held"}
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _manifest(data: dict[str, Path], out: Path, *, steps: int, every: int, extra: str = "") -> str:
     return textwrap.dedent(f"""
         train:

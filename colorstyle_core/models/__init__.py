@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from colorstyle_core.models.eccv16 import ECCV16Colorizer
+from colorstyle_core.models.johnson import TransformerNet
 from colorstyle_core.models.siggraph17 import SIGGRAPH17Colorizer
 from colorstyle_core.models.vgg import VGG, VGGFeatures, layer_names, vgg_features_only
 from colorstyle_core.weights import LabContract, get_spec
@@ -21,9 +22,13 @@ def build(name: str) -> nn.Module:
     """A freshly initialised network with the published checkpoint's architecture.
 
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name, or weights that are not a torch network (ONNX).
     """
     spec = get_spec(name)
+    if spec.kind == "fast-stylizer":
+        return TransformerNet()
+    if spec.kind == "arbitrary-style":
+        raise ValueError(f"{name} is an ONNX model, not a torch network")
     if name == "eccv16":
         assert isinstance(spec.preprocess, LabContract)
         return ECCV16Colorizer(spec.preprocess)
@@ -49,6 +54,7 @@ def layout(name: str) -> Layout:
 __all__ = [
     "ECCV16Colorizer",
     "SIGGRAPH17Colorizer",
+    "TransformerNet",
     "VGG",
     "VGGFeatures",
     "build",

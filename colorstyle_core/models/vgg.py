@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from colorstyle_core.devices import Precision, autocast
 from colorstyle_core.weights import ImageNetContract
 
 _CONVS_PER_BLOCK = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -127,6 +128,7 @@ class VGGFeatures(nn.Module):
         self.features = _features(arch, pooling)
         self.register_buffer("mean", torch.tensor(contract.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(contract.std).view(1, 3, 1, 1), persistent=False)
+        self.precision: Precision = "fp32"  # execution.precision; applies on CUDA (devices.autocast)
         self.requires_grad_(False)
         self.eval()
 
@@ -151,10 +153,11 @@ class VGGFeatures(nn.Module):
         self.check_layers(wanted)
         out: dict[str, Tensor] = {}
         x = (images - self.mean) / self.std
-        for name, module in zip(self.names, self.features):
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
+        with autocast(x.device, self.precision):
+            for name, module in zip(self.names, self.features):
+                x = module(x)
+                if name in wanted:
+                    out[name] = x.float() if x.dtype != images.dtype else x  # Gram matrices and losses in fp32
+                    if len(out) == len(wanted):
+                        break
         return out

@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 STRIP_PX = 880
 """Longer side of an embedded held-out strip, in pixels."""
 METRIC_LABELS = (("psnr", "PSNR dB", True), ("ssim", "SSIM", True), ("ab_error", "ab error", False),
-                 ("delta_colorfulness", "ΔCF", None))
+                 ("delta_colorfulness", "ΔCF", None), ("style_loss", "style loss", False),
+                 ("content_loss", "content loss", False))
 """(column, heading, whether higher is better; ``None``: closer to 0 is better)."""
+
+BASELINES = {"colorizer": ("grey", "grey baseline (no colour)"), "stylizer": ("input", "the input as is (no style)")}
+"""The reference row of each kind's held-out table."""
+STRIP_PANELS = {"colorizer": "grey input · starting weights · trained weights · truth",
+                "stylizer": "input · starting network · trained network"}
 
 
 def is_training_output(prefix: str, storage_options: dict | None = None) -> bool:
@@ -63,16 +69,18 @@ def _comparison(validation: pa.Table, summary: dict[str, Any]) -> str:
         return ("<p class='muted'>No held-out samples (train.validation is 0, or every held-out file was "
                 "skipped).</p>")
     rows = validation.to_pylist()
-    means = {w: {c: mean_of(r[c] for r in rows if r["weights"] == w) for c, _, _ in METRIC_LABELS}
-             for w in ("start", "tuned", "grey")}
-    head = "".join(f"<th class='n'>{esc(label)}</th>" for _, label, _ in METRIC_LABELS)
+    labels = [m for m in METRIC_LABELS if any(r[m[0]] is not None for r in rows)]
+    baseline, baseline_name = BASELINES.get(summary.get("kind", "colorizer"), BASELINES["colorizer"])
+    kinds = ("start", "tuned", baseline)
+    means = {w: {c: mean_of(r[c] for r in rows if r["weights"] == w) for c, _, _ in labels} for w in kinds}
+    head = "".join(f"<th class='n'>{esc(label)}</th>" for _, label, _ in labels)
     body = []
-    names = {"start": "starting weights", "tuned": "trained weights", "grey": "grey baseline (no colour)"}
-    for w in ("start", "tuned", "grey"):
+    names = {"start": "starting weights", "tuned": "trained weights", baseline: baseline_name}
+    for w in kinds:
         cells = []
-        for c, _, _ in METRIC_LABELS:
+        for c, _, _ in labels:
             cls = _better(c, means["start"][c], means["tuned"][c]) if w == "tuned" else ""
-            cells.append(f"<td class='n {cls}'>{fmt(means[w][c], '.3f')}</td>")
+            cells.append(f"<td class='n {cls}'>{fmt(means[w][c], '.4g')}</td>")
         body.append(f"<tr><td>{esc(names[w])}</td>{''.join(cells)}</tr>")
     samples = len({r["sample"] for r in rows})
     table = (f"<table id='validation'><tr><th>weights (mean of {samples} held-out sample"
@@ -80,9 +88,9 @@ def _comparison(validation: pa.Table, summary: dict[str, Any]) -> str:
     per = []
     for sample in sorted({r["sample"] for r in rows}):
         by = {r["weights"]: r for r in rows if r["sample"] == sample}
-        cells = "".join(f"<td class='n'>{fmt(by.get('start', {}).get(c), '.2f')} → "
+        cells = "".join(f"<td class='n'>{fmt(by.get('start', {}).get(c), '.4g')} → "
                         f"<span class='{_better(c, by.get('start', {}).get(c), by.get('tuned', {}).get(c))}'>"
-                        f"{fmt(by.get('tuned', {}).get(c), '.2f')}</span></td>" for c, _, _ in METRIC_LABELS)
+                        f"{fmt(by.get('tuned', {}).get(c), '.4g')}</span></td>" for c, _, _ in labels)
         per.append(f"<tr><td>{esc(sample)}</td>{cells}</tr>")
     detail = (f"<details><summary>Per sample (start → trained)</summary><table><tr><th>sample</th>{head}</tr>"
               f"{''.join(per)}</table></details>")
@@ -101,8 +109,8 @@ def _examples(summary: dict[str, Any], opts, problems: list[str]) -> str:
             problems.append(f"{ex['uri']}: {type(e).__name__}: {e}")
             continue
         figures.append(f"<figure class='item'><img src='{src}' alt='{esc(ex['sample'])}' style='max-height:none'>"
-                       f"<figcaption>{esc(ex['sample'])}: grey input · starting weights · trained weights · "
-                       "truth</figcaption></figure>")
+                       f"<figcaption>{esc(ex['sample'])}: "
+                       f"{STRIP_PANELS.get(summary.get('kind', 'colorizer'), '')}</figcaption></figure>")
     if not figures:
         return ""
     return "<h2 id='samples'>Held-out samples</h2>" + "".join(figures)
@@ -180,9 +188,14 @@ def build_training_report(prefix: str, out: str | None = None, storage_options: 
                     "and its running mean; the dotted line is the learning rate. Right: samples per second, per "
                     "worker and in all.</p></div>")
     body.append("<h2 id='comparison'>Held-out validation: starting vs trained weights</h2>"
-                "<p class='lead'>Held-out files (never trained on, not even other frames of their shot) colorized "
-                "from their lightness with the starting and the trained weights, compared with the truth. Green: "
-                "the trained weights do better.</p>" + _comparison(validation, summary))
+                "<p class='lead'>" + (
+                    "Held-out files (never trained on, not even other frames of their shot) stylized by the "
+                    "starting and the trained network at the training size, with their weighted style and content "
+                    "losses (the training objective); the input itself is the no-style reference. "
+                    if summary.get("kind") == "stylizer" else
+                    "Held-out files (never trained on, not even other frames of their shot) colorized from their "
+                    "lightness with the starting and the trained weights, compared with the truth. ")
+                + "Green: the trained weights do better.</p>" + _comparison(validation, summary))
     body.append(examples)
     manifest = summary.get("manifest")
     if manifest:

@@ -12,6 +12,7 @@ one, and a finished run started again writes nothing. The driver holds no model 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,11 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 from rich.console import Console
 from rich.table import Table
 
-from colorstyle_core import loader, storage
+from colorstyle_core import imageio, loader, storage
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.training.data import Source, split_by_file
 from jobs.exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
@@ -150,13 +152,18 @@ def _ray_storage(paths: TrainPaths) -> tuple[str, Any]:
 
 
 def _scaling(manifest: TrainManifest):
-    """Ray Train's scaling: one GPU per worker when the cluster has them (``auto``), else CPUs only."""
+    """Ray Train's scaling: one GPU per worker when the cluster has one for every worker (``auto``), else
+    CPUs only (a group that waited for GPUs it cannot get would never start)."""
     from ray.train import ScalingConfig
 
     ex = manifest.execution
     gpus = ex.gpus_per_worker
     if gpus == "auto":
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        available = ray.cluster_resources().get("GPU", 0)
+        gpus = 1.0 if available >= ex.workers else 0.0
+        if 0 < available < ex.workers:
+            log.warning("%g GPU(s) for %d workers: training on CPUs (set execution.workers to the GPU count, or "
+                        "gpus_per_worker to a fraction)", available, ex.workers)
     resources = {"CPU": ex.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     return ScalingConfig(num_workers=ex.workers, use_gpu=bool(gpus), resources_per_worker=resources)
 
@@ -184,12 +191,33 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"  [yellow]skipped[/yellow] {s['uri']}: {s['reason']}")
     if summary.get("validation"):
         table = Table(title=f"held-out validation ({summary.get('validation_samples', 0)} samples)")
-        for col in ("weights", "PSNR dB", "SSIM", "ab error", "ΔCF"):
-            table.add_column(col, justify="right" if col != "weights" else "left")
+        keys = list(next(iter(summary["validation"].values())))
+        table.add_column("weights")
+        for key in keys:
+            table.add_column(key.replace("_", " "), justify="right")
         for which, m in summary["validation"].items():
-            table.add_row(which, *(f"{m[k]:.3f}" for k in ("psnr", "ssim", "ab_error", "delta_colorfulness")))
+            table.add_row(which, *(f"{m[k]:.4g}" if k in m else "" for k in keys))
         console.print(table)
     console.print(f"checkpoint: {summary['checkpoint']}")
+
+
+def load_styles(manifest: TrainManifest) -> list[tuple[str, str, np.ndarray]]:
+    """The style images of a stylizer run, read and decoded in the driver: ``(uri, sha256, (H, W, 3) uint8)``.
+
+    Raises:
+        TrainingError: a style image that cannot be read or decoded (names it and why).
+    """
+    spec = manifest.train
+    out = []
+    for uri in getattr(spec, "styles", ()):
+        try:
+            data = storage.read_bytes(uri, manifest.storage_options)
+            decoded = imageio.decode_image(data, uri)
+        except (FileNotFoundError, OSError, imageio.ImageDecodeError) as e:
+            raise TrainingError(f"style image {uri}: {e}") from None
+        pixels = decoded.pixels if decoded.pixels.shape[2] == 3 else np.repeat(decoded.pixels, 3, axis=2)
+        out.append((uri, hashlib.sha256(data).hexdigest(), np.round(pixels * 255.0).astype(np.uint8)))
+    return out
 
 
 def _already_done(manifest: TrainManifest, paths: TrainPaths) -> dict[str, Any] | None:
@@ -246,6 +274,7 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
         report.plan = plan
         print_plan(manifest, plan, console)
         start = load_start(manifest)
+        styles = load_styles(manifest)
         if options.dry_run:
             return report
         _check_writable(paths, report.run)
@@ -263,6 +292,7 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
         config = {
             "manifest": manifest.model_dump(mode="json"),
             "start": ray.put(start) if start is not None else None,
+            "styles": ray.put(styles) if styles else None,
             "train": [[s.uri, s.kind] for s in plan.train],
             "validation": [[s.uri, s.kind] for s in plan.validation],
             "skipped": list(plan.skipped),

@@ -80,7 +80,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     torch.manual_seed(spec.seed)
     start_weights = ray.get(config["start"]) if config.get("start") is not None else None
-    task = make_task(manifest, start_weights)
+    styles = ray.get(config["styles"]) if config.get("styles") is not None else ()
+    task = make_task(manifest, start_weights, styles)
 
     sources = [Source(uri, kind) for uri, kind in config["train"]]
     mine = sources[rank::world] or sources  # more workers than files: every worker reads them all
@@ -208,12 +209,11 @@ def _finish(task, manifest: TrainManifest, paths: TrainPaths, rows: list, skippe
             uri = paths.example(k, name)
             storage.write_bytes_atomic(uri, imageio.encode_image(strip, uri), paths.options)
             examples.append({"sample": name, "uri": uri})
-    means = {}
-    for which in ("start", "tuned", "grey"):
+    means: dict[str, dict[str, float]] = {}
+    for which in dict.fromkeys(r["weights"] for r in validation):  # start, tuned, and the baseline
         picked = [r for r in validation if r["weights"] == which]
-        if picked:
-            means[which] = {k: sum(r[k] for r in picked if r[k] is not None) / len(picked)
-                            for k in ("psnr", "ssim", "ab_error", "delta_colorfulness")}
+        keys = [k for k in picked[0] if k not in ("sample", "weights") and picked[0][k] is not None]
+        means[which] = {k: sum(r[k] for r in picked if r[k] is not None) / len(picked) for k in keys}
     summary = {"run": manifest.run_name, "kind": spec.kind, "model": task.name, "checkpoint": checkpoint_uri,
                "steps": spec.steps, "workers": world, "first_loss": rows[0]["loss"] if rows else None,
                "final_loss": rows[-1]["loss"] if rows else None,

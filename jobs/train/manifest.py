@@ -117,10 +117,11 @@ class StylizerTraining(_Common):
         untrained_vgg: generated UNTRAINED VGG weights (smoke runs, tests).
         content_weight, style_weight, tv_weight: the loss weights (Gatys' losses as the
             stylizer defines them).
-        content_layers, style_layers: VGG layers by name.
-        temporal_weight: weight of a flow-warped consistency loss between consecutive
-            frames of the training videos (ReCoNet / Ruder et al.); 0 = off.
-        channels: the transformer network's width (32 as Johnson et al.).
+        content_layers, style_layers: VGG layers by name (defaults: Johnson et al.'s, on VGG16).
+        channels: the transformation network's width (32 as Johnson et al.).
+
+    A temporal loss during training (flow-warped consistency of consecutive frames) is not
+    implemented; films get flow-guided blending when the network is applied.
     """
 
     kind: Literal["stylizer"]
@@ -131,10 +132,9 @@ class StylizerTraining(_Common):
     untrained_vgg: bool = False
     content_weight: float = Field(1.0, ge=0)
     style_weight: float = Field(1e5, ge=0)
-    tv_weight: float = Field(1e-6, ge=0)
+    tv_weight: float = Field(1.0, ge=0)
     content_layers: list[str] = Field(default_factory=lambda: ["relu2_2"])
     style_layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
-    temporal_weight: float = Field(0.0, ge=0)
     channels: int = Field(32, ge=4)
     lr: float = Field(1e-3, gt=0)
     schedule: Literal["constant", "cosine", "step"] = "constant"
@@ -159,7 +159,7 @@ class TrainExecution(_Model):
 
     Attributes:
         workers: data-parallel workers (Ray Train, one process each).
-        gpus_per_worker: 1 per worker when the cluster has GPUs (``auto``), else CPU.
+        gpus_per_worker: 1 per worker when the cluster has a GPU for every worker (``auto``), else CPU.
         cpus_per_worker: CPU cores per worker (its torch threads).
         max_failures: worker failures Ray Train recovers from (from the last checkpoint).
     """

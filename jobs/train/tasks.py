@@ -18,13 +18,16 @@ from torch import Tensor, nn
 from colorstyle_core import color, loader, quality
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.imageio import to_uint8_hwc
-from colorstyle_core.models import build
+from colorstyle_core.models import VGGFeatures, build, vgg_features_only
+from colorstyle_core.models.johnson import TransformerNet
 from colorstyle_core.pipeline import ModelWeights
 from colorstyle_core.provenance import Provenance
+from colorstyle_core.style.gatys import StyleConfig
 from colorstyle_core.synthetic import generated_state_dict
 from colorstyle_core.training.colorizer import ColorizerTraining as ColorizerModule
-from colorstyle_core.weights import get_spec
-from jobs.train.manifest import ColorizerTraining, TrainManifest
+from colorstyle_core.training.stylizer import StylizerTraining as StylizerModule
+from colorstyle_core.weights import FAST_STYLIZER, ImageNetContract, get_spec
+from jobs.train.manifest import ColorizerTraining, StylizerTraining, TrainManifest
 
 EXAMPLES = 6
 """Held-out images kept as side-by-side strips for the report."""
@@ -38,7 +41,26 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return t
 
 
-class ColorizerTask:
+class _Task:
+    """What every kind shares: ``module`` (an ``nn.Module`` whose ``forward(batch, generator)`` gives
+    ``(loss, parts)``, whose ``trainable()`` lists what learns and whose ``net`` is what is exported)."""
+
+    module: nn.Module
+
+    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """One step's loss through ``model`` (the module, wrapped for data parallelism)."""
+        return model(batch, generator)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return self.module.trainable()  # type: ignore[operator]
+
+    def export_state(self) -> dict[str, Tensor]:
+        """The trained network's state_dict: the published layout for colorizers, the transformation
+        network for fast stylizers (what ``method: fast`` loads)."""
+        return {k: v.detach().clone() for k, v in self.module.net.state_dict().items()}  # type: ignore[union-attr]
+
+
+class ColorizerTask(_Task):
     """Fine-tuning ECCV16 or SIGGRAPH17 (:class:`colorstyle_core.training.colorizer.ColorizerTraining`).
 
     Args:
@@ -75,16 +97,6 @@ class ColorizerTask:
         counts = all_reduce_sum(counts)
         module.set_rebalancing(counts.clamp_min(0))
         return {"rebalancing_bins_seen": int((counts > 0).sum())}
-
-    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        return model(batch, generator)
-
-    def trainable(self) -> list[nn.Parameter]:
-        return self.module.trainable()  # type: ignore[operator]
-
-    def export_state(self) -> dict[str, Tensor]:
-        """The full network in the published checkpoint's layout."""
-        return {k: v.detach().clone() for k, v in self.module.net.state_dict().items()}  # type: ignore[union-attr]
 
     def sidecar(self) -> dict[str, Any]:
         return {"model": self.name, "base_weights": self.start_provenance.describe(),
@@ -124,6 +136,95 @@ class ColorizerTask:
         return rows, strips
 
 
+class StylizerTask(_Task):
+    """Training a fast stylizer (:class:`colorstyle_core.training.stylizer.StylizerTraining`).
+
+    Args:
+        manifest: the run.
+        start: the verified VGG loss network (``features.*``), or ``None`` for generated weights.
+        styles: the style images, each ``(3, h, w)`` uint8.
+        style_hashes: ``(uri, sha256)`` of each style file, for the sidecar.
+    """
+
+    kind = "stylizer"
+    name = FAST_STYLIZER.name
+
+    def __init__(self, manifest: TrainManifest, start: ModelWeights | None, styles: Sequence[Tensor],
+                 style_hashes: Sequence[tuple[str, str]] = ()):
+        spec = manifest.train
+        self.style_hashes = list(style_hashes)
+        assert isinstance(spec, StylizerTraining)
+        self.spec = spec
+        vgg = start.state_dict() if start is not None else vgg_features_only(generated_state_dict(spec.vgg, spec.seed))
+        self.vgg_provenance = start.provenance if start is not None else Provenance.generated(spec.vgg, spec.seed)
+        spec_vgg = get_spec(spec.vgg)
+        assert isinstance(spec_vgg.preprocess, ImageNetContract)
+        extractor = VGGFeatures(spec.vgg, spec_vgg.preprocess)
+        loader.load_strict(extractor, vgg, self.vgg_provenance.origin)
+        self.config = self.style_config(spec)
+        torch.manual_seed(spec.seed)  # the network's initialisation
+        net = TransformerNet(spec.channels)
+        self.start_state = {k: v.clone() for k, v in net.state_dict().items()}
+        self.styles = [s[None].float() / 255.0 for s in styles]
+        self.module: nn.Module = StylizerModule(net, extractor, self.styles, self.config, spec.size)
+
+    @staticmethod
+    def style_config(spec: StylizerTraining) -> StyleConfig:
+        """The manifest's layers, weights and blend as the :class:`StyleConfig` the Gatys code shares."""
+        return StyleConfig(content_layers=tuple(spec.content_layers), style_layers=tuple(spec.style_layers),
+                           content_weight=spec.content_weight, style_weight=spec.style_weight,
+                           tv_weight=spec.tv_weight, style_blend=tuple(spec.blend) if spec.blend else None)
+
+    def prepare(self, pool: Sequence[Tensor], size: int) -> dict[str, Any]:
+        return {}
+
+    def sidecar(self) -> dict[str, Any]:
+        spec = self.spec
+        return {"model": self.name, "method": "fast", "channels": spec.channels, "size": spec.size,
+                "styles": [{"uri": uri, "sha256": digest} for uri, digest in self.style_hashes],
+                "blend": self.config.blend_weights(len(spec.styles)),
+                "loss_weights": {"content": spec.content_weight, "style": spec.style_weight, "tv": spec.tv_weight},
+                "content_layers": list(spec.content_layers), "style_layers": list(spec.style_layers),
+                "vgg": spec.vgg, "vgg_weights": self.vgg_provenance.describe(),
+                "vgg_sha256": self.vgg_provenance.sha256}
+
+    def validate(self, images: Sequence[tuple[str, Tensor]], tuned: dict[str, Tensor],
+                 device: torch.device | str = "cpu", examples: int = EXAMPLES
+                 ) -> tuple[list[dict[str, Any]], list[tuple[str, np.ndarray]]]:
+        """Held-out images stylized by the starting and the trained network, with their loss terms.
+
+        Args:
+            images: ``(name, (3, H, W) uint8)`` held-out content images.
+            tuned: the trained state_dict.
+            examples: how many strips to return.
+        Returns:
+            ``(rows, strips)``: per image a row for ``input`` (the content as its own output:
+            the style loss of doing nothing), ``start`` and ``tuned``, with the weighted
+            ``style_loss`` and ``content_loss`` at the training size; strips
+            ``input | start | tuned`` (``(H, 3W, 3)`` uint8).
+        """
+        module = self.module
+        assert isinstance(module, StylizerModule)
+        nets = {"start": TransformerNet(self.spec.channels), "tuned": TransformerNet(self.spec.channels)}
+        nets["start"].load_state_dict(self.start_state)
+        nets["tuned"].load_state_dict(tuned)
+        rows, strips = [], []
+        with torch.no_grad():
+            for name, image in images:
+                x = image[None].float().to(device) / 255.0
+                x = torch.nn.functional.interpolate(x, size=(self.spec.size, self.spec.size), mode="bilinear",
+                                                    antialias=True, align_corners=False)
+                outputs = {"input": x, **{k: net.to(device).eval()(x).clamp(0, 1) for k, net in nets.items()}}
+                for which, y in outputs.items():
+                    parts = module.losses(y, x)
+                    rows.append({"sample": name, "weights": which, "style_loss": float(parts["style"]),
+                                 "content_loss": float(parts["content"])})
+                if len(strips) < examples:
+                    strips.append((name, np.concatenate([to_uint8_hwc(outputs[k]) for k in
+                                                         ("input", "start", "tuned")], 1)))
+        return rows, strips
+
+
 def load_start(manifest: TrainManifest) -> ModelWeights | None:
     """The verified weights a run starts from (in the driver, before any worker starts).
 
@@ -137,6 +238,10 @@ def load_start(manifest: TrainManifest) -> ModelWeights | None:
         if spec.untrained_init:
             return None
         name, ref, key_filter = spec.model, spec.init_weights, None
+    elif isinstance(spec, StylizerTraining):
+        if spec.untrained_vgg:
+            return None
+        name, ref, key_filter = spec.vgg, spec.vgg_weights, vgg_features_only
     else:
         raise ValueError(f"unknown training kind {spec.kind!r}")
     state_dict, resolved = loader.load_verified_state_dict(get_spec(name), manifest.weights_source(ref),
@@ -144,8 +249,12 @@ def load_start(manifest: TrainManifest) -> ModelWeights | None:
     return ModelWeights.from_state_dict(name, state_dict, Provenance.from_resolved(name, resolved))
 
 
-def make_task(manifest: TrainManifest, start: ModelWeights | None) -> ColorizerTask:
+def make_task(manifest: TrainManifest, start: ModelWeights | None,
+              styles: Sequence[tuple[str, str, np.ndarray]] = ()) -> ColorizerTask | StylizerTask:
     """The task a manifest's ``train.kind`` names."""
     if manifest.train.kind == "colorizer":
         return ColorizerTask(manifest, start)
+    if manifest.train.kind == "stylizer":
+        return StylizerTask(manifest, start, [torch.from_numpy(np.array(a)).permute(2, 0, 1) for _, _, a in styles],
+                            [(uri, digest) for uri, digest, _ in styles])
     raise ValueError(f"unknown training kind {manifest.train.kind!r}")
