@@ -61,7 +61,8 @@ def _validate_offline(manifest: Manifest, console: Console) -> int:
                       f"{get_spec('arbitrary-transform').sha256[:8]}...) from {where}")
     if style:
         steps = f"{style.steps or 300} steps " if style.method == "gatys" else ""
-        console.print(f"  stylize ({style.method}): {len(style.styles)} style image(s), {steps}at {style.size} px")
+        size = f"{style.size} px" if style.size else "the input's size"
+        console.print(f"  stylize ({style.method}): {len(style.styles)} style image(s), {steps}at {size}")
     if pipe.colorize and pipe.colorize.hints:
         console.print(f"  colorize: hints under {pipe.colorize.hints}")
     console.print(f"  inputs: {len(manifest.inputs)} entr{'y' if len(manifest.inputs) == 1 else 'ies'}; output: "

@@ -125,6 +125,44 @@ def test_arbitrary_stylization_moves_colours_toward_the_painting(arbitrary, shar
         assert after < before, (stem, before, after)
 
 
+def test_temporal_loss_is_the_flow_warped_difference_of_consecutive_outputs():
+    """Ruder et al.'s short-term term on a pair where frame t+1 is frame t moved 3 px right: a network
+    that moves with the content (the identity) scores ~0; one that paints a texture fixed to the screen
+    is penalised; the gradient reaches the transformation network."""
+    from colorstyle_core.models import VGGFeatures
+    from colorstyle_core.models.vgg import vgg_features_only
+    from colorstyle_core.training.stylizer import StylizerTraining
+
+    gen = torch.Generator().manual_seed(0)
+    scene = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 24, generator=gen), size=(64, 96),
+                                            mode="bicubic").clamp(0, 1)
+    pairs = torch.stack([scene[..., :, 3:67], scene[..., :, 0:64]], dim=1)  # (1, 2, 3, 64, 64): content moves right
+    extractor = VGGFeatures("vgg16")
+    extractor.load_state_dict(vgg_features_only(generated_state_dict("vgg16", 0)))
+    module = StylizerTraining(TransformerNet(8), extractor, [scene], StyleConfig(
+        content_layers=("relu2_2",), style_layers=("relu1_2",)), 64, temporal_weight=1.0)
+
+    class Painted(torch.nn.Module):  # the frame plus a texture fixed to the screen (it does not move along)
+        def __init__(self, texture: float):
+            super().__init__()
+            self.texture = texture * torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+        def forward(self, x):
+            return x + self.texture
+
+    net = module.net
+    module.net = Painted(0.0)
+    consistent = float(module.temporal(pairs))
+    module.net = Painted(0.3)
+    inconsistent = float(module.temporal(pairs))
+    module.net = net
+    assert inconsistent > 20 * consistent, (consistent, inconsistent)
+    loss, parts = module(scene[..., :64, :64], None, pairs)
+    assert parts["temporal"] > 0
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
 # ---- manifests -----------------------------------------------------------------------------------
 
 
@@ -152,6 +190,7 @@ def fast_model(shared, ray_local, tmp_path_factory) -> dict:
         img = Image.open(path).convert("RGB")
         img.thumbnail((160, 160), Image.Resampling.LANCZOS)
         img.save(root / ("held" if i >= 6 else "content") / f"{path.stem}.png")
+    shutil.copy(shared / "data" / "video" / "dev_kenburns_color.mp4", root / "content" / "reel.mp4")
     out = root / "model"
     manifest = parse_train_manifest(textwrap.dedent(f"""
         train:
@@ -163,6 +202,8 @@ def fast_model(shared, ray_local, tmp_path_factory) -> dict:
           untrained_vgg: true
           vgg: vgg16
           channels: 16
+          temporal_weight: 10.0
+          frames_per_video: 6
           steps: 16
           batch_size: 4
           size: 64
@@ -183,6 +224,8 @@ def test_a_two_worker_stylizer_run_learns_and_writes_a_named_checkpoint(fast_mod
     loss = [r["loss"] for r in metrics]
     assert np.mean(loss[-4:]) < 0.8 * np.mean(loss[:4]), loss  # style + content loss falls
     assert all(r["style"] is not None and r["content"] is not None for r in metrics)
+    # the film's consecutive frames add the temporal term (flow-warped consistency) to every step
+    assert summary["temporal_pairs"] > 0 and all(r["temporal"] is not None and r["temporal"] >= 0 for r in metrics)
 
     checkpoint = Path(summary["checkpoint"])
     digest = loader._hash_stream(checkpoint.open("rb").read)
@@ -192,6 +235,7 @@ def test_a_two_worker_stylizer_run_learns_and_writes_a_named_checkpoint(fast_mod
     assert sidecar["styles"] == [{"uri": str(painting), "sha256": loader._hash_stream(painting.open("rb").read)}]
     assert sidecar["size"] == 64 and sidecar["steps"] == 16 and sidecar["vgg"] == "vgg16"
     assert sidecar["vgg_sha256"] == "UNTRAINED" and sidecar["loss_weights"]["style"] == 1e5
+    assert sidecar["loss_weights"]["temporal"] == 10.0
     # held out: the trained network's output has a lower style loss than the untrained network's
     validation = pq.read_table(out / "validation.parquet").to_pylist()
     mean = {w: np.mean([r["style_loss"] for r in validation if r["weights"] == w]) for w in ("start", "tuned")}

@@ -9,7 +9,8 @@
   keeps them in memory at a modest size (the shorter side ``1.25 x`` the crop size); a grey
   source (R = G = B everywhere, so no colour to learn from) is skipped with a reason.
 * A sample is a random crop (a square of 60-100 % of the shorter side, resized to the
-  crop size, bicubic, anti-aliased) flipped left-right half the time.
+  crop size, bicubic, anti-aliased) flipped left-right half the time; for a temporal loss,
+  pairs of consecutive video frames get the same crop.
 """
 
 from __future__ import annotations
@@ -117,22 +118,49 @@ def load_source(source: Source, size: int, storage_options: dict | None = None
 
 def random_crop(image: Tensor, size: int, generator: torch.Generator) -> Tensor:
     """A random square crop (``CROP_SCALE`` of the shorter side) of a ``(3, h, w)`` uint8 image, resized to
-    ``size`` and flipped left-right half the time: ``(3, size, size)`` float32 in ``[0, 1]``."""
+    ``size`` and flipped left-right half the time: ``(3, size, size)`` float32 in ``[0, 1]``.
+
+    A ``(k, 3, h, w)`` stack (consecutive frames) gets the same crop and flip on every frame:
+    ``(k, 3, size, size)``.
+    """
     h, w = image.shape[-2:]
     lo, hi = CROP_SCALE
     side = int(min(h, w) * (lo + (hi - lo) * float(torch.rand((), generator=generator))))
     side = max(min(h, w, 32), side)
     y = int(torch.randint(0, h - side + 1, (), generator=generator))
     x = int(torch.randint(0, w - side + 1, (), generator=generator))
-    crop = image[:, y:y + side, x:x + side][None].float() / 255.0
+    stack = image if image.ndim == 4 else image[None]
+    crop = stack[..., y:y + side, x:x + side].float() / 255.0
     if side != size:
         crop = F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
     if float(torch.rand((), generator=generator)) < 0.5:
         crop = crop.flip(-1)
-    return crop.clamp(0.0, 1.0)[0]
+    crop = crop.clamp(0.0, 1.0)
+    return crop if image.ndim == 4 else crop[0]
+
+
+def load_pairs(source: Source, size: int, storage_options: dict | None = None) -> list[Tensor]:
+    """Consecutive frames ``(t, t + 1)`` of a video for each sampled ``t`` (temporal loss): each
+    ``(2, 3, h, w)`` uint8 at the kept size; ``[]`` for images, unreadable or grey videos."""
+    if source.kind != "video":
+        return []
+    pairs = []
+    try:
+        with storage.open_source(source.uri, storage_options) as video:
+            info = probe(video, source.uri)
+            for index in source.frames:
+                if index + 1 >= info.frame_count:
+                    continue
+                frames = [rgb for _, rgb in read_frames(video, info, index, index + 2, source.uri)]
+                if len(frames) == 2 and not all(is_grey(f) for f in frames) and min(frames[0].shape[:2]) >= 32:
+                    pairs.append(torch.stack([_keep(f, size) for f in frames]))
+    except (VideoError, FileNotFoundError, OSError):
+        return []
+    return pairs
 
 
 def batch(pool: Sequence[Tensor], n: int, size: int, generator: torch.Generator) -> Tensor:
-    """``n`` random crops from ``pool``: ``(n, 3, size, size)`` float32 sRGB in ``[0, 1]``."""
+    """``n`` random crops from ``pool``: ``(n, 3, size, size)`` float32 sRGB in ``[0, 1]`` (a pool of
+    ``(2, 3, h, w)`` frame pairs gives ``(n, 2, 3, size, size)``, each pair cropped alike)."""
     picks = torch.randint(0, len(pool), (n,), generator=generator).tolist()
     return torch.stack([random_crop(pool[i], size, generator) for i in picks])

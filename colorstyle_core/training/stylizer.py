@@ -5,6 +5,7 @@ so that ``y = f_W(x)`` minimises
 
     l(y, x) = lambda_c * l_feat(y, x) + lambda_s * sum_j w_j * l_style^j(y, y_s) + lambda_tv * l_TV(y)
 
+(plus, optionally, a temporal term on consecutive video frames: :meth:`StylizerTraining.temporal`)
 with the feature reconstruction (content) loss ``l_feat`` on the content layers (Eq. 2),
 the style reconstruction loss ``l_style`` = squared Frobenius distance of Gram matrices
 (Eq. 3-4) against the style image ``y_s`` (several styles: the blend-weighted mean of their
@@ -22,10 +23,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from colorstyle_core import color, flow
 from colorstyle_core.models.johnson import TransformerNet
 from colorstyle_core.models.vgg import VGGFeatures
 from colorstyle_core.style.gatys import StyleConfig, StyleTargets, style_targets
-from colorstyle_core.style.losses import content_loss, gram_matrix, style_loss, total_variation
+from colorstyle_core.style.losses import content_loss, gram_matrix, masked_mse, style_loss, total_variation
 
 
 class StylizerTraining(nn.Module):
@@ -39,12 +41,14 @@ class StylizerTraining(nn.Module):
             the Gatys settings, so both methods share one meaning for each weight).
         size: the training crops' side in pixels; the style images are scaled so their longer
             side is ``size * config.style_scale`` (the scale the network will see).
+        temporal_weight: weight of :meth:`temporal` (0 = off).
     """
 
     def __init__(self, net: TransformerNet, extractor: VGGFeatures, styles: Sequence[Tensor], config: StyleConfig,
-                 size: int):
+                 size: int, temporal_weight: float = 0.0):
         super().__init__()
         self.net = net
+        self.temporal_weight = temporal_weight
         self.extractor = extractor.eval().requires_grad_(False)
         self.config = config
         self.layers = tuple(dict.fromkeys((*config.content_layers, *config.style_layers)))
@@ -77,15 +81,37 @@ class StylizerTraining(nn.Module):
         tv = total_variation(y).mean()
         return {"content": cfg.content_weight * c, "style": cfg.style_weight * s, "tv": cfg.tv_weight * tv}
 
-    def forward(self, rgb: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+    def temporal(self, pairs: Tensor) -> Tensor:
+        """Short-term temporal loss on consecutive frames (Ruder et al. 2016, Eq. 7; ReCoNet's output term).
+
+        ``x_t, x_{t+1}`` = ``pairs[:, 0], pairs[:, 1]`` (``(M, 2, 3, S, S)`` float32 in ``[0, 1]``); the
+        flow from ``t + 1`` back to ``t`` and its forward-backward trust mask ``c`` are estimated on
+        the inputs' L (no gradient, :func:`colorstyle_core.flow.bidirectional_flow`); the loss is
+        ``mean(c * (f(x_{t+1}) - warp(f(x_t)))^2)`` (:func:`~colorstyle_core.style.losses.masked_mse`),
+        averaged over the pairs, unweighted.
+        """
+        m = pairs.shape[0]
+        y = self.net(pairs.flatten(0, 1)).view(m, 2, *pairs.shape[2:])
+        with torch.no_grad():
+            cpu = pairs.detach().cpu()
+            motion = flow.bidirectional_flow(color.rgb_to_l(cpu[:, 1]), color.rgb_to_l(cpu[:, 0]))
+        warped = flow.warp(y[:, 0], motion.fwd.to(y.device))
+        return masked_mse(y[:, 1], warped, motion.mask.to(y.device)).mean()
+
+    def forward(self, rgb: Tensor, generator: torch.Generator | None = None, pairs: Tensor | None = None
+                ) -> tuple[Tensor, dict[str, float]]:
         """The loss of a batch of content crops.
 
         Args:
             rgb: ``(N, 3, S, S)`` float32 sRGB in ``[0, 1]``.
             generator: unused (the objective has no randomness); the loop's interface.
+            pairs: ``(M, 2, 3, S, S)`` consecutive video frames for the temporal term (when its
+                weight is above 0), or ``None``.
         Returns:
             ``(loss, parts)``: a scalar tensor and its weighted terms as floats.
         """
         parts = self.losses(self.net(rgb), rgb)
+        if pairs is not None and self.temporal_weight > 0:
+            parts["temporal"] = self.temporal_weight * self.temporal(pairs)
         loss = sum(parts.values(), rgb.new_zeros(()))
         return loss, {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}

@@ -272,6 +272,9 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
             return report
         plan = plan_training(manifest)
         report.plan = plan
+        if getattr(spec, "temporal_weight", 0) > 0 and not any(s.kind == "video" for s in plan.train):
+            raise TrainingError("train.temporal_weight needs videos in train.data (consecutive frames); "
+                                "there are none to learn from")
         print_plan(manifest, plan, console)
         start = load_start(manifest)
         styles = load_styles(manifest)

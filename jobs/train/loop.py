@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 
 from colorstyle_core import imageio, storage
-from colorstyle_core.training.data import Source, batch, load_source
+from colorstyle_core.training.data import Source, batch, load_pairs, load_source
 from jobs.train.manifest import TrainManifest
 from jobs.train.outputs import METRICS_SCHEMA, VALIDATION_SCHEMA, TrainPaths, export_checkpoint
 from jobs.train.tasks import make_task
@@ -94,6 +94,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         named, _ = _load_pool(sources, spec.size, spec.frames_per_video, spec.seed, manifest.storage_options)
         pool = [image for _, image in named]
     facts = task.prepare(pool, spec.size)
+    pairs_pool: list[torch.Tensor] = []
+    if task.needs_pairs:  # every worker needs pairs (the same loss terms on every rank): borrow when it has none
+        pairs_pool = _load_pairs(mine, spec.size, spec.frames_per_video, spec.seed, manifest.storage_options)
+        facts["temporal_pairs"] = sum(_gather(len(pairs_pool)))
+        if facts["temporal_pairs"] == 0:
+            raise ValueError("temporal_weight is set but no video in the data has two consecutive colour frames")
+        if not pairs_pool:
+            pairs_pool = _load_pairs(sources, spec.size, spec.frames_per_video, spec.seed, manifest.storage_options)
 
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(task.module)
@@ -122,7 +130,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tick = time.perf_counter()
         generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + step * 1_009 + rank)
         x = batch(pool, per_worker, spec.size, generator).to(device)
-        loss, parts = task.loss(model, x, generator)
+        pairs = batch(pairs_pool, max(1, per_worker // 2), spec.size, generator).to(device) if pairs_pool else None
+        loss, parts = task.loss(model, x, generator, pairs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -144,26 +153,46 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _finish(task, manifest, paths, rows, skipped, facts, config, world, resumed)
 
 
-def _load_pool(sources: list[Source], size: int, frames_per_video: int, seed: int, opts
-               ) -> tuple[list[tuple[str, torch.Tensor]], list[dict[str, str]]]:
-    """This worker's images, named (``uri`` or ``uri#frame N``) and kept small (uint8), and the files it
-    skipped, with reasons."""
+def _sampled(source: Source, frames_per_video: int, seed: int, opts) -> Source:
+    """A video source with the frames it is sampled at (seeded by ``seed`` and its URI; spread over the film).
+
+    Raises:
+        OSError, ValueError: the video cannot be opened or probed.
+    """
     import random
 
     from colorstyle_core.training.data import spread_frames
     from colorstyle_core.video import probe
 
+    if source.kind != "video":
+        return source
+    with storage.open_source(source.uri, opts) as video:
+        count = probe(video, source.uri).frame_count
+    return Source(source.uri, "video", spread_frames(count, frames_per_video, random.Random(f"{seed}:{source.uri}")))
+
+
+def _load_pairs(sources: list[Source], size: int, frames_per_video: int, seed: int, opts) -> list[torch.Tensor]:
+    """Consecutive frame pairs at each sampled frame of this worker's videos (temporal loss)."""
+    pairs = []
+    for source in (s for s in sources if s.kind == "video"):
+        try:
+            pairs += load_pairs(_sampled(source, frames_per_video, seed, opts), size, opts)
+        except (OSError, ValueError):
+            continue  # already listed as skipped by _load_pool
+    return pairs
+
+
+def _load_pool(sources: list[Source], size: int, frames_per_video: int, seed: int, opts
+               ) -> tuple[list[tuple[str, torch.Tensor]], list[dict[str, str]]]:
+    """This worker's images, named (``uri`` or ``uri#frame N``) and kept small (uint8), and the files it
+    skipped, with reasons."""
     pool, skipped = [], []
     for source in sources:
-        if source.kind == "video":
-            try:
-                with storage.open_source(source.uri, opts) as video:
-                    count = probe(video, source.uri).frame_count
-            except (OSError, ValueError) as e:
-                skipped.append({"uri": source.uri, "reason": f"unreadable: {e}"})
-                continue
-            rng = random.Random(f"{seed}:{source.uri}")
-            source = Source(source.uri, "video", spread_frames(count, frames_per_video, rng))
+        try:
+            source = _sampled(source, frames_per_video, seed, opts)
+        except (OSError, ValueError) as e:
+            skipped.append({"uri": source.uri, "reason": f"unreadable: {e}"})
+            continue
         images, reason = load_source(source, size, opts)
         if reason:
             skipped.append({"uri": source.uri, "reason": reason})

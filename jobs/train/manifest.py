@@ -119,9 +119,9 @@ class StylizerTraining(_Common):
             stylizer defines them).
         content_layers, style_layers: VGG layers by name (defaults: Johnson et al.'s, on VGG16).
         channels: the transformation network's width (32 as Johnson et al.).
-
-    A temporal loss during training (flow-warped consistency of consecutive frames) is not
-    implemented; films get flow-guided blending when the network is applied.
+        temporal_weight: weight of a flow-warped consistency loss on consecutive frames of the
+            training videos (Ruder et al. 2016; ReCoNet), so the network itself flickers less;
+            0 = off. Each step adds ``batch_size / 2`` pairs (per worker's share) from the videos.
     """
 
     kind: Literal["stylizer"]
@@ -136,6 +136,7 @@ class StylizerTraining(_Common):
     content_layers: list[str] = Field(default_factory=lambda: ["relu2_2"])
     style_layers: list[str] = Field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
     channels: int = Field(32, ge=4)
+    temporal_weight: float = Field(0.0, ge=0)
     lr: float = Field(1e-3, gt=0)
     schedule: Literal["constant", "cosine", "step"] = "constant"
 

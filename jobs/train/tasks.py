@@ -47,9 +47,13 @@ class _Task:
 
     module: nn.Module
 
-    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    needs_pairs = False
+    """Whether steps also get consecutive video frames (a temporal loss)."""
+
+    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator, pairs: Tensor | None = None
+             ) -> tuple[Tensor, dict[str, float]]:
         """One step's loss through ``model`` (the module, wrapped for data parallelism)."""
-        return model(batch, generator)
+        return model(batch, generator) if pairs is None else model(batch, generator, pairs)
 
     def trainable(self) -> list[nn.Parameter]:
         return self.module.trainable()  # type: ignore[operator]
@@ -166,7 +170,9 @@ class StylizerTask(_Task):
         net = TransformerNet(spec.channels)
         self.start_state = {k: v.clone() for k, v in net.state_dict().items()}
         self.styles = [s[None].float() / 255.0 for s in styles]
-        self.module: nn.Module = StylizerModule(net, extractor, self.styles, self.config, spec.size)
+        self.module: nn.Module = StylizerModule(net, extractor, self.styles, self.config, spec.size,
+                                                spec.temporal_weight)
+        self.needs_pairs = spec.temporal_weight > 0
 
     @staticmethod
     def style_config(spec: StylizerTraining) -> StyleConfig:
@@ -183,7 +189,8 @@ class StylizerTask(_Task):
         return {"model": self.name, "method": "fast", "channels": spec.channels, "size": spec.size,
                 "styles": [{"uri": uri, "sha256": digest} for uri, digest in self.style_hashes],
                 "blend": self.config.blend_weights(len(spec.styles)),
-                "loss_weights": {"content": spec.content_weight, "style": spec.style_weight, "tv": spec.tv_weight},
+                "loss_weights": {"content": spec.content_weight, "style": spec.style_weight, "tv": spec.tv_weight,
+                                 "temporal": spec.temporal_weight},
                 "content_layers": list(spec.content_layers), "style_layers": list(spec.style_layers),
                 "vgg": spec.vgg, "vgg_weights": self.vgg_provenance.describe(),
                 "vgg_sha256": self.vgg_provenance.sha256}
