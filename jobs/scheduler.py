@@ -116,6 +116,12 @@ class Scheduler:
         self.deaths = [0] * len(actors)
         self.dead: set[int] = set()
         self.probes: dict[ray.ObjectRef, int] = {}  # health checks of actors that failed (restarting?)
+        # an actor's death is blamed on a unit only when the unit ran alone on it: units that died in company
+        # run again alone, without spending an attempt (the company may have killed the actor)
+        self.crowded: dict[int, bool] = {}  # actor -> whether its last death had several units in flight
+        self.alone: set[str] = set()  # units that must run alone on an actor
+        self.spared: dict[str, int] = {}  # unit -> attempts not counted against its retries (died in company)
+        self.exclusive: dict[int, ray.ObjectRef] = {}  # actor -> the unit running alone on it
         self.recovering: set[int] = set()
         self.failures: list[FailureRow] = []
         self.videos = {v.key: v for v in plan.videos}
@@ -127,7 +133,8 @@ class Scheduler:
     def _pick(self, avoid: int | None) -> int | None:
         """The least loaded live actor with a free slot, never ``avoid`` (where the unit just failed)
         unless it is the only live actor; ``None`` = wait."""
-        live = [i for i in range(len(self.actors)) if i not in self.dead and i not in self.recovering]
+        live = [i for i in range(len(self.actors))
+                if i not in self.dead and i not in self.recovering and i not in self.exclusive]
         others = [i for i in live if i != avoid]
         candidates = others if others else live
         free = [i for i in candidates if self.load[i] < self.ex.max_in_flight_per_actor]
@@ -150,6 +157,11 @@ class Scheduler:
                 self.progress.finished(unit.frames)
                 continue
             i = self._pick(avoid)
+            alone = unit.unit_id in self.alone
+            if i is not None and alone and self.load[i] > 0:
+                idle = [j for j in range(len(self.actors)) if self.load[j] == 0 and j not in self.dead
+                        and j not in self.recovering and j not in self.exclusive]
+                i = idle[0] if idle else None
             if i is None:
                 return
             self.queue.popleft()
@@ -157,6 +169,8 @@ class Scheduler:
             ref = self.actors[i].process.remote(unit, attempt, now)
             self.inflight[ref] = _Inflight("unit", unit, i, attempt, now)
             self.load[i] += 1
+            if alone:
+                self.exclusive[i] = ref
 
     def run(self) -> None:
         """Until every unit is done or given up and every video assembled or failed."""
@@ -175,6 +189,8 @@ class Scheduler:
                     continue
                 entry = self.inflight.pop(ref)
                 self.load[entry.actor] -= 1
+                if self.exclusive.get(entry.actor) == ref:
+                    del self.exclusive[entry.actor]
                 self._forget(entry)
                 try:
                     result = ray.get(ref)
@@ -252,6 +268,8 @@ class Scheduler:
         cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
         permanent = isinstance(cause, PERMANENT_ERRORS)
         if isinstance(error, RayActorError) and entry.actor not in self.recovering | self.dead:
+            # the first failure of this death: were other units in flight on the actor?
+            self.crowded[entry.actor] = any(e.actor == entry.actor for e in self.inflight.values())
             self.deaths[entry.actor] += 1
             if self.deaths[entry.actor] > self.ex.retries + 1:
                 self.dead.add(entry.actor)
@@ -268,7 +286,15 @@ class Scheduler:
             return
         unit: WorkUnit = entry.payload
         died = isinstance(error, RayActorError)
-        if isinstance(unit, ImageShard) and len(unit.items) > 1 and (died or entry.attempt > self.ex.retries):
+        if died and self.crowded.get(entry.actor) and unit.unit_id not in self.alone:
+            log.warning("unit %s was on actor-%d with other units when it died; running it again alone",
+                        unit.unit_id, entry.actor)
+            self.alone.add(unit.unit_id)
+            self.spared[unit.unit_id] = self.spared.get(unit.unit_id, 0) + 1
+            self.queue.appendleft((unit, entry.attempt + 1, entry.actor))
+            return
+        charged = entry.attempt - self.spared.get(unit.unit_id, 0)  # attempts that count against retries
+        if isinstance(unit, ImageShard) and len(unit.items) > 1 and (died or charged > self.ex.retries):
             # one image may have killed the actor (memory) or keep failing: isolate it, keep the others
             log.warning("shard %s failed on actor-%d (%s: %s); retrying its %d images one by one",
                         unit.unit_id, entry.actor, type(cause).__name__, message, len(unit.items))
@@ -276,7 +302,7 @@ class Scheduler:
             self.queue.extendleft((part, entry.attempt + 1, entry.actor) for part in reversed(parts))
             self.progress.total_units += len(parts) - 1
             return
-        if not permanent and entry.attempt <= self.ex.retries:
+        if not permanent and charged <= self.ex.retries:
             log.warning("unit %s failed on actor-%d (attempt %d: %s: %s); retrying on another actor",
                         unit.unit_id, entry.actor, entry.attempt, type(cause).__name__, message)
             self.queue.appendleft((unit, entry.attempt + 1, entry.actor))

@@ -28,7 +28,7 @@ from colorstyle_core import storage
 from jobs.report.charts import chart_ewarp, chart_losses, chart_quality, chart_stages, chart_throughput
 from jobs.report.data import find_metrics_prefix, load_job, loss_curves, stage_percentiles
 from jobs.report.media import Media
-from jobs.report.page import MAX_IMAGES, Page, ReportResult, finite, fmt
+from jobs.report.page import MAX_IMAGES, Page, ReportResult, finite, fmt, html_target
 
 __all__ = ["ReportResult", "build_report", "find_metrics_prefix", "fmt", "loss_curves"]
 
@@ -52,13 +52,7 @@ def build_report(metrics_prefix: str, out: str | None = None, storage_options: d
         storage.StorageError: when the report itself cannot be written.
     """
     job = load_job(metrics_prefix, storage_options)
-    if out is None:
-        html_uri = storage.join(metrics_prefix, "report", "index.html")
-    elif out.endswith("/") or not out.lower().endswith((".html", ".htm")):
-        html_uri = storage.join(out.rstrip("/") or out, "index.html")
-    else:
-        html_uri = out
-    report_dir = html_uri.rsplit("/", 1)[0] if "/" in html_uri else "."
+    html_uri, report_dir = html_target(metrics_prefix, out)
     media = Media(storage_options, job.manifest)
     out_opts = media.opts(html_uri, "output")
     page = Page(job, media, report_dir, max_images)

@@ -619,3 +619,16 @@ def chart_explanations() -> dict[str, tuple[str, str]]:
                     "without colour."),
     }
 
+
+def html_target(prefix: str, out: str | None) -> tuple[str, str]:
+    """Where a report goes: ``(html_uri, its folder)``.
+
+    ``out`` is the HTML file, or a folder for ``index.html``; default ``<prefix>/report/index.html``.
+    """
+    if out is None:
+        html_uri = storage.join(prefix, "report", "index.html")
+    elif out.endswith("/") or not out.lower().endswith((".html", ".htm")):
+        html_uri = storage.join(out.rstrip("/") or out, "index.html")
+    else:
+        html_uri = out
+    return html_uri, html_uri.rsplit("/", 1)[0] if "/" in html_uri else "."

@@ -22,7 +22,7 @@ import yaml
 from colorstyle_core import storage
 from jobs.report.charts import chart_training
 from jobs.report.media import jpeg_data_uri
-from jobs.report.page import CSS, ReportResult, duration, esc, fmt, mean_of
+from jobs.report.page import CSS, ReportResult, duration, esc, fmt, html_target, mean_of
 from jobs.train.outputs import METRICS_SCHEMA, VALIDATION_SCHEMA, TrainPaths
 
 log = logging.getLogger(__name__)
@@ -131,13 +131,7 @@ def build_training_report(prefix: str, out: str | None = None, storage_options: 
     problems: list[str] = []
     metrics = _table(paths.metrics, METRICS_SCHEMA, storage_options, problems)
     validation = _table(paths.validation, VALIDATION_SCHEMA, storage_options, problems)
-    if out is None:
-        html_uri = storage.join(prefix, "report", "index.html")
-    elif out.endswith("/") or not out.lower().endswith((".html", ".htm")):
-        html_uri = storage.join(out.rstrip("/") or out, "index.html")
-    else:
-        html_uri = out
-    report_dir = html_uri.rsplit("/", 1)[0] if "/" in html_uri else "."
+    html_uri, report_dir = html_target(prefix, out)
     charts: dict[str, str] = {}
     try:
         png = chart_training(metrics)
