@@ -512,9 +512,17 @@ class UnitProcessor:
                                    metadata={"comment": self.description}, threads=self.spec.cpu_threads,
                                    intermediate=self.spec.reencode_videos) as writer, _Overlap("encode") as encoder:
 
+                    broken: list[BaseException] = []  # after a failed write the segment is lost: write no more
+
                     def encode(frame: _Written) -> None:  # on the encoder's thread, frames in order
+                        if broken:
+                            raise broken[0]
                         start = time.perf_counter()
-                        writer.write(imageio.to_uint8_hwc(frame.result.image), frame.index)
+                        try:
+                            writer.write(imageio.to_uint8_hwc(frame.result.image), frame.index)
+                        except BaseException as e:
+                            broken.append(e)
+                            raise
                         frame.stages = added(frame.stages, {Stage.ENCODE: time.perf_counter() - start})
 
                     in_flight: deque[Future] = deque()
