@@ -15,7 +15,8 @@ Two methods beside Gatys et al.'s optimisation (:mod:`colorstyle_core.style.gaty
 Both take ``(N, 3, H, W)`` float32 sRGB in ``[0, 1]`` and return the same shape; colour
 preservation (``preserve_color``) keeps the content's Lab ab and takes only L from the
 stylization (luminance-only transfer, Gatys et al. 2016, *Preserving Color in Neural
-Artistic Style Transfer*). No I/O here: weights arrive as verified tensors or bytes.
+Artistic Style Transfer*). The stylizers take verified tensors or bytes; the only file access
+is finding those through the one loader (:func:`arbitrary_model_files`, ``from_weights``).
 """
 
 from __future__ import annotations
