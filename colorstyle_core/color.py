@@ -214,3 +214,53 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
 def to_uint8(rgb: Tensor) -> Tensor:
     """Round ``[0, 1]`` floats to 8-bit levels: ``(N, C, H, W)`` float -> uint8 (same shape)."""
     return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+# ---- OpenCV's float Lab: the DDColor authors' pipeline -----------------------------------------------
+
+
+def _opencv(images: Tensor, code: int) -> Tensor:
+    """``cv2.cvtColor`` on each float32 image of ``(N, 3, H, W)`` (on the CPU); same device and shape back."""
+    import cv2
+    import numpy as np
+
+    hwc = images.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).numpy()
+    out = np.stack([cv2.cvtColor(np.ascontiguousarray(img), code) for img in hwc])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device)
+
+
+def rgb_to_l_opencv(rgb: Tensor) -> Tensor:
+    """Lab lightness as OpenCV computes it for float images (``cv2.COLOR_RGB2Lab``, the DDColor authors' L).
+
+    OpenCV's sRGB decoding is a spline through a 1024-entry table, so its L differs from
+    :func:`rgb_to_l` by a few thousandths; used where the authors' output is reproduced.
+
+    Args:
+        rgb: ``(N, 3, H, W)`` sRGB or ``(N, 1, H, W)`` gray, float in ``[0, 1]``.
+    Returns:
+        ``(N, 1, H, W)`` float32 L in ``[0, 100]``, on ``rgb``'s device.
+    """
+    import cv2
+
+    if rgb.ndim != 4 or rgb.shape[1] not in (1, 3):
+        raise ValueError(f"rgb_to_l_opencv expects (N, 1|3, H, W), got {tuple(rgb.shape)}")
+    return _opencv(rgb.expand(-1, 3, -1, -1), cv2.COLOR_RGB2Lab)[:, :1]
+
+
+def lab_to_rgb_opencv(lab: Tensor) -> Tensor:
+    """CIE Lab to sRGB as OpenCV converts float images (``cv2.COLOR_Lab2RGB``).
+
+    OpenCV's white point is the row sums of its sRGB matrix (so a = b = 0 is exactly gray), and
+    it clips *linear* RGB to ``[0, 1]`` before the sRGB curve: out-of-gamut colours are clipped
+    per channel, L is not kept. The DDColor authors' output is ``round(255 * this)``.
+
+    Args:
+        lab: ``(N, 3, H, W)`` float Lab.
+    Returns:
+        ``(N, 3, H, W)`` float32 sRGB in ``[0, 1]``, on ``lab``'s device.
+    """
+    import cv2
+
+    if lab.ndim != 4 or lab.shape[1] != 3:
+        raise ValueError(f"lab_to_rgb_opencv expects (N, 3, H, W), got {tuple(lab.shape)}")
+    return _opencv(lab, cv2.COLOR_Lab2RGB)

@@ -1,15 +1,21 @@
-"""The colorization pipeline of Zhang et al. around an ECCV16 or SIGGRAPH17 network.
+"""The colorization pipeline around a colorization network: Zhang et al.'s ECCV16 and SIGGRAPH17, DDColor.
 
-For each image (the authors' demo, ``colorizers/util.py``, batched and on device):
+For each image (batched and on device), following each network's authors:
 
-1. resize the sRGB image to the network size (256 x 256) as Pillow's bicubic does,
-   and take its L (gray inputs: L of the gray level);
+1. the network input: **Zhang et al.** (``colorizers/util.py``): the sRGB image resized to
+   256 x 256 as Pillow's bicubic does, then its L (gray inputs: L of the gray level);
+   **DDColor** (``ddcolor/pipeline.py``): the image resized to 512 x 512 bilinearly (no
+   anti-aliasing, aspect ratio not kept), its L turned back into gray sRGB (R = G = B);
 2. predict ab at network resolution;
-3. upsample ab bilinearly to the original size;
+3. upsample ab to the original size: bilinearly; DDColor with ``gamut="clip"`` as its
+   authors do, nearest (PyTorch's legacy ``nearest``);
 4. join it with the L of the *original, full-resolution* image and convert to sRGB.
 
-The output's Lab lightness equals the input's (step 4 keeps L; colours outside
-sRGB lose chroma, not lightness, see :func:`colorstyle_core.color.lab_to_rgb`).
+With ``gamut="preserve-l"`` (default) the output's Lab lightness equals the input's (step 4
+keeps L; colours outside sRGB lose chroma, not lightness, see
+:func:`colorstyle_core.color.lab_to_rgb`). ``gamut="clip"`` reproduces each authors' output:
+scikit-image's clipping for Zhang et al., OpenCV's float Lab (L of the original and the
+Lab -> sRGB conversion, clipping linear RGB) for DDColor.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorstyle_core import color
@@ -30,12 +37,26 @@ from colorstyle_core.resample import (
     bands,
     resize_band,
     resize_bilinear,
+    resize_bilinear_banded,
     resize_like_pil_bicubic,
     resize_like_pil_bicubic_banded,
     resize_matrix,
+    resize_nearest_band,
 )
 from colorstyle_core.synthetic import generated_state_dict
-from colorstyle_core.weights import COLORIZERS, LabContract, WeightSpec, get_spec
+from colorstyle_core.weights import COLORIZERS, DDColorContract, LabContract, WeightSpec, get_spec
+
+
+def _ddcolor_input(small: Tensor) -> Tensor:
+    """DDColor's input from the resized image: its L as gray sRGB, ``(N, C, h, w)`` -> ``(N, 3, h, w)``.
+
+    As the authors make it: L with OpenCV's float Lab, a = b = 0, back to RGB with OpenCV. OpenCV's
+    tabulated sRGB curves make that gray differ from the exact one (:func:`~colorstyle_core.color.l_to_gray`)
+    by up to 0.002 (mean 0.0008, measured), which moves the network's ab by about 0.06 on average,
+    so the input is made with OpenCV itself (on the CPU: 512 x 512 pixels, about a millisecond).
+    """
+    lightness = color.rgb_to_l_opencv(small)
+    return color.lab_to_rgb_opencv(torch.cat((lightness, torch.zeros_like(lightness).expand(-1, 2, -1, -1)), dim=1))
 
 
 class Colorizer:
@@ -44,26 +65,35 @@ class Colorizer:
     Build it once (``Colorizer.from_weights``) and call it on batches.
 
     Args:
-        net: an :class:`~colorstyle_core.models.ECCV16Colorizer` or
-            :class:`~colorstyle_core.models.SIGGRAPH17Colorizer`, weights loaded, on its device.
-        spec: the weight record (its :class:`LabContract` sets the network size).
+        net: an :class:`~colorstyle_core.models.ECCV16Colorizer`,
+            :class:`~colorstyle_core.models.SIGGRAPH17Colorizer` or :class:`~colorstyle_core.models.DDColor`,
+            weights loaded, on its device.
+        spec: the weight record (its contract sets the network size and the input recipe).
         provenance: which weights are loaded.
         gamut: ``"preserve-l"`` (default: output L == input L) or ``"clip"`` (the
-            authors' per-channel clipping), see :func:`colorstyle_core.color.lab_to_rgb`.
+            authors' pipeline), see the module.
+
+    Attributes:
+        keep_network_ab: when set, :attr:`network_ab` keeps the last network output.
+        network_ab: ``(N, 2, h, w)`` float32 ab at network resolution of the last batch (CPU),
+            when ``keep_network_ab`` (``colorstyle colorize --save-ab``).
     """
 
     def __init__(self, net: nn.Module, spec: WeightSpec, provenance: Provenance,
                  gamut: color.GamutMode = "preserve-l"):
-        if not isinstance(spec.preprocess, LabContract):
+        if not isinstance(spec.preprocess, (LabContract, DDColorContract)):
             raise ValueError(f"{spec.name} is not a colorizer")
         # channels_last: 15-25% faster convolutions on CPU (oneDNN) and on GPUs with tensor cores
         self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.spec = spec
-        self.contract: LabContract = spec.preprocess
+        self.contract: LabContract | DDColorContract = spec.preprocess
+        self.ddcolor = isinstance(spec.preprocess, DDColorContract)
         self.provenance = provenance
         self.gamut: color.GamutMode = gamut
         self.supports_hints = spec.name == "siggraph17"
         self.precision: Precision = "fp32"  # execution.precision (devices.autocast: CUDA only)
+        self.keep_network_ab = False
+        self.network_ab: Tensor | None = None
 
     @classmethod
     def from_weights(
@@ -78,7 +108,7 @@ class Colorizer:
         """Build ``name`` and load its weights through the one loader.
 
         Args:
-            name: ``"eccv16"`` or ``"siggraph17"``.
+            name: a colorizer of the registry (``eccv16``, ``siggraph17``, ``ddcolor_*``).
             source: user-given URI / sha256 / storage options (default: cache, then URL).
             device: ``None`` = CUDA if available, else CPU.
             gamut: see the class.
@@ -123,17 +153,39 @@ class Colorizer:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def _network_l(self, image: Tensor) -> Tensor:
-        """``(N, C, H, W)`` sRGB/gray in [0, 1] -> ``(N, 1, h, w)`` L at network size."""
-        small = resize_like_pil_bicubic(image, self.contract.net_size)
-        return color.rgb_to_l(small)
+    def _network_input(self, image: Tensor) -> Tensor:
+        """``(N, C, H, W)`` sRGB/gray in [0, 1] -> the network's input at network size.
 
-    def _network(self, net_l: Tensor, hint_ab: Tensor | None, hint_mask: Tensor | None) -> Tensor:
-        """The network alone: ``(N, 1, h, w)`` L in, ``(N, 2, h', w')`` float32 ab out (mixed precision on
-        GPUs when ``precision`` asks for it; the Lab maths around it stays float32)."""
-        with autocast(net_l.device, self.precision):
-            ab = self.net(net_l) if hint_ab is None else self.net(net_l, hint_ab, hint_mask)
-        return ab.float()
+        Zhang et al.: ``(N, 1, h, w)`` L; DDColor: ``(N, 3, h, w)`` gray sRGB with the image's L.
+        """
+        if self.ddcolor:
+            return _ddcolor_input(resize_bilinear(image, self.contract.net_size))
+        return color.rgb_to_l(resize_like_pil_bicubic(image, self.contract.net_size))
+
+    def _network(self, net_in: Tensor, hint_ab: Tensor | None, hint_mask: Tensor | None) -> Tensor:
+        """The network alone: its input (:meth:`_network_input`) in, ``(N, 2, h', w')`` float32 ab out (mixed
+        precision on GPUs when ``precision`` asks for it; the Lab maths around it stays float32)."""
+        with autocast(net_in.device, self.precision):
+            ab = self.net(net_in) if hint_ab is None else self.net(net_in, hint_ab, hint_mask)
+        ab = ab.float()
+        if self.keep_network_ab:
+            self.network_ab = ab.cpu()
+        return ab
+
+    @property
+    def _authors_opencv(self) -> bool:
+        """DDColor's ``--gamut clip``: the authors' OpenCV float Lab and nearest ab upsampling."""
+        return self.ddcolor and self.gamut == "clip"
+
+    def lightness(self, rgb: Tensor) -> Tensor:
+        """L of full-resolution images: ``(N, C, H, W)`` in ``[0, 1]`` -> ``(N, 1, H, W)`` float32 in ``[0, 100]``
+        (OpenCV's float Lab for DDColor's ``clip``, else :func:`colorstyle_core.color.rgb_to_l`)."""
+        return color.rgb_to_l_opencv(rgb) if self._authors_opencv else color.rgb_to_l(rgb)
+
+    def _upsample(self, ab_small: Tensor, size: tuple[int, int]) -> Tensor:
+        if self._authors_opencv:
+            return ab_small if tuple(ab_small.shape[-2:]) == tuple(size) else F.interpolate(ab_small, size=size)
+        return resize_bilinear(ab_small, size)
 
     def _hint_tensors(self, hints: Sequence[ColorHints | None] | None, sizes: Sequence[tuple[int, int]]
                       ) -> tuple[Tensor | None, Tensor | None]:
@@ -204,14 +256,14 @@ class Colorizer:
         """
         dev = self.device
         batches = [b.to(dev, torch.float32) for b in batches]
-        net_l = torch.cat([self._network_l(b) for b in batches])
+        net_in = torch.cat([self._network_input(b) for b in batches])
         sizes = [tuple(b.shape[-2:]) for b in batches for _ in range(b.shape[0])]
         hint_ab, hint_mask = self._hint_tensors(hints, sizes)
-        ab_small = self._network(net_l, hint_ab, hint_mask)
+        ab_small = self._network(net_in, hint_ab, hint_mask)
         out, k = [], 0
         for b in batches:
             n = b.shape[0]
-            out.append((color.rgb_to_l(b), resize_bilinear(ab_small[k : k + n], tuple(b.shape[-2:]))))
+            out.append((self.lightness(b), self._upsample(ab_small[k : k + n], tuple(b.shape[-2:]))))
             k += n
         return out
 
@@ -221,9 +273,10 @@ class Colorizer:
         """:meth:`predict_ab` for one large image, a band of rows at a time (never all of it in float).
 
         The network input is made by :func:`~colorstyle_core.resample.resize_like_pil_bicubic_banded`
-        (bit-identical to the unbanded resize), and each band's ab is upsampled bilinearly
-        from the network's output with the rows of the same interpolation matrix (equal to
-        float rounding); :meth:`compose` joins them.
+        (bit-identical to the unbanded resize; DDColor: :func:`~colorstyle_core.resample.resize_bilinear_banded`,
+        equal to float rounding), and each band's ab is upsampled from the network's output with
+        the rows of the same interpolation (bilinear: equal to float rounding; nearest: identical);
+        :meth:`compose` joins them.
 
         Args:
             image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (any device; bands move to the model's).
@@ -235,17 +288,30 @@ class Colorizer:
         """
         h, w = image.shape[-2:]
         net_h, net_w = self.contract.net_size
-        net_l = color.rgb_to_l(resize_like_pil_bicubic_banded(image, (net_h, net_w), band_rows).to(self.device))
+        if self.ddcolor:
+            net_in = _ddcolor_input(resize_bilinear_banded(image, (net_h, net_w), band_rows).to(self.device))
+        else:
+            net_in = color.rgb_to_l(resize_like_pil_bicubic_banded(image, (net_h, net_w), band_rows).to(self.device))
         hint_ab, hint_mask = self._hint_tensors(None if hints is None else [hints], [(h, w)])
-        ab_small = self._network(net_l, hint_ab, hint_mask)
+        ab_small = self._network(net_in, hint_ab, hint_mask)
         wy, wx = resize_matrix(net_h, h, "bilinear"), resize_matrix(net_w, w, "bilinear")
         for r0, r1 in bands(h, band_rows):
             band = band_as_float(image, r0, r1, self.device)
-            yield r0, r1, color.rgb_to_l(band), resize_band(ab_small, wy[r0:r1], wx)
+            if self._authors_opencv:
+                ab = resize_nearest_band(ab_small, (h, w), r0, r1)
+            else:
+                ab = resize_band(ab_small, wy[r0:r1], wx)
+            yield r0, r1, self.lightness(band), ab
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""
-        return color.lab_to_rgb(torch.cat((lightness, ab), dim=1), self.gamut)
+        lab = torch.cat((lightness, ab), dim=1)
+        return color.lab_to_rgb_opencv(lab) if self._authors_opencv else color.lab_to_rgb(lab, self.gamut)
+
+    @torch.inference_mode()
+    def network_input(self, images: Tensor) -> Tensor:
+        """The network's input for ``(N, C, H, W)`` images in ``[0, 1]`` (the benchmark's network-alone loop)."""
+        return self._network_input(images.to(self.device, torch.float32))
 
     @torch.inference_mode()
     def __call__(self, images: Tensor, hints: Sequence[ColorHints | None] | None = None) -> Tensor:

@@ -12,8 +12,10 @@ Resolution order (first that applies wins):
 Whatever the source, the file's sha256 must match: the full digest the user gives,
 else the torch.hub-style prefix in the user's file name, else the published prefix.
 Files are read with ``torch.load(weights_only=True)`` (no code from a pickle ever
-runs) and loaded with ``load_state_dict(strict=True)`` after a key/shape diff that
-says exactly what does not match.
+runs), passed through the weight set's named key adapter if it has one
+(:data:`KEY_ADAPTERS`: DDColor's older files nest the state_dict and carry two dead keys),
+and loaded with ``load_state_dict(strict=True)`` after a key/shape diff that says exactly
+what does not match.
 """
 
 from __future__ import annotations
@@ -275,12 +277,40 @@ def read_bytes(spec: WeightSpec, source: WeightsSource = WeightsSource(), *, cac
             resolved.path.unlink(missing_ok=True)
 
 
-def read_state_dict(path: Path, where: str) -> dict[str, Tensor]:
+DDCOLOR_DROPPED_KEYS = ("encoder.arch.head_cls.weight", "encoder.arch.head_cls.bias")
+"""Keys of a classifier head the DDColor authors later removed from the architecture; their older
+``DDColor-models/*.pth`` files may still carry them."""
+
+
+def ddcolor_keys(obj: object) -> object:
+    """The DDColor key adapter: the state_dict inside any of the authors' checkpoint files.
+
+    The Hugging Face model repositories hold a flat state_dict (``pytorch_model.bin``); the older
+    ``DDColor-models/*.pth`` files are BasicSR checkpoints, the state_dict under ``'params'``,
+    possibly with the two :data:`DDCOLOR_DROPPED_KEYS`. This unwraps ``'params'`` and drops exactly
+    those two keys; anything else that differs still fails the strict load, with the diff.
+    """
+    if isinstance(obj, Mapping) and isinstance(obj.get("params"), Mapping):
+        obj = obj["params"]
+    if not isinstance(obj, Mapping):
+        return obj
+    return {k: v for k, v in obj.items() if k not in DDCOLOR_DROPPED_KEYS}
+
+
+KEY_ADAPTERS: dict[str, Callable[[object], object]] = {"ddcolor": ddcolor_keys}
+"""Named adapters from a published file's contents to the architecture's state_dict (``WeightSpec.adapter``)."""
+
+
+def read_state_dict(path: Path, where: str, adapter: str | None = None) -> dict[str, Tensor]:
     """``torch.load(weights_only=True)`` with errors that name the file.
 
+    Args:
+        path: the local file.
+        where: how to name it in errors.
+        adapter: a key of :data:`KEY_ADAPTERS` applied to the file's contents first, or ``None``.
     Raises:
         WeightsFormatError: truncated/corrupt file, pickled objects other than tensors
-            (possible code), or not a flat ``{str: Tensor}`` mapping.
+            (possible code), or not a flat ``{str: Tensor}`` mapping (after the adapter).
     """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -291,6 +321,8 @@ def read_state_dict(path: Path, where: str) -> dict[str, Tensor]:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise WeightsFormatError(f"{where}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+    if adapter is not None:
+        obj = KEY_ADAPTERS[adapter](obj)
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
         raise WeightsFormatError(f"{where}: expected a state_dict ({{name: tensor}}), got {type(obj).__name__}")
     return dict(obj)
@@ -337,7 +369,7 @@ def load_verified_state_dict(
     """
     resolved = resolve(spec, source, cache_dir=cache_dir, allow_download=allow_download)
     try:
-        state_dict = read_state_dict(resolved.path, resolved.origin)
+        state_dict = read_state_dict(resolved.path, resolved.origin, spec.adapter)
     finally:
         if resolved.temporary:
             resolved.path.unlink(missing_ok=True)

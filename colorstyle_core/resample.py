@@ -58,6 +58,53 @@ def resize_bilinear(images: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def resize_bilinear_banded(images: Tensor, size: tuple[int, int], band_rows: int = 512) -> Tensor:
+    """:func:`resize_bilinear` of one large image, reading ``band_rows`` input rows at a time.
+
+    Bilinear interpolation without anti-aliasing is separable: each band is resized
+    horizontally as it is read, then the ``(H, width)`` intermediate vertically, which equals
+    the one-pass resize to float rounding while no full-size float copy of the image is made.
+
+    Args:
+        images: ``(1, C, H, W)`` float in ``[0, 1]``, or uint8 (read as ``k / 255``).
+        size: output ``(height, width)``.
+        band_rows: input rows per band.
+    Returns:
+        ``(1, C, height, width)`` float32.
+    """
+    h, w = size
+    rows_in = images.shape[-2]
+    wide = torch.empty(1, images.shape[1], rows_in, w, dtype=torch.float32, device=images.device)
+    for r0, r1 in bands(rows_in, band_rows):
+        band = images[:, :, r0:r1].to(torch.float32)
+        band = band / 255.0 if images.dtype == torch.uint8 else band
+        if band.shape[-1] != w:
+            band = F.interpolate(band, size=(r1 - r0, w), mode="bilinear", align_corners=False)
+        wide[:, :, r0:r1] = band
+    return resize_bilinear(wide, (h, w))
+
+
+def resize_nearest_band(images: Tensor, size: tuple[int, int], start: int, stop: int) -> Tensor:
+    """Rows ``[start, stop)`` of ``F.interpolate(images, size)`` (legacy ``nearest``), without the rest.
+
+    The source row and column of every output pixel are taken from ``interpolate`` itself
+    (applied to index ramps), so the band is identical to the same rows of the full resize.
+
+    Args:
+        images: ``(N, C, h, w)``.
+        size: the full output ``(H, W)``.
+        start, stop: the output rows wanted.
+    Returns:
+        ``(N, C, stop - start, W)``, same dtype and device.
+    """
+    h, w = images.shape[-2:]
+    rows = F.interpolate(torch.arange(h, dtype=torch.float32).view(1, 1, h, 1), size=(size[0], 1))
+    cols = F.interpolate(torch.arange(w, dtype=torch.float32).view(1, 1, 1, w), size=(1, size[1]))
+    rows = rows.view(-1)[start:stop].long().to(images.device)
+    cols = cols.view(-1).long().to(images.device)
+    return images[:, :, rows][:, :, :, cols]
+
+
 def longer_side_size(hw: tuple[int, int], longer: int, *, upscale: bool = False) -> tuple[int, int]:
     """``(h, w)`` scaled so the longer side is ``longer`` pixels (aspect ratio kept, sides >= 1).
 

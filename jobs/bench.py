@@ -172,12 +172,12 @@ def actor_path(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | N
     colorizer = processor.pipeline.colorizer
     if colorizer is not None and frames:
         net, bs = colorizer.net, manifest.execution.batch_size
-        lightness = torch.rand(bs, 1, *colorizer.contract.net_size, device=colorizer.device) * 100
+        net_in = colorizer.network_input(torch.rand(bs, 1, 64, 64))
         with torch.inference_mode():
-            net(lightness)  # warm-up
+            net(net_in)  # warm-up
             cpu, wall = time.process_time(), time.perf_counter()
             for _ in range(0, frames, bs):
-                net(lightness)
+                net(net_in)
             if colorizer.device.type == "cuda":
                 torch.cuda.synchronize()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

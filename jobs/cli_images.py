@@ -12,6 +12,7 @@ import dataclasses
 import io
 import logging
 
+import numpy as np
 import torch
 
 from colorstyle_core import color, imageio, loader, storage
@@ -124,9 +125,14 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     step = ColorizeStep(args.model, args.gamut, hint_adherence=args.hint_adherence, hint_radius=args.hint_radius)
     pipeline = FramePipeline(PipelineConfig(colorize=step), colorizer=colorizer)
     _announce(pipeline)
+    colorizer.keep_network_ab = bool(args.save_ab)
     image = read_image(args.input, opts, args.max_pixels)
     hints = load_hints(args, opts, image)
     result = _process(pipeline, image, hints)
+    if args.save_ab and colorizer.network_ab is not None:
+        buf = io.BytesIO()
+        np.save(buf, colorizer.network_ab[0].numpy().astype(np.float32))
+        storage.write_bytes_atomic(args.save_ab, buf.getvalue(), opts)
     del image  # large scans: free the input before encoding the output
     log.info("colorized %s (%dx%d) in %.2f s", args.input, result.image.shape[-1], result.image.shape[-2],
              result.stages[Stage.COLORIZE] + result.stages[Stage.PREPROCESS])
@@ -255,7 +261,7 @@ def add_weight_flags(p: argparse.ArgumentParser) -> None:
 
 def add_image_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``colorize`` and ``stylize``."""
-    p = sub.add_parser("colorize", help="colorize one image (Zhang et al.)",
+    p = sub.add_parser("colorize", help="colorize one image (Zhang et al., DDColor)",
                        description="Colorize one image. INPUT/OUTPUT are paths or fsspec URIs; "
                        "the output format follows OUTPUT's suffix (.png .jpg .webp .tif).")
     p.add_argument("input")
@@ -270,7 +276,10 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hint-mask", metavar="FILE", help="mask image for a hint image: nonzero pixels are hints")
     p.add_argument("--hint-patch", type=int, default=None, help="side of each hint square at 256 px (default 3)")
     p.add_argument("--gamut", choices=("preserve-l", "clip"), default="preserve-l",
-                   help="out-of-gamut colours: preserve-l keeps L exactly (default); clip = authors' demo")
+                   help="preserve-l keeps L exactly (default); clip = the model's authors' pipeline (Zhang et al.: "
+                   "scikit-image's clipping; DDColor: nearest ab upsampling and OpenCV's Lab)")
+    p.add_argument("--save-ab", metavar="URI", help="also write the network's ab at its own resolution "
+                   "(.npy, float32, shape (2, h, w): 512 x 512 for DDColor, 256 x 256 for Zhang et al.)")
     add_weight_flags(p)
     p.set_defaults(func=cmd_colorize)
 

@@ -189,21 +189,23 @@ class TemporalSpec(_Model):
 
 
 class ColorizeSpec(_Model):
-    """The colorization step (Zhang et al.).
+    """The colorization step (Zhang et al., DDColor).
 
     Attributes:
-        model: ``eccv16`` or ``siggraph17`` (hints need ``siggraph17``).
+        model: ``eccv16``, ``siggraph17`` or a DDColor weight set (``ddcolor_paper_tiny``,
+            ``ddcolor_paper``, ``ddcolor_modelscope``, ``ddcolor_artistic``); hints need ``siggraph17``.
         weights: where the checkpoint is (default: cache, then the published URL).
         hints: prefix of hints files: ``<relative path without suffix>.json`` for a still,
             ``<relative path>.json`` (or without the suffix) for a video; keyframes of a
             video are carried through their shots.
         hint_adherence: 0 (the network's answer) .. 1 (the output keeps a hint's colour exactly).
         hint_radius: pixels over which a hint's pull fades into the prediction.
-        gamut: ``preserve-l`` (output L = input L) or ``clip`` (the authors' demo).
+        gamut: ``preserve-l`` (output L = input L) or ``clip`` (the model's authors' pipeline).
         temporal: temporal consistency for videos.
     """
 
-    model: Literal["eccv16", "siggraph17"] = "eccv16"
+    model: Literal["eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper", "ddcolor_modelscope",
+                   "ddcolor_artistic"] = "eccv16"
     weights: WeightsRef | None = None
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
     hint_adherence: float = Field(ColorizeStep.hint_adherence, ge=0, le=1)
@@ -216,7 +218,7 @@ class ColorizeSpec(_Model):
     @model_validator(mode="after")
     def _hints_need_siggraph(self) -> ColorizeSpec:
         if self.hints and self.model != "siggraph17":
-            raise ValueError("hints need model: siggraph17")
+            raise ValueError(f"hints need model: siggraph17 ({self.model} takes no colour hints)")
         return self
 
     def step(self) -> ColorizeStep:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from colorstyle_core.models.ddcolor import DDColor
 from colorstyle_core.models.eccv16 import ECCV16Colorizer
 from colorstyle_core.models.johnson import TransformerNet
 from colorstyle_core.models.siggraph17 import SIGGRAPH17Colorizer
 from colorstyle_core.models.vgg import VGG, VGGFeatures, layer_names, vgg_features_only
-from colorstyle_core.weights import LabContract, get_spec
+from colorstyle_core.weights import DDColorContract, LabContract, get_spec
 
 Layout = list[tuple[str, list[int], str]]
 
@@ -35,6 +36,8 @@ def build(name: str) -> nn.Module:
     if name == "siggraph17":
         assert isinstance(spec.preprocess, LabContract)
         return SIGGRAPH17Colorizer(spec.preprocess)
+    if isinstance(spec.preprocess, DDColorContract):
+        return DDColor(spec.preprocess.size, spec.preprocess)
     return VGG(name)
 
 
@@ -52,6 +55,7 @@ def layout(name: str) -> Layout:
 
 
 __all__ = [
+    "DDColor",
     "ECCV16Colorizer",
     "SIGGRAPH17Colorizer",
     "TransformerNet",
