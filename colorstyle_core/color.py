@@ -161,13 +161,19 @@ def project_to_gamut(lab: Tensor) -> Tensor:
     Returns:
         ``(N, 3, H, W)`` linear sRGB in ``[0, 1]``, same dtype and device, luminance = ``Y(L)``.
     """
-    lin = _lab_to_linear_rgb(lab, clip_fz=True)
+    return _move_into_gamut(_lab_to_linear_rgb(lab, clip_fz=True), lab)
+
+
+@torch.compiler.disable  # data-dependent (only the pixels outside sRGB): always eager, also in compiled callers
+def _move_into_gamut(lin: Tensor, lab: Tensor) -> Tensor:
+    """:func:`project_to_gamut`'s move of the out-of-gamut pixels of ``lin`` (in place; returns it)."""
     outside = _out_of_gamut(lin)  # (N, H, W)
     if not bool(outside.any()):
         return lin
     w = torch.tensor(_XYZ_FROM_RGB[1], dtype=lab.dtype, device=lab.device)  # (3,)
-    t = lin.permute(0, 2, 3, 1)[outside]  # (P, 3) colours to move
-    y = _f_inv((lab[:, :1].clamp(0.0, 100.0) + 16.0) / 116.0).permute(0, 2, 3, 1)[outside][:, 0]  # (P,)
+    pixels = lin.permute(0, 2, 3, 1)  # a view: assigning through it writes lin
+    t = pixels[outside]  # (P, 3) colours to move
+    y = _f_inv((lab[:, 0][outside].clamp(0.0, 100.0) + 16.0) / 116.0)  # (P,)
     breaks = torch.cat(((t - 1) / w, t / w), dim=1).sort(dim=1).values  # (P, 6)
 
     def excess(lam: Tensor) -> Tensor:  # (P, K) -> (P, K): w . clamp(t - lam w) - y, decreasing in lam
@@ -179,9 +185,8 @@ def project_to_gamut(lab: Tensor) -> Tensor:
     f0, f1 = f.gather(1, hi - 1), f.gather(1, hi)
     span = f0 - f1
     lam = torch.where(span.abs() > 1e-12, l0 + f0 * (l1 - l0) / span.where(span.abs() > 1e-12, 1.0), l0)
-    out = lin.permute(0, 2, 3, 1).clone()
-    out[outside] = (t - lam * w).clamp(0.0, 1.0)
-    return out.permute(0, 3, 1, 2).contiguous()
+    pixels[outside] = (t - lam * w).clamp(0.0, 1.0)
+    return lin
 
 
 def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:

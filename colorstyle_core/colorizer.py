@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorstyle_core import color
-from colorstyle_core.devices import Precision, autocast, resolve_device
+from colorstyle_core.devices import Precision, autocast, compiled, resolve_device
 from colorstyle_core.hints import ColorHints, rasterize
 from colorstyle_core.loader import WeightsSource, load_strict, load_weights
 from colorstyle_core.models import build
@@ -94,6 +94,21 @@ class Colorizer:
         self.precision: Precision = "fp32"  # execution.precision (devices.autocast: CUDA only)
         self.keep_network_ab = False
         self.network_ab: Tensor | None = None
+        self.compile_colour_math(False)
+
+    def compile_colour_math(self, enabled: bool = True) -> None:
+        """Run the per-pixel colour maths (the frames' L, Lab -> sRGB) compiled (``execution.compile_colour``).
+
+        Same values as eager, 3-5x faster on a CPU after a one-off compile per frame size
+        (:func:`~colorstyle_core.devices.compiled`). DDColor's ``clip`` mode runs OpenCV and is not affected.
+        """
+        gamut = self.gamut
+
+        def join_to_rgb(lightness: Tensor, ab: Tensor) -> Tensor:
+            return color.lab_to_rgb(torch.cat((lightness, ab), dim=1), gamut)
+
+        self._rgb_to_l = compiled(color.rgb_to_l, enabled)
+        self._join_to_rgb = compiled(join_to_rgb, enabled)
 
     @classmethod
     def from_weights(
@@ -167,7 +182,7 @@ class Colorizer:
         precision on GPUs when ``precision`` asks for it; the Lab maths around it stays float32)."""
         with autocast(net_in.device, self.precision):
             ab = self.net(net_in) if hint_ab is None else self.net(net_in, hint_ab, hint_mask)
-        ab = ab.float()
+        ab = ab.float().contiguous()  # planar (the network computes channels_last): 2x faster upsampling
         if self.keep_network_ab:
             self.network_ab = ab.cpu()
         return ab
@@ -180,7 +195,7 @@ class Colorizer:
     def lightness(self, rgb: Tensor) -> Tensor:
         """L of full-resolution images: ``(N, C, H, W)`` in ``[0, 1]`` -> ``(N, 1, H, W)`` float32 in ``[0, 100]``
         (OpenCV's float Lab for DDColor's ``clip``, else :func:`colorstyle_core.color.rgb_to_l`)."""
-        return color.rgb_to_l_opencv(rgb) if self._authors_opencv else color.rgb_to_l(rgb)
+        return color.rgb_to_l_opencv(rgb) if self._authors_opencv else self._rgb_to_l(rgb)
 
     def _upsample(self, ab_small: Tensor, size: tuple[int, int]) -> Tensor:
         if self._authors_opencv:
@@ -305,8 +320,9 @@ class Colorizer:
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""
-        lab = torch.cat((lightness, ab), dim=1)
-        return color.lab_to_rgb_opencv(lab) if self._authors_opencv else color.lab_to_rgb(lab, self.gamut)
+        if self._authors_opencv:
+            return color.lab_to_rgb_opencv(torch.cat((lightness, ab), dim=1))
+        return self._join_to_rgb(lightness, ab)
 
     @torch.inference_mode()
     def network_input(self, images: Tensor) -> Tensor:

@@ -20,8 +20,9 @@ Each :class:`FrameResult` carries the output, the stylization loss curves and th
 seconds this frame spent in each :class:`~colorstyle_core.timing.Stage` (batch work is
 shared evenly by the batch's frames). Still images and per-frame video go through
 :meth:`FramePipeline.process`; consecutive frames of one video through a
-:class:`FrameSequence`, which carries the temporal chains from batch to batch and hands
-over to the next frame range at a seam (:func:`~colorstyle_core.temporal.handoff_weight`).
+:class:`~colorstyle_core.sequence.FrameSequence` (``sequence.py``), which carries the temporal
+chains from batch to batch and hands over to the next frame range at a seam
+(:func:`~colorstyle_core.temporal.handoff_weight`).
 
 No I/O here: callers decode and encode (``jobs/worker.py``, the single-image commands,
 the benchmark's model loop).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -55,8 +57,11 @@ from colorstyle_core.resample import (
 from colorstyle_core.style.feedforward import METHODS, ArbitraryStylizer, FastStylizer
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG, generated_state_dict
-from colorstyle_core.temporal import ABStabilizer, StepInfo, StyleChain, TemporalSettings, blend, handoff_weight
-from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled, zero
+from colorstyle_core.temporal import StepInfo, TemporalSettings
+from colorstyle_core.timing import Seconds, Stage, StageTimer, scaled, zero
+
+if TYPE_CHECKING:
+    from colorstyle_core.sequence import FrameSequence
 
 LARGE_IMAGE_PIXELS = 16_000_000
 """Stills with more pixels than this go through :meth:`FramePipeline.process_large`: processed in
@@ -226,7 +231,7 @@ class FramePipeline:
     def build(cls, config: PipelineConfig, styles: Sequence[Tensor] = (), *,
               colorizer_weights: ModelWeights | None = None, stylizer_weights: ModelWeights | None = None,
               untrained_seed: int | None = None, device: str | torch.device | None = None,
-              precision: Precision = "fp32") -> FramePipeline:
+              precision: Precision = "fp32", compile_colour: bool = False) -> FramePipeline:
         """Build the models of ``config`` from verified weights, or generated ones.
 
         Args:
@@ -236,6 +241,8 @@ class FramePipeline:
             untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs).
             device: ``None``/``"auto"`` = CUDA if available, else CPU.
             precision: the networks' arithmetic on CUDA (:func:`~colorstyle_core.devices.autocast`).
+            compile_colour: compile the colorizer's per-pixel colour maths
+                (:meth:`~colorstyle_core.colorizer.Colorizer.compile_colour_math`).
         Raises:
             ValueError: a step without weights (and no ``untrained_seed``).
             colorstyle_core.loader.WeightsLayoutError: tensors that do not fit the architecture.
@@ -275,6 +282,7 @@ class FramePipeline:
                                                     device=device, pooling=s.pooling)  # type: ignore[arg-type]
         if colorizer is not None:
             colorizer.precision = precision
+            colorizer.compile_colour_math(compile_colour)
         if isinstance(stylizer, Stylizer):
             stylizer.extractor.precision = precision
         elif isinstance(stylizer, FastStylizer):
@@ -349,7 +357,7 @@ class FramePipeline:
                                                                                   else hints[i]))
                          for i, (lightness, ab) in enumerate(pairs)]
         else:
-            batch = [_as_rgb(b) for b in batch]
+            batch = [as_rgb(b) for b in batch]
         colorized = list(batch) if self.colorizer is not None and self.stylizer is not None else [None] * len(batch)
         curves: list[dict[str, list[float]]] = [{} for _ in batch]
         if self.stylizer is not None:
@@ -432,7 +440,7 @@ class FramePipeline:
                 rgb_bands = ((r0, r1, self.colorizer.compose(lightness, ab if pull is None else pull(ab, r0)))
                              for r0, r1, lightness, ab in self.colorizer.predict_ab_bands(image, hints, band_rows))
             else:
-                rgb_bands = ((r0, r1, _as_rgb(band_as_float(image, r0, r1))) for r0, r1 in bands(h, band_rows))
+                rgb_bands = ((r0, r1, as_rgb(band_as_float(image, r0, r1))) for r0, r1 in bands(h, band_rows))
             for r0, r1, rgb in rgb_bands:
                 colorized[r0:r1] = to_uint8(rgb)[0].permute(1, 2, 0).cpu().numpy()
                 if content is not None:
@@ -462,155 +470,16 @@ class FramePipeline:
     # ---- consecutive frames of one video --------------------------------------------------
 
     def sequence(self, handoff_start: int | None = None, stop: int | None = None) -> FrameSequence:
-        """A :class:`FrameSequence` for consecutive frames of one video (one frame range).
+        """A :class:`~colorstyle_core.sequence.FrameSequence` for consecutive frames of one video (a frame range).
 
         Args:
             handoff_start: with temporal consistency, the frame where the next range starts
                 warming up: from there this range also runs a fresh chain and fades into it.
             stop: one past the range's last frame (needed with ``handoff_start``).
         """
+        from colorstyle_core.sequence import FrameSequence  # it builds on this module
+
         return FrameSequence(self, handoff_start, stop)
-
-
-@dataclass
-class _Chains:
-    """The temporal state of one pass over a shot: colour chain and (created lazily) style chain
-    (Gatys: a :class:`StyleChain`; feed-forward methods: a flow-guided blend of the previous output)."""
-
-    color: ABStabilizer | None
-    style: StyleChain | ABStabilizer | None = None
-
-
-class FrameSequence:
-    """Consecutive frames of one video through a :class:`FramePipeline`.
-
-    Without temporal consistency frames are processed independently, a batch at a time.
-    With it they go through the chains in order, the chains carried from one call of
-    :meth:`process` to the next; before a seam (``handoff_start``) a second, fresh chain
-    runs beside the main one and the written frames cross-fade into it, so the next range
-    (which warms up from ``handoff_start``) continues exactly where this one ends.
-    """
-
-    def __init__(self, pipeline: FramePipeline, handoff_start: int | None, stop: int | None):
-        if handoff_start is not None and stop is None:
-            raise ValueError("a handoff needs the range's stop")
-        self.pipeline = pipeline
-        self.handoff_start, self.stop = handoff_start, stop
-        self._main = self._new_chains()
-        self._fresh: _Chains | None = None
-
-    def _new_chains(self) -> _Chains:
-        step = self.pipeline.config.colorize
-        return _Chains(ABStabilizer(step.temporal) if step is not None and step.temporal is not None else None)
-
-    def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None
-                ) -> list[FrameResult]:
-        """Process the next frames of the video.
-
-        Args:
-            indices: the frames' indices in the video, consecutive, continuing the previous call.
-            frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call.
-            hints: SIGGRAPH17 hints per frame (keyframes carried through the shot), or ``None``.
-        Returns:
-            One :class:`FrameResult` per frame, in order.
-        """
-        p = self.pipeline
-        if hints is not None and all(h is None or h.empty for h in hints):
-            hints = None
-        if not p.temporal:
-            return p.process(frames, hints)
-        timer = p.timer()
-        with timer(Stage.PREPROCESS):
-            x = frames.to(p.device)
-        lightness = ab_pred = None
-        with timer(Stage.COLORIZE):
-            if p.colorizer is not None:
-                lightness, ab_pred = p.colorizer.predict_ab(x, hints)
-        rgb_in = _as_rgb(x)
-        base = scaled(timer.take(), 1.0 / len(indices))
-        results = []
-        for j, index in enumerate(indices):
-            if self.handoff_start is not None and index == self.handoff_start:
-                self._fresh = self._new_chains()
-            t = p.timer()
-            sl = slice(j, j + 1)
-            args = (None if lightness is None else lightness[sl], None if ab_pred is None else ab_pred[sl],
-                    rgb_in[sl], t, None if hints is None else hints[j])
-            ab, image, curves, info, diff = self._chain_frame(self._main, *args, measure=True)
-            if self._fresh is not None:
-                assert self.handoff_start is not None and self.stop is not None
-                weight = handoff_weight(index, self.handoff_start, self.stop)
-                ab_f, image_f, _, _, _ = self._chain_frame(self._fresh, *args, measure=False)
-                with t(Stage.TEMPORAL):
-                    if p.stylizer is None and ab is not None and ab_f is not None:
-                        image = p.colorizer.compose(lightness[sl], blend(ab, ab_f, weight))  # type: ignore
-                    else:
-                        image = blend(image, image_f, weight)
-            results.append(FrameResult(image, None, curves, added(base, t.seconds), info, diff))
-        return results
-
-    def _chain_frame(self, chains: _Chains, lightness: Tensor | None, ab_pred: Tensor | None, rgb_in: Tensor,
-                     timer: StageTimer, hints: ColorHints | None, measure: bool) -> tuple[
-                         Tensor | None, Tensor, dict[str, list[float]], StepInfo | None, float | None]:
-        """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``.
-
-        The order: prediction -> temporal colour -> hint pull -> compose -> stylize.
-        """
-        p = self.pipeline
-        info: StepInfo | None = None
-        ab = None
-        perframe_diff = None
-        rgb = rgb_in
-        if p.colorizer is not None:
-            assert lightness is not None and ab_pred is not None
-            ab = ab_pred
-            if chains.color is not None:
-                with timer(Stage.TEMPORAL):
-                    ab, info = chains.color.step(lightness, ab_pred)
-            with timer(Stage.COLORIZE):
-                ab = p.keep_hints(ab, hints)  # after the chain: the hinted colours stay exact
-                if chains.color is not None:
-                    chains.color.replace_last(ab)  # the chain carries on what was shown
-                rgb = p.colorizer.compose(lightness, ab)
-                if measure and chains.color is not None:
-                    perframe = p.colorizer.compose(lightness, p.keep_hints(ab_pred, hints))
-                    perframe_diff = float((rgb - perframe).abs().mean())
-        curves: dict[str, list[float]] = {}
-        if (step := p.config.stylize) is not None:
-            stylizer = p.stylizer
-            assert stylizer is not None
-            h, w = rgb.shape[-2:]
-            content = resize_longer(rgb, step.size, upscale=not step.keep_input_size)
-            if not isinstance(stylizer, Stylizer):
-                with timer(Stage.STYLIZE):
-                    image = p.feed_forward(content)
-                if step.temporal is not None:
-                    with timer(Stage.TEMPORAL):
-                        if chains.style is None:
-                            chains.style = ABStabilizer(step.temporal)
-                        assert isinstance(chains.style, ABStabilizer)
-                        image, style_info = chains.style.step(color.rgb_to_l(content), image)
-                    info = style_info if info is None else info
-                rgb = resize_to(image, (h, w)) if step.keep_input_size else image
-                return ab, rgb, curves, info, perframe_diff
-            if step.temporal is not None:
-                if chains.style is None:
-                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
-                    chains.style = StyleChain(stylizer, targets, step.config, step.temporal)
-                assert isinstance(chains.style, StyleChain)
-                with timer(Stage.STYLIZE):
-                    image, result, style_info = chains.style.step(content)
-                timer.seconds[Stage.STYLIZE] -= style_info.seconds  # flow and masks are temporal work
-                timer.seconds[Stage.TEMPORAL] += style_info.seconds
-                info = style_info if info is None else info
-            else:
-                with timer(Stage.STYLIZE):
-                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
-                    result = stylizer(content, targets, step.config)
-                    image = result.images
-            curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
-            rgb = resize_to(image, (h, w)) if step.keep_input_size else image
-        return ab, rgb, curves, info, perframe_diff
 
 
 def _u8_view(hwc: np.ndarray) -> Tensor:
@@ -618,6 +487,6 @@ def _u8_view(hwc: np.ndarray) -> Tensor:
     return torch.from_numpy(hwc).permute(2, 0, 1)[None]
 
 
-def _as_rgb(images: Tensor) -> Tensor:
+def as_rgb(images: Tensor) -> Tensor:
     """``(N, 1, H, W)`` gray as ``(N, 3, H, W)`` (a view); sRGB as is."""
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

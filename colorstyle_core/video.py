@@ -14,6 +14,7 @@ paletted frames, one byte per pixel, are the exception Pillow's writer needs).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -254,8 +255,63 @@ def _read_gif_frames(source: Source, start: int, stop: int, name: str) -> Iterat
         raise VideoError(f"{name}: GIF decoding failed ({e})") from None
 
 
-def _x264_options(crf: int, preset: str, threads: int, *, bframes: bool) -> dict[str, str]:
-    options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+H264_ENCODERS = ("libx264", "h264_nvenc")
+"""The H.264 encoders a job can use: x264 on the CPU, NVENC on NVIDIA GPUs."""
+
+_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p4",
+                  "medium": "p5", "slow": "p6", "slower": "p7", "veryslow": "p7"}
+"""x264 preset -> the NVENC preset of about the same place on the speed/quality scale (FFmpeg's p1..p7)."""
+
+
+@functools.cache
+def encoder_works(name: str) -> bool:
+    """Whether PyAV's FFmpeg has the encoder ``name`` and it opens on this machine.
+
+    NVENC is compiled into the PyAV wheels but opens only with an NVIDIA GPU and driver
+    (elsewhere ``avcodec_open2`` fails), so this tries a small encoder once per process.
+    """
+    try:
+        ctx = av.CodecContext.create(name, "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 25)
+        ctx.open()
+        return True
+    except Exception:  # noqa: BLE001 - not compiled in, no device, no driver: all mean "not here"
+        return False
+
+
+def h264_encoder(request: str, cuda: bool) -> tuple[str, str | None]:
+    """The H.264 encoder to use for ``output.video_encoder``, and a note when the request could not be met.
+
+    Args:
+        request: ``auto`` (NVENC on a CUDA actor where it opens, else x264), ``libx264`` or ``h264_nvenc``
+            (x264 where NVENC does not open here).
+        cuda: whether the actor computes on a CUDA device.
+    Returns:
+        ``(encoder, note)``: one of :data:`H264_ENCODERS`, and ``None`` or why it is not the one asked for.
+    Raises:
+        ValueError: an unknown request.
+    """
+    if request not in ("auto", *H264_ENCODERS):
+        raise ValueError(f"unknown video encoder {request!r}; use auto, {', '.join(H264_ENCODERS)}")
+    if request == "libx264" or (request == "auto" and not cuda):
+        return "libx264", None
+    if encoder_works("h264_nvenc"):
+        return "h264_nvenc", None
+    if request == "auto":
+        return "libx264", None
+    return "libx264", "h264_nvenc does not open on this machine (no NVIDIA GPU or driver): encoding with libx264"
+
+
+def _h264_options(encoder: str, crf: int, preset: str, threads: int, *, bframes: bool) -> dict[str, str]:
+    """Encoder options for constant quality ``crf`` at about the speed of x264's ``preset``.
+
+    NVENC has no CRF: its constant-quality mode (``rc=vbr``, ``cq``, no bit-rate target) takes the
+    same 0-51 scale and gives files of roughly the same quality at the same number.
+    """
+    if encoder == "h264_nvenc":
+        options = {"preset": _NVENC_PRESETS.get(preset, "p5"), "rc": "vbr", "cq": str(crf), "b": "0"}
+    else:
+        options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
     if not bframes:  # decode order = presentation order: ranges join by packet copy
         options["bf"] = "0"
     return options
@@ -268,7 +324,7 @@ def _pix_fmt(info: VideoInfo) -> str:
 class SegmentWriter:
     """Encode one frame range into a local Matroska file.
 
-    Films: H.264 (libx264) with no B-frames. Final segments (``intermediate=False``) are
+    Films: H.264 (libx264, or NVENC on GPU nodes) with no B-frames. Final segments (``intermediate=False``) are
     encoded at the output's quality and joined by packet copy: ``yuv420p`` (4:4:4 when a
     side is odd, which 4:2:0 cannot hold). Intermediate segments are FFV1, exactly
     lossless (about 190 KB per 640x360 frame), decoded and encoded once at assembly, so
@@ -281,15 +337,19 @@ class SegmentWriter:
         path: local output file.
         info: the source video (size, rate, time base, GIF or not).
         crf: H.264 constant rate factor (0 = lossless, 18 = visually lossless, 23 = x264 default).
-        preset: x264 speed preset (``ultrafast`` .. ``veryslow``).
+        preset: x264 speed preset (``ultrafast`` .. ``veryslow``; mapped to NVENC's ``p1`` .. ``p7``).
         metadata: container tags (provenance, the UNTRAINED marker).
+        encoder: ``libx264`` or ``h264_nvenc`` (see :func:`h264_encoder`).
+    Raises:
+        av.error.FFmpegError: ``h264_nvenc`` does not open (no GPU, driver or free session).
         threads: encoder threads (0 = the encoder's choice, about 1.5 per core); give a
             worker's CPU share so background encoding does not starve its model.
         intermediate: write a near-lossless segment for :func:`assemble` with ``reencode=True``.
     """
 
     def __init__(self, path: str, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
-                 metadata: dict[str, str] | None = None, threads: int = 0, intermediate: bool = False):
+                 metadata: dict[str, str] | None = None, threads: int = 0, intermediate: bool = False,
+                 encoder: str = "libx264"):
         self.info = info
         self._container = av.open(path, "w", format="matroska")
         for key, value in (metadata or {}).items():
@@ -299,14 +359,21 @@ class SegmentWriter:
             self._stream = self._container.add_stream("ffv1", rate=rate)
             self._stream.pix_fmt = "bgr0"
         else:
-            self._stream = self._container.add_stream("libx264", rate=rate, options=_x264_options(crf, preset, threads,
-                                                                                                  bframes=False))
+            self._stream = self._container.add_stream(encoder, rate=rate,
+                                                      options=_h264_options(encoder, crf, preset, threads,
+                                                                            bframes=False))
             self._stream.pix_fmt = _pix_fmt(info)
         if info.is_gif or intermediate:
             self._stream.codec_context.thread_count = threads
         self._stream.width, self._stream.height = info.width, info.height
         self._stream.time_base = info.time_base
         self._stream.codec_context.time_base = info.time_base
+        if encoder != "libx264" and not (info.is_gif or intermediate):
+            try:  # a hardware encoder may refuse a session: say so now, not at the first frame
+                self._stream.codec_context.open()
+            except BaseException:
+                self._container.close()
+                raise
         self.frames = 0
 
     def write(self, rgb: np.ndarray, index: int) -> None:
@@ -461,6 +528,7 @@ def assemble(
     crf: int = 18,
     preset: str = "medium",
     threads: int = 0,
+    encoder: str = "libx264",
 ) -> AssemblyReport:
     """Join segments, in order, into the final MP4 (or GIF) at ``out_path``.
 
@@ -469,7 +537,10 @@ def assemble(
     the (intermediate) segments are decoded and encoded once more as one H.264 stream
     at ``crf``/``preset``, so no key frame marks the seams between ranges. The source's
     first audio stream is copied for the same time span and interleaved by time; codecs
-    MP4 cannot hold (PCM, ...) are re-encoded to AAC.
+    MP4 cannot hold (PCM, ...) are re-encoded to AAC. Segments whose streams were set up
+    differently (their codec headers differ: ranges encoded by NVENC on one node and x264 on
+    another, or with another preset by an earlier run) cannot be joined by packet copy; they
+    are re-encoded the same way.
 
     Args:
         segments: segment files from :class:`SegmentWriter`, in frame order.
@@ -480,6 +551,7 @@ def assemble(
         name: for error messages.
         metadata: container tags for the output (films).
         reencode, crf, preset, threads: see above (``threads`` 0 = x264's choice).
+        encoder: the H.264 encoder of a re-encode (:func:`h264_encoder`).
     Raises:
         VideoError: when the segments hold a different number of frames than
             ``frame_indices`` (a lost or duplicated range), or a file cannot be read.
@@ -489,6 +561,7 @@ def assemble(
     names = [f"{name} segment {i}" for i in range(len(segments))]
     if info.is_gif:
         return _assemble_gif(segments, names, info, frame_indices, out_path)
+    reencode = reencode or not _same_stream_setup(segments, names)
     tb = info.time_base
     origin = info.pts_of(frame_indices[0])
     end = info.pts_of(frame_indices[-1]) + info.frame_duration(frame_indices[-1])
@@ -497,8 +570,8 @@ def assemble(
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         if reencode:
-            video_out = out.add_stream("libx264", rate=info.average_rate or Fraction(25),
-                                       options=_x264_options(crf, preset, threads, bframes=True))
+            video_out = out.add_stream(encoder, rate=info.average_rate or Fraction(25),
+                                       options=_h264_options(encoder, crf, preset, threads, bframes=True))
             video_out.width, video_out.height, video_out.pix_fmt = info.width, info.height, _pix_fmt(info)
             video_out.codec_context.time_base = tb
             source = _reencoded_packets
@@ -525,6 +598,22 @@ def assemble(
             out.mux(next_audio[1])
             next_audio = next(pending, None)
         return AssemblyReport(len(frame_indices), audio.note if audio else "none")
+
+
+def _same_stream_setup(segments: Sequence[Source], names: Sequence[str]) -> bool:
+    """Whether every segment's video stream has the first one's codec and codec header (SPS/PPS)."""
+    first = None
+    for segment, name in zip(segments, names):
+        with _open(segment, name) as container:
+            ctx = container.streams.video[0].codec_context
+            setup = (ctx.name, bytes(ctx.extradata or b""), ctx.width, ctx.height, ctx.pix_fmt)
+        if hasattr(segment, "seek"):
+            segment.seek(0)  # read again when joined
+        if first is None:
+            first = setup
+        elif setup != first:
+            return False
+    return True
 
 
 def _assemble_gif(segments, names, info: VideoInfo, frame_indices: Sequence[int], out_path: str) -> AssemblyReport:

@@ -163,6 +163,8 @@ def actor_path(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | N
     processor = UnitProcessor(spec, cw, sw, ActorInfo("bench", "local", socket.gethostname(), (), device, os.getpid(),
                                                       ""))
     frames = sum(u.frames for u in plan.ranges)
+    bs = manifest.execution.batch_size
+    processor.pipeline.process(torch.cat(_frames(manifest, bs)))  # warm-up (and compile_colour's one-off compile)
     cpu, wall = time.process_time(), time.perf_counter()
     for unit in plan.ranges:
         processor.process(unit, 0, time.time())
@@ -171,7 +173,7 @@ def actor_path(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | N
                "actor_cpu_s_per_frame": cpu / max(1, frames)}
     colorizer = processor.pipeline.colorizer
     if colorizer is not None and frames:
-        net, bs = colorizer.net, manifest.execution.batch_size
+        net = colorizer.net
         net_in = colorizer.network_input(torch.rand(bs, 1, 64, 64))
         with torch.inference_mode():
             net(net_in)  # warm-up
@@ -210,9 +212,10 @@ def bench(manifest: Manifest, *, naive_frames: int, address: str | None, device:
             frames = _frames(manifest, None)
             pipeline = FramePipeline.build(manifest.pipeline.frame_pipeline(), styles, colorizer_weights=cw,
                                            stylizer_weights=sw, device=device,
-                                           untrained_seed=0 if manifest.pipeline.untrained_weights else None)
+                                           untrained_seed=0 if manifest.pipeline.untrained_weights else None,
+                                           compile_colour=manifest.execution.compile_colour)
             bs = manifest.execution.batch_size
-            pipeline.process(frames[:1])  # warm-up
+            pipeline.process(torch.cat(frames[:bs]))  # warm-up (and compile_colour's one-off compile)
             sequence = pipeline.sequence()
             start = time.perf_counter()
             for i in range(0, len(frames), bs):
@@ -300,6 +303,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device of the bare and naive loops (default cpu)")
     p.add_argument("--no-overlap", action="store_true", help="execution.overlap_io false: decode, network and "
                    "encode one after the other in each actor (the figures before the overlap)")
+    p.add_argument("--compile-colour", action="store_true", help="execution.compile_colour true: the per-pixel "
+                   "colour maths compiled (torch.compile; the one-off compile is timed in the job's figures)")
     m = p.add_argument_group("--methods: Gatys vs fast vs arbitrary stylization on the same frames")
     m.add_argument("--methods", action="store_true", help="compare the three stylization methods instead")
     m.add_argument("--style", help="style image (default: the manifest's first style, else a shared painting)")
@@ -338,6 +343,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.untrained_weights:
         manifest = manifest.model_copy(
             update={"pipeline": manifest.pipeline.model_copy(update={"untrained_weights": True})})
+    if args.compile_colour:
+        manifest = manifest.model_copy(
+            update={"execution": manifest.execution.model_copy(update={"compile_colour": True})})
     if args.no_overlap:
         manifest = manifest.model_copy(
             update={"execution": manifest.execution.model_copy(update={"overlap_io": False})})
@@ -348,7 +356,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     figures = bench(manifest, naive_frames=args.naive_frames, address=args.address, device=args.device)
     ex = manifest.execution
     print(f"\nbenchmark {args.manifest}: {figures['frames']} frames, {ex.actors} actor(s) x {ex.cpus_per_actor} cpu, "
-          f"batch {ex.batch_size}, overlap_io {ex.overlap_io}, torch {torch.__version__}, device {args.device}")
+          f"batch {ex.batch_size}, overlap_io {ex.overlap_io}, compile_colour {ex.compile_colour}, "
+          f"torch {torch.__version__}, device {args.device}")
     print(f"  job (processing)    {figures['job_frames_per_s']:8.3f} frames/s")
     print(f"  job (end to end)    {figures['job_end_to_end_frames_per_s']:8.3f} frames/s "
           f"(incl. {figures['job_startup_s']:.1f} s to start Ray and load models)")

@@ -334,9 +334,10 @@ def worker_spec(manifest: Manifest, job_id: str, run_id: str) -> WorkerSpec:
         untrained_seed=0 if manifest.pipeline.untrained_weights else None,
         storage_options=manifest.storage_options, output_storage_options=manifest.output_storage_options,
         batch_size=ex.batch_size, video_crf=manifest.output.video_crf, video_preset=manifest.output.video_preset,
+        video_encoder=manifest.output.video_encoder,
         cpu_threads=max(1, int(ex.cpus_per_actor)), measure_consistency=manifest.metrics.video_consistency,
         reencode_videos=manifest.reencode_videos, max_pixels=ex.max_pixels, precision=ex.precision,
-        overlap_io=ex.overlap_io,
+        overlap_io=ex.overlap_io, compile_colour=ex.compile_colour,
     )
 
 

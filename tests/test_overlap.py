@@ -64,3 +64,48 @@ def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         processor.process(units[0], 0, 0.0)
     assert calls["n"] == 4  # nothing is written after the failed frame
+
+
+# ---- the H.264 encoder: NVENC where it opens, x264 elsewhere -------------------------------------
+
+
+def test_encoder_choice_falls_back_to_x264_where_nvenc_does_not_open():
+    assert video.h264_encoder("libx264", cuda=True) == ("libx264", None)
+    assert video.h264_encoder("auto", cuda=False) == ("libx264", None)
+    if not video.encoder_works("h264_nvenc"):  # this machine: no NVIDIA GPU
+        assert video.h264_encoder("auto", cuda=True) == ("libx264", None)
+        encoder, note = video.h264_encoder("h264_nvenc", cuda=True)
+        assert encoder == "libx264" and "h264_nvenc does not open" in note
+    with pytest.raises(ValueError, match="unknown video encoder"):
+        video.h264_encoder("x265", cuda=False)
+
+
+def test_a_range_whose_nvenc_session_is_refused_is_encoded_with_x264(shared, tmp_path, monkeypatch):
+    if video.encoder_works("h264_nvenc"):
+        pytest.skip("NVENC opens here: nothing to fall back from")
+    processor, units = _processor_and_units(shared, tmp_path, True)
+    processor.encoder = "h264_nvenc"  # as on a GPU node whose sessions are all taken
+    result = processor.process(units[0], 0, 0.0)
+    assert not result.failures and len(decoded_frames(units[0].segment_uri)) == 10
+
+
+def test_ranges_encoded_differently_are_joined_by_reencoding(shared, tmp_path):
+    """Packet copy needs one stream setup; ranges from NVENC and x264 nodes (or from runs with another
+    preset) differ in their codec headers, and the assembly re-encodes them instead."""
+    source = shared / "data" / "video" / "dev_kenburns_gray.mp4"
+    info = video.probe(str(source), "dev")
+    frames = [rgb for _, rgb in video.read_frames(str(source), info, 0, 8, "dev")]
+    segments = []
+    for i, preset in enumerate(("ultrafast", "medium")):
+        path = str(tmp_path / f"seg{i}.mkv")
+        with video.SegmentWriter(path, info, preset=preset) as writer:
+            for k in range(4 * i, 4 * i + 4):
+                writer.write(frames[k], k)
+        segments.append(path)
+    assert not video._same_stream_setup(segments, ["a", "b"])
+    assert video._same_stream_setup(segments[:1] * 2, ["a", "a"])
+    out = str(tmp_path / "out.mp4")
+    video.assemble(segments, info, list(range(8)), out, name="dev")
+    joined = decoded_frames(out)
+    assert len(joined) == 8
+    assert all(abs(a.astype(int) - b.astype(int)).mean() < 3 for a, b in zip(joined, frames))

@@ -82,3 +82,29 @@ def test_a_step_without_its_model_is_refused(colorizer):
         FramePipeline(PipelineConfig(colorize=ColorizeStep()))
     with pytest.raises(ValueError, match="needs its model"):
         FramePipeline(PipelineConfig(), colorizer=colorizer)
+
+
+@pytest.mark.parametrize("gamut", ["preserve-l", "clip"])
+def test_compiled_colour_maths_give_the_eager_output(shared, gamut):
+    """``execution.compile_colour``: the same frames, eager and through torch.compile."""
+    col = Colorizer.from_weights("eccv16", untrained_seed=0, device="cpu", gamut=gamut)
+    frames = torch.cat([load_rgb(shared / "data" / "gray" / "coffee.jpg", 96)] * 2)
+    eager = col(frames)
+    col.compile_colour_math(True)
+    fast = col(frames)
+    assert (fast - eager).abs().max() < 1e-5  # float rounding (measured bit-identical on 1080p frames)
+
+
+def test_a_failing_compile_falls_back_to_eager(shared, monkeypatch, caplog):
+    def broken(fn):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    col = Colorizer.from_weights("eccv16", untrained_seed=0, device="cpu")
+    frames = load_rgb(shared / "data" / "gray" / "coffee.jpg", 64)
+    eager = col(frames)
+    col.compile_colour_math(True)
+    assert torch.equal(col(frames), eager) and torch.equal(col(frames), eager)
+    assert sum("running it eagerly" in r.message for r in caplog.records) == 2  # once per compiled function

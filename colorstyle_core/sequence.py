@@ -1,0 +1,168 @@
+"""Consecutive frames of one video through the frame pipeline, with the temporal chains.
+
+:class:`FrameSequence` is what :meth:`colorstyle_core.pipeline.FramePipeline.sequence` returns:
+it carries the colour chain (:class:`~colorstyle_core.temporal.ABStabilizer`) and the style
+chain (:class:`~colorstyle_core.temporal.StyleChain` for Gatys, a flow-guided blend for the
+feed-forward methods) from batch to batch, and hands over to the next frame range at a seam
+(:func:`~colorstyle_core.temporal.handoff_weight`). No I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from colorstyle_core import color
+from colorstyle_core.hints import ColorHints
+from colorstyle_core.pipeline import FrameResult, as_rgb
+from colorstyle_core.resample import resize_longer, resize_to
+from colorstyle_core.style.gatys import Stylizer
+from colorstyle_core.temporal import ABStabilizer, StepInfo, StyleChain, blend, handoff_weight
+from colorstyle_core.timing import Stage, StageTimer, added, scaled
+
+if TYPE_CHECKING:
+    from colorstyle_core.pipeline import FramePipeline
+
+
+@dataclass
+class _Chains:
+    """The temporal state of one pass over a shot: colour chain and (created lazily) style chain
+    (Gatys: a :class:`StyleChain`; feed-forward methods: a flow-guided blend of the previous output)."""
+
+    color: ABStabilizer | None
+    style: StyleChain | ABStabilizer | None = None
+
+
+class FrameSequence:
+    """Consecutive frames of one video through a :class:`FramePipeline`.
+
+    Without temporal consistency frames are processed independently, a batch at a time.
+    With it they go through the chains in order, the chains carried from one call of
+    :meth:`process` to the next; before a seam (``handoff_start``) a second, fresh chain
+    runs beside the main one and the written frames cross-fade into it, so the next range
+    (which warms up from ``handoff_start``) continues exactly where this one ends.
+    """
+
+    def __init__(self, pipeline: FramePipeline, handoff_start: int | None, stop: int | None):
+        if handoff_start is not None and stop is None:
+            raise ValueError("a handoff needs the range's stop")
+        self.pipeline = pipeline
+        self.handoff_start, self.stop = handoff_start, stop
+        self._main = self._new_chains()
+        self._fresh: _Chains | None = None
+
+    def _new_chains(self) -> _Chains:
+        step = self.pipeline.config.colorize
+        return _Chains(ABStabilizer(step.temporal) if step is not None and step.temporal is not None else None)
+
+    def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None
+                ) -> list[FrameResult]:
+        """Process the next frames of the video.
+
+        Args:
+            indices: the frames' indices in the video, consecutive, continuing the previous call.
+            frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call.
+            hints: SIGGRAPH17 hints per frame (keyframes carried through the shot), or ``None``.
+        Returns:
+            One :class:`FrameResult` per frame, in order.
+        """
+        p = self.pipeline
+        if hints is not None and all(h is None or h.empty for h in hints):
+            hints = None
+        if not p.temporal:
+            return p.process(frames, hints)
+        timer = p.timer()
+        with timer(Stage.PREPROCESS):
+            x = frames.to(p.device)
+        lightness = ab_pred = None
+        with timer(Stage.COLORIZE):
+            if p.colorizer is not None:
+                lightness, ab_pred = p.colorizer.predict_ab(x, hints)
+        rgb_in = as_rgb(x)
+        base = scaled(timer.take(), 1.0 / len(indices))
+        results = []
+        for j, index in enumerate(indices):
+            if self.handoff_start is not None and index == self.handoff_start:
+                self._fresh = self._new_chains()
+            t = p.timer()
+            sl = slice(j, j + 1)
+            args = (None if lightness is None else lightness[sl], None if ab_pred is None else ab_pred[sl],
+                    rgb_in[sl], t, None if hints is None else hints[j])
+            ab, image, curves, info, diff = self._chain_frame(self._main, *args, measure=True)
+            if self._fresh is not None:
+                assert self.handoff_start is not None and self.stop is not None
+                weight = handoff_weight(index, self.handoff_start, self.stop)
+                ab_f, image_f, _, _, _ = self._chain_frame(self._fresh, *args, measure=False)
+                with t(Stage.TEMPORAL):
+                    if p.stylizer is None and ab is not None and ab_f is not None:
+                        image = p.colorizer.compose(lightness[sl], blend(ab, ab_f, weight))  # type: ignore
+                    else:
+                        image = blend(image, image_f, weight)
+            results.append(FrameResult(image, None, curves, added(base, t.seconds), info, diff))
+        return results
+
+    def _chain_frame(self, chains: _Chains, lightness: Tensor | None, ab_pred: Tensor | None, rgb_in: Tensor,
+                     timer: StageTimer, hints: ColorHints | None, measure: bool) -> tuple[
+                         Tensor | None, Tensor, dict[str, list[float]], StepInfo | None, float | None]:
+        """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``.
+
+        The order: prediction -> temporal colour -> hint pull -> compose -> stylize.
+        """
+        p = self.pipeline
+        info: StepInfo | None = None
+        ab = None
+        perframe_diff = None
+        rgb = rgb_in
+        if p.colorizer is not None:
+            assert lightness is not None and ab_pred is not None
+            ab = ab_pred
+            if chains.color is not None:
+                with timer(Stage.TEMPORAL):
+                    ab, info = chains.color.step(lightness, ab_pred)
+            with timer(Stage.COLORIZE):
+                ab = p.keep_hints(ab, hints)  # after the chain: the hinted colours stay exact
+                if chains.color is not None:
+                    chains.color.replace_last(ab)  # the chain carries on what was shown
+                rgb = p.colorizer.compose(lightness, ab)
+                if measure and chains.color is not None:
+                    perframe = p.colorizer.compose(lightness, p.keep_hints(ab_pred, hints))
+                    perframe_diff = float((rgb - perframe).abs().mean())
+        curves: dict[str, list[float]] = {}
+        if (step := p.config.stylize) is not None:
+            stylizer = p.stylizer
+            assert stylizer is not None
+            h, w = rgb.shape[-2:]
+            content = resize_longer(rgb, step.size, upscale=not step.keep_input_size)
+            if not isinstance(stylizer, Stylizer):
+                with timer(Stage.STYLIZE):
+                    image = p.feed_forward(content)
+                if step.temporal is not None:
+                    with timer(Stage.TEMPORAL):
+                        if chains.style is None:
+                            chains.style = ABStabilizer(step.temporal)
+                        assert isinstance(chains.style, ABStabilizer)
+                        image, style_info = chains.style.step(color.rgb_to_l(content), image)
+                    info = style_info if info is None else info
+                rgb = resize_to(image, (h, w)) if step.keep_input_size else image
+                return ab, rgb, curves, info, perframe_diff
+            if step.temporal is not None:
+                if chains.style is None:
+                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
+                    chains.style = StyleChain(stylizer, targets, step.config, step.temporal)
+                assert isinstance(chains.style, StyleChain)
+                with timer(Stage.STYLIZE):
+                    image, result, style_info = chains.style.step(content)
+                timer.seconds[Stage.STYLIZE] -= style_info.seconds  # flow and masks are temporal work
+                timer.seconds[Stage.TEMPORAL] += style_info.seconds
+                info = style_info if info is None else info
+            else:
+                with timer(Stage.STYLIZE):
+                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
+                    result = stylizer(content, targets, step.config)
+                    image = result.images
+            curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+            rgb = resize_to(image, (h, w)) if step.keep_input_size else image
+        return ab, rgb, curves, info, perframe_diff
