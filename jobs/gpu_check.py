@@ -5,9 +5,11 @@ Runs, on the first CUDA device, and prints one table:
 1. the CUDA-only tests (``pytest -m gpu``: mixed-precision parity, an actor on the GPU);
 2. the colorize benchmark at 360p and 1080p (``manifests/bench.yaml``, ``manifests/bench-1080p.yaml``)
    with the job's actor on the GPU: job, bare loop and network-alone frames/s, pipeline
-   efficiency, CPU core-seconds per frame outside the network; in fp32 and bf16;
-3. Gatys at 512 px: a batch of 4 frames, 50 L-BFGS steps, seconds per step (fp32, bf16);
-4. the fast and arbitrary stylizers at 512 px (frames/s).
+   efficiency, CPU core-seconds per frame outside the network; 360p in fp32 and bf16, 1080p in
+   fp32 without and with ``execution.compile_colour`` (and whether NVENC opens: ``output.video_encoder: auto`` uses it);
+3. the colorizers side by side (ECCV16, SIGGRAPH17, DDColor-T, DDColor-L): seconds per photo;
+4. Gatys at 512 px: a batch of 4 frames, 50 L-BFGS steps, seconds per step (fp32, bf16);
+5. the fast and arbitrary stylizers at 512 px (frames/s).
 
 Generated weights (the same cost as real ones) where the real ones are not cached, so it runs
 from a fresh checkout. Budget: under 8 minutes on one GPU. Without CUDA it says so and exits 0.
@@ -64,22 +66,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT)
         _row(rows, "pytest -m gpu", "passed" if t.returncode == 0 else f"FAILED (exit {t.returncode})")
 
+    from colorstyle_core.video import encoder_works
     from jobs.bench import bench, bench_methods, prepare_inputs
+    from jobs.bench_colorizers import MODELS, SHARED, bench_cost
     from jobs.manifest import load_manifest
 
-    for name in ("bench.yaml", "bench-1080p.yaml"):
+    _row(rows, "h264_nvenc opens (output.video_encoder: auto uses it)", str(encoder_works("h264_nvenc")))
+    runs = [("bench.yaml", "fp32", False), ("bench.yaml", "bf16", False), ("bench-1080p.yaml", "fp32", False),
+            ("bench-1080p.yaml", "fp32", True)]  # the 8-minute budget: bf16 at 360p, compile_colour at 1080p
+    for name, precision, compile_colour in runs:
         manifest = load_manifest(str(ROOT / "manifests" / name))
         prepare_inputs(manifest)
-        for precision in ("fp32", "bf16"):
-            m = manifest.model_copy(update={
-                "pipeline": manifest.pipeline.model_copy(update={"untrained_weights": True}),
-                "execution": manifest.execution.model_copy(update={"precision": precision, "gpus_per_actor": 1})})
-            f = bench(m, naive_frames=2, address=None, device="cuda")
-            _row(rows, f"{name} ({precision}): job / bare / network frames/s",
-                 f"{f['job_frames_per_s']:.1f} / {f['bare_frames_per_s']:.1f} / "
-                 f"{f.get('network_frames_per_s', float('nan')):.1f}")
-            _row(rows, f"{name} ({precision}): efficiency, CPU core-s/frame outside network",
-                 f"{f['pipeline_efficiency']:.2f}, {f.get('outside_network_cpu_s_per_frame', float('nan')):.3f}")
+        m = manifest.model_copy(update={
+            "pipeline": manifest.pipeline.model_copy(update={"untrained_weights": True}),
+            "execution": manifest.execution.model_copy(update={"precision": precision, "gpus_per_actor": 1,
+                                                               "compile_colour": compile_colour})})
+        f = bench(m, naive_frames=2, address=None, device="cuda")
+        label = f"{name} ({precision}{', compile_colour' if compile_colour else ''})"
+        _row(rows, f"{label}: job / bare / network frames/s",
+             f"{f['job_frames_per_s']:.1f} / {f['bare_frames_per_s']:.1f} / "
+             f"{f.get('network_frames_per_s', float('nan')):.1f}")
+        _row(rows, f"{label}: efficiency, CPU core-s/frame outside network",
+             f"{f['pipeline_efficiency']:.2f}, {f.get('outside_network_cpu_s_per_frame', float('nan')):.3f}")
+    for r in bench_cost(sorted((SHARED / "gray").glob("*.jpg"))[:4], MODELS, "cuda"):
+        _row(rows, f"colorizer {r['model']}: s per photo (network alone)",
+             f"{r['s_per_image']:.3f} ({r['network_s_per_image']:.3f})")
     for precision in ("fp32", "bf16"):
         _gatys(rows, precision)
     manifest = load_manifest(str(ROOT / "manifests" / "bench.yaml"))
