@@ -189,51 +189,31 @@ _KANG = ("Kang, Yang, Ji, Xie, Wang, Zhang. DDColor: Towards Photo-Realistic Ima
 _DDCOLOR_LICENSE = "Apache-2.0 (piddnad/DDColor and its Hugging Face model repositories)"
 _HF = "https://huggingface.co/piddnad"
 
-DDCOLOR_PAPER_TINY = WeightSpec(
-    name="ddcolor_paper_tiny",
-    kind="colorizer",
-    url=f"{_HF}/ddcolor_paper_tiny/resolve/main/pytorch_model.bin",
-    sha256="8a1277bc90a1bfbb6d2d83933a9a6bc821931879ca93e26e4fcec12165d41fce",
-    license=_DDCOLOR_LICENSE,
-    reference=_KANG + " DDColor-T (ConvNeXt-T encoder) trained on ImageNet, the paper's scheme.",
-    preprocess=DDColorContract(size="tiny"),
-    file_name="ddcolor_paper_tiny-8a1277bc.bin",
-    adapter="ddcolor",
-)
 
-DDCOLOR_PAPER = WeightSpec(
-    name="ddcolor_paper",
-    kind="colorizer",
-    url=f"{_HF}/ddcolor_paper/resolve/main/pytorch_model.bin",
-    sha256="5c77db8292398a2ec1397003f0a90266c28e97b013515d5e9a32e73a4c54a67d",
-    license=_DDCOLOR_LICENSE,
-    reference=_KANG + " DDColor-L (ConvNeXt-L encoder) trained on ImageNet: the paper's model.",
-    preprocess=DDColorContract(size="large"),
-    file_name="ddcolor_paper-5c77db82.bin",
-    adapter="ddcolor",
-)
+def _ddcolor(name: str, path: str, sha256: str, size: str, about: str, cached_as: str | None = None) -> WeightSpec:
+    """A DDColor weight set: the authors' Hugging Face file ``path`` (under ``piddnad/``), Apache-2.0."""
+    return WeightSpec(name=name, kind="colorizer", url=f"{_HF}/{path}", sha256=sha256, license=_DDCOLOR_LICENSE,
+                      reference=f"{_KANG} {about}", preprocess=DDColorContract(size=size), file_name=cached_as,
+                      adapter="ddcolor")
 
-DDCOLOR_MODELSCOPE = WeightSpec(
-    name="ddcolor_modelscope",
-    kind="colorizer",
-    url=f"{_HF}/DDColor-models/resolve/main/ddcolor_modelscope.pth",
-    sha256="17c460d7e55b32a598370621d77173be59e03c24b0823f06821db23a50c263ce",
-    license=_DDCOLOR_LICENSE,
-    reference=_KANG + " DDColor-L trained on ImageNet with BigColor's data cleaning (the authors' default).",
-    preprocess=DDColorContract(size="large"),
-    adapter="ddcolor",
-)
 
-DDCOLOR_ARTISTIC = WeightSpec(
-    name="ddcolor_artistic",
-    kind="colorizer",
-    url=f"{_HF}/DDColor-models/resolve/main/ddcolor_artistic.pth",
-    sha256="a591ee5beedad36de703d8977e92d0c30c1eedc6453fd1b300f3b460842a23a9",
-    license=_DDCOLOR_LICENSE,
-    reference=_KANG + " DDColor-L trained on ImageNet plus the authors' artistic images, without colourfulness loss.",
-    preprocess=DDColorContract(size="large"),
-    adapter="ddcolor",
-)
+DDCOLOR_PAPER_TINY = _ddcolor(
+    "ddcolor_paper_tiny", "ddcolor_paper_tiny/resolve/main/pytorch_model.bin",
+    "8a1277bc90a1bfbb6d2d83933a9a6bc821931879ca93e26e4fcec12165d41fce", "tiny",
+    "DDColor-T (ConvNeXt-T encoder) trained on ImageNet, the paper's scheme.", "ddcolor_paper_tiny-8a1277bc.bin")
+DDCOLOR_PAPER = _ddcolor(
+    "ddcolor_paper", "ddcolor_paper/resolve/main/pytorch_model.bin",
+    "5c77db8292398a2ec1397003f0a90266c28e97b013515d5e9a32e73a4c54a67d", "large",
+    "DDColor-L (ConvNeXt-L encoder) trained on ImageNet: the paper's model.", "ddcolor_paper-5c77db82.bin")
+DDCOLOR_MODELSCOPE = _ddcolor(
+    "ddcolor_modelscope", "DDColor-models/resolve/main/ddcolor_modelscope.pth",
+    "17c460d7e55b32a598370621d77173be59e03c24b0823f06821db23a50c263ce", "large",
+    "DDColor-L trained on ImageNet with BigColor's data cleaning (the authors' default).")
+DDCOLOR_ARTISTIC = _ddcolor(
+    "ddcolor_artistic", "DDColor-models/resolve/main/ddcolor_artistic.pth",
+    "a591ee5beedad36de703d8977e92d0c30c1eedc6453fd1b300f3b460842a23a9", "large",
+    "DDColor-L trained on ImageNet plus the authors' artistic images, without colourfulness loss.")
+
 
 _GHIASI = ("Ghiasi, Lee, Kudlur, Dumoulin, Shlens. Exploring the structure of a real-time, arbitrary neural "
            "artistic stylization network. BMVC 2017 (Magenta's arbitrary image stylization).")

@@ -33,11 +33,11 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
     cache = loader.default_cache_dir()
     for spec in REGISTRY.values():
         if not spec.url:
-            print(f"{spec.name:11s} (trained by colorstyle train; give its URI)\n{'':11s} {spec.reference}")
+            print(f"{spec.name:19s} (trained by colorstyle train; give its URI)\n{'':19s} {spec.reference}")
             continue
         cached = (cache / spec.filename).is_file()
-        print(f"{spec.name:11s} {spec.filename:42s} sha256:{spec.sha256}  {'cached' if cached else 'not cached'}"
-              f"\n{'':11s} {spec.url}\n{'':11s} licence: {spec.license}")
+        print(f"{spec.name:19s} {spec.filename:38s} sha256:{spec.sha256[:8]}  {'cached' if cached else 'not cached'}"
+              f"\n{'':19s} {spec.url}\n{'':19s} licence: {spec.license}")
     return 0
 
 
