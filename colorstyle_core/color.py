@@ -161,13 +161,13 @@ def project_to_gamut(lab: Tensor) -> Tensor:
     Returns:
         ``(N, 3, H, W)`` linear sRGB in ``[0, 1]``, same dtype and device, luminance = ``Y(L)``.
     """
-    return _move_into_gamut(_lab_to_linear_rgb(lab, clip_fz=True), lab)
+    lin = _lab_to_linear_rgb(lab, clip_fz=True)
+    return _move_into_gamut(lin, lab, _out_of_gamut(lin))
 
 
 @torch.compiler.disable  # data-dependent (only the pixels outside sRGB): always eager, also in compiled callers
-def _move_into_gamut(lin: Tensor, lab: Tensor) -> Tensor:
-    """:func:`project_to_gamut`'s move of the out-of-gamut pixels of ``lin`` (in place; returns it)."""
-    outside = _out_of_gamut(lin)  # (N, H, W)
+def _move_into_gamut(lin: Tensor, lab: Tensor, outside: Tensor) -> Tensor:
+    """:func:`project_to_gamut`'s move of the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` (in place)."""
     if not bool(outside.any()):
         return lin
     w = torch.tensor(_XYZ_FROM_RGB[1], dtype=lab.dtype, device=lab.device)  # (3,)
