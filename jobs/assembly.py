@@ -1,0 +1,77 @@
+"""Video assembly: a video's staged frame ranges joined, in order, into its output (audio kept).
+
+Runs on an actor once every range of the video is done (:class:`jobs.units.AssemblyTask`),
+then measures the output's warping error when the job asks for it. I/O only: the joining
+itself is :func:`colorstyle_core.video.assemble`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+
+from colorstyle_core import storage
+from colorstyle_core.temporal import measure_consistency
+from colorstyle_core.video import assemble, probe, read_frames
+from jobs.metrics import ConsistencyFigures
+from jobs.units import AssemblyResult, AssemblyTask, VideoPlan
+from jobs.worker import WorkerSpec, frame_tensor
+
+
+def assemble_video(task: AssemblyTask, spec: WorkerSpec, description: str, encoder: str) -> AssemblyResult:
+    """Join a video's staged segments into its output, then remove the staging files.
+
+    Args:
+        task: the video and its segments, in frame order.
+        spec: the job's worker settings (storage, encoder quality, consistency measurement).
+        description: the output's ``comment`` tag (provenance).
+        encoder: the H.264 encoder of a re-encode (:func:`colorstyle_core.video.h264_encoder`).
+    Raises:
+        VideoError: the segments do not hold the video's frames.
+    """
+    start = time.perf_counter()
+    video = task.video
+    suffix = ".gif" if video.info.is_gif else ".mp4"
+    opts = spec.output_storage_options
+    with tempfile.TemporaryDirectory(prefix="colorstyle-") as tmp:
+        local_segments = []
+        for i, uri in enumerate(task.segment_uris):
+            if storage.is_local(uri):
+                local_segments.append(uri.removeprefix("file://"))
+                continue
+            path = os.path.join(tmp, f"seg{i:05d}.mkv")
+            fs, remote = storage.filesystem(uri, opts)
+            fs.get_file(remote, path)
+            local_segments.append(path)
+        out_path = os.path.join(tmp, "output" + suffix)
+        audio = nullcontext(None) if video.info.is_gif else storage.open_source(video.uri,
+                                                                               spec.storage_options)
+        with audio as source:
+            report = assemble(local_segments, video.info, list(range(video.start, video.stop)), out_path,
+                              audio_source=source, name=video.uri,
+                              metadata={"comment": description}, reencode=spec.reencode_videos,
+                              crf=spec.video_crf, preset=spec.video_preset, encoder=encoder,
+                              threads=spec.cpu_threads)
+        storage.copy_file_atomic(out_path, video.output_uri, opts)
+        consistency = _consistency(spec, video, out_path) if spec.measure_consistency else None
+    fs, staging = storage.filesystem(video.staging_prefix, opts)
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+    return AssemblyResult(video.key, video.output_uri, report.frames, report.audio, time.perf_counter() - start,
+                          consistency)
+
+
+def _consistency(spec: WorkerSpec, video: VideoPlan, out_path: str) -> ConsistencyFigures:
+    """E_warp of the committed output against its input, overall and at range seams."""
+    out_info = probe(out_path, video.output_uri)
+    with storage.open_source(video.uri, spec.storage_options) as source:
+        result = measure_consistency(
+            (frame_tensor(rgb) for _, rgb in read_frames(out_path, out_info, 0, out_info.frame_count,
+                                                         video.output_uri)),
+            (frame_tensor(rgb) for _, rgb in read_frames(source, video.info, video.start, video.stop, video.uri)),
+            seams=[s - video.start for s in video.seams],
+        )
+    return ConsistencyFigures(result.e_warp, result.e_warp_seams, result.e_warp_inside, list(result.per_pair),
+                              list(video.seams), [c + video.start for c in result.cuts])
