@@ -99,7 +99,7 @@ class Colorizer:
     def compile_colour_math(self, enabled: bool = True) -> None:
         """Run the per-pixel colour maths (the frames' L, Lab -> sRGB) compiled (``execution.compile_colour``).
 
-        Same values as eager, 3-5x faster on a CPU after a one-off compile per frame size
+        Eager's values to float rounding, 3-5x faster on a CPU after a one-off compile per frame size
         (:func:`~colorstyle_core.devices.compiled`). DDColor's ``clip`` mode runs OpenCV and is not affected.
         """
         gamut = self.gamut

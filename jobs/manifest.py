@@ -366,9 +366,9 @@ class ExecutionSpec(_Model):
             own threads while the network runs (bounded: two batches each way); ``false`` runs
             them one after the other (for comparisons).
         compile_colour: ``torch.compile`` the per-pixel colour maths of every frame (the frames'
-            L, Lab -> sRGB and the gamut projection's dense part): the same output, 3-5x less
-            CPU for that work, after a one-off compile of 10-30 s per actor and frame size (cached
-            on disk for later actors). Worth it for films and large photo sets; needs a C++
+            L, Lab -> sRGB and the gamut projection's dense part): the same output to float
+            rounding, 3-5x less CPU for that work, after a one-off compile of 10-30 s per actor and
+            frame size (cached on disk for later actors). Worth it for films and large photo sets; needs a C++
             compiler on CPU nodes (without one the actor logs it and runs eagerly).
     """
 
