@@ -303,6 +303,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device of the bare and naive loops (default cpu)")
     p.add_argument("--no-overlap", action="store_true", help="execution.overlap_io false: decode, network and "
                    "encode one after the other in each actor (the figures before the overlap)")
+    p.add_argument("--overlap", action="store_true", help="execution.overlap_io true: the decode/encode threads "
+                   "also on CPU actors (default auto: GPU actors only)")
     p.add_argument("--compile-colour", action="store_true", help="execution.compile_colour true: the per-pixel "
                    "colour maths compiled (torch.compile; the one-off compile is timed in the job's figures)")
     m = p.add_argument_group("--methods: Gatys vs fast vs arbitrary stylization on the same frames")
@@ -346,9 +348,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.compile_colour:
         manifest = manifest.model_copy(
             update={"execution": manifest.execution.model_copy(update={"compile_colour": True})})
-    if args.no_overlap:
+    if args.no_overlap or args.overlap:
         manifest = manifest.model_copy(
-            update={"execution": manifest.execution.model_copy(update={"overlap_io": False})})
+            update={"execution": manifest.execution.model_copy(update={"overlap_io": bool(args.overlap)})})
     for made in prepare_inputs(manifest):
         print(f"made benchmark input {made}")
     if args.methods:

@@ -364,7 +364,9 @@ class ExecutionSpec(_Model):
             matrices and losses stay fp32). CPU actors always compute in fp32.
         overlap_io: in each actor, decode the next batch and encode the previous one on their
             own threads while the network runs (bounded: two batches each way); ``false`` runs
-            them one after the other (for comparisons).
+            them one after the other; ``auto`` (default): on GPU actors, whose CPU is free while
+            the GPU computes, and off on CPU actors, where the threads only compete with the
+            network for the same cores (measured slower there).
         compile_colour: ``torch.compile`` the per-pixel colour maths of every frame (the frames'
             L, Lab -> sRGB and the gamut projection's dense part): the same output to float
             rounding, 3-5x less CPU for that work, after a one-off compile of 10-30 s per actor and
@@ -382,7 +384,7 @@ class ExecutionSpec(_Model):
     retries: int = Field(2, ge=0)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    overlap_io: bool = True
+    overlap_io: bool | Literal["auto"] = "auto"
     compile_colour: bool = False
 
     @field_validator("gpus_per_actor")

@@ -75,7 +75,7 @@ class WorkerSpec:
         max_pixels: stills with more pixels are refused from their header, before decoding.
         precision: ``fp32``, ``bf16`` or ``fp16`` for the networks on CUDA (:func:`colorstyle_core.devices.autocast`).
         overlap_io: decode the next batch and encode the previous one on their own threads while the
-            network runs (off: one after the other, for comparisons).
+            network runs (``False``: one after the other; ``"auto"``: on CUDA actors only).
         compile_colour: compile the per-pixel colour maths (``execution.compile_colour``).
     """
 
@@ -95,7 +95,7 @@ class WorkerSpec:
     reencode_videos: bool = False
     max_pixels: int | None = None
     precision: str = "fp32"
-    overlap_io: bool = True
+    overlap_io: bool | str = "auto"
     compile_colour: bool = False
 
 
@@ -195,7 +195,9 @@ class UnitProcessor:
                                             compile_colour=spec.compile_colour)
         self.untrained = self.pipeline.untrained
         self.description = f"colorstyle job {spec.job_id}: {self.pipeline.weights_text}"
-        self.encoder, note = h264_encoder(spec.video_encoder, self.pipeline.device.type == "cuda")
+        cuda = self.pipeline.device.type == "cuda"
+        self.overlap = spec.overlap_io if isinstance(spec.overlap_io, bool) else cuda
+        self.encoder, note = h264_encoder(spec.video_encoder, cuda)
         if note:
             log.warning("%s", note)
         self.on_progress: Callable[[str, int], None] | None = None  # (unit attempt key, frames done so far)
@@ -433,7 +435,7 @@ class UnitProcessor:
             if not batch:
                 return
             pending = decoder.submit(decode_batch)  # overlaps with the network below
-            if not self.spec.overlap_io:
+            if not self.overlap:
                 pending.result()  # serial (for comparisons): decode finishes before the network starts
             decode = {Stage.DECODE: decode_s / len(batch)}
             frame_hints = [hints.get(i) for i, _ in batch] if hints else None
@@ -536,7 +538,7 @@ class UnitProcessor:
                             continue  # warm-up frame: its output belongs to the previous range
                         in_flight.append(encoder.submit(encode, frame))
                         written.append(frame)
-                        ahead = ENCODE_AHEAD * self.spec.batch_size if self.spec.overlap_io else 0
+                        ahead = ENCODE_AHEAD * self.spec.batch_size if self.overlap else 0
                         while len(in_flight) > ahead:  # bounded memory
                             in_flight.popleft().result()
                         if len(written) % self.spec.batch_size == 0:

@@ -22,7 +22,7 @@ from jobs.worker import UnitProcessor
 from tests.media import decoded_frames
 
 
-def _processor_and_units(shared, out, overlap: bool):
+def _processor_and_units(shared, out, overlap: bool | str):
     manifest = parse_manifest(textwrap.dedent(f"""
         inputs: [{{uri: "{shared / 'data' / 'video' / 'dev_kenburns_gray.mp4'}", frames: {{start: 0, end: 20}}}}]
         output: {{prefix: "{out}"}}
@@ -47,6 +47,12 @@ def test_overlapped_decode_and_encode_write_the_same_frames_as_one_thread(shared
     for serial, overlapped in zip(segments[False], segments[True]):
         assert len(serial) == len(overlapped) == 10
         assert all((a == b).all() for a, b in zip(serial, overlapped))
+
+
+def test_overlap_is_on_for_gpu_actors_only_by_default(shared, tmp_path):
+    processor, _ = _processor_and_units(shared, tmp_path, "auto")
+    assert processor.pipeline.device.type == "cpu" and processor.overlap is False
+    assert _processor_and_units(shared, tmp_path, True)[0].overlap is True
 
 
 def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
