@@ -14,7 +14,6 @@ paletted frames, one byte per pixel, are the exception Pillow's writer needs).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -25,6 +24,8 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 from PIL import Image
+
+from colorstyle_core.encoders import h264_options
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 GIF_TIME_BASE = Fraction(1, 1000)  # GIF durations are kept in milliseconds
@@ -255,68 +256,6 @@ def _read_gif_frames(source: Source, start: int, stop: int, name: str) -> Iterat
         raise VideoError(f"{name}: GIF decoding failed ({e})") from None
 
 
-H264_ENCODERS = ("libx264", "h264_nvenc")
-"""The H.264 encoders a job can use: x264 on the CPU, NVENC on NVIDIA GPUs."""
-
-_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p4",
-                  "medium": "p5", "slow": "p6", "slower": "p7", "veryslow": "p7"}
-"""x264 preset -> the NVENC preset of about the same place on the speed/quality scale (FFmpeg's p1..p7)."""
-
-
-@functools.cache
-def encoder_works(name: str) -> bool:
-    """Whether PyAV's FFmpeg has the encoder ``name`` and it opens on this machine.
-
-    NVENC is compiled into the PyAV wheels but opens only with an NVIDIA GPU and driver
-    (elsewhere ``avcodec_open2`` fails), so this tries a small encoder once per process.
-    """
-    try:
-        ctx = av.CodecContext.create(name, "w")
-        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 25)
-        ctx.open()
-        return True
-    except Exception:  # noqa: BLE001 - not compiled in, no device, no driver: all mean "not here"
-        return False
-
-
-def h264_encoder(request: str, cuda: bool) -> tuple[str, str | None]:
-    """The H.264 encoder to use for ``output.video_encoder``, and a note when the request could not be met.
-
-    Args:
-        request: ``auto`` (NVENC on a CUDA actor where it opens, else x264), ``libx264`` or ``h264_nvenc``
-            (x264 where NVENC does not open here).
-        cuda: whether the actor computes on a CUDA device.
-    Returns:
-        ``(encoder, note)``: one of :data:`H264_ENCODERS`, and ``None`` or why it is not the one asked for.
-    Raises:
-        ValueError: an unknown request.
-    """
-    if request not in ("auto", *H264_ENCODERS):
-        raise ValueError(f"unknown video encoder {request!r}; use auto, {', '.join(H264_ENCODERS)}")
-    if request == "libx264" or (request == "auto" and not cuda):
-        return "libx264", None
-    if encoder_works("h264_nvenc"):
-        return "h264_nvenc", None
-    if request == "auto":
-        return "libx264", None
-    return "libx264", "h264_nvenc does not open on this machine (no NVIDIA GPU or driver): encoding with libx264"
-
-
-def _h264_options(encoder: str, crf: int, preset: str, threads: int, *, bframes: bool) -> dict[str, str]:
-    """Encoder options for constant quality ``crf`` at about the speed of x264's ``preset``.
-
-    NVENC has no CRF: its constant-quality mode (``rc=vbr``, ``cq``, no bit-rate target) takes the
-    same 0-51 scale and gives files of roughly the same quality at the same number.
-    """
-    if encoder == "h264_nvenc":
-        options = {"preset": _NVENC_PRESETS.get(preset, "p5"), "rc": "vbr", "cq": str(crf), "b": "0"}
-    else:
-        options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
-    if not bframes:  # decode order = presentation order: ranges join by packet copy
-        options["bf"] = "0"
-    return options
-
-
 def _pix_fmt(info: VideoInfo) -> str:
     return "yuv444p" if info.width % 2 or info.height % 2 else "yuv420p"
 
@@ -339,7 +278,7 @@ class SegmentWriter:
         crf: H.264 constant rate factor (0 = lossless, 18 = visually lossless, 23 = x264 default).
         preset: x264 speed preset (``ultrafast`` .. ``veryslow``; mapped to NVENC's ``p1`` .. ``p7``).
         metadata: container tags (provenance, the UNTRAINED marker).
-        encoder: ``libx264`` or ``h264_nvenc`` (see :func:`h264_encoder`).
+        encoder: ``libx264`` or ``h264_nvenc`` (see :func:`~colorstyle_core.encoders.h264_encoder`).
     Raises:
         av.error.FFmpegError: ``h264_nvenc`` does not open (no GPU, driver or free session).
         threads: encoder threads (0 = the encoder's choice, about 1.5 per core); give a
@@ -360,7 +299,7 @@ class SegmentWriter:
             self._stream.pix_fmt = "bgr0"
         else:
             self._stream = self._container.add_stream(encoder, rate=rate,
-                                                      options=_h264_options(encoder, crf, preset, threads,
+                                                      options=h264_options(encoder, crf, preset, threads,
                                                                             bframes=False))
             self._stream.pix_fmt = _pix_fmt(info)
         if info.is_gif or intermediate:
@@ -551,7 +490,7 @@ def assemble(
         name: for error messages.
         metadata: container tags for the output (films).
         reencode, crf, preset, threads: see above (``threads`` 0 = x264's choice).
-        encoder: the H.264 encoder of a re-encode (:func:`h264_encoder`).
+        encoder: the H.264 encoder of a re-encode (:func:`~colorstyle_core.encoders.h264_encoder`).
     Raises:
         VideoError: when the segments hold a different number of frames than
             ``frame_indices`` (a lost or duplicated range), or a file cannot be read.
@@ -571,7 +510,7 @@ def assemble(
             out.metadata[key] = value
         if reencode:
             video_out = out.add_stream(encoder, rate=info.average_rate or Fraction(25),
-                                       options=_h264_options(encoder, crf, preset, threads, bframes=True))
+                                       options=h264_options(encoder, crf, preset, threads, bframes=True))
             video_out.width, video_out.height, video_out.pix_fmt = info.width, info.height, _pix_fmt(info)
             video_out.codec_context.time_base = tb
             source = _reencoded_packets

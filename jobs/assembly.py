@@ -27,7 +27,7 @@ def assemble_video(task: AssemblyTask, spec: WorkerSpec, description: str, encod
         task: the video and its segments, in frame order.
         spec: the job's worker settings (storage, encoder quality, consistency measurement).
         description: the output's ``comment`` tag (provenance).
-        encoder: the H.264 encoder of a re-encode (:func:`colorstyle_core.video.h264_encoder`).
+        encoder: the H.264 encoder of a re-encode (:func:`colorstyle_core.encoders.h264_encoder`).
     Raises:
         VideoError: the segments do not hold the video's frames.
     """

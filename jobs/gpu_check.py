@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT)
         _row(rows, "pytest -m gpu", "passed" if t.returncode == 0 else f"FAILED (exit {t.returncode})")
 
-    from colorstyle_core.video import encoder_works
+    from colorstyle_core.encoders import encoder_works
     from jobs.bench import bench, bench_methods, prepare_inputs
     from jobs.bench_colorizers import MODELS, SHARED, bench_cost
     from jobs.manifest import load_manifest

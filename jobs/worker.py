@@ -27,12 +27,13 @@ import pyarrow.parquet as pq
 import torch
 
 from colorstyle_core import color, imageio, quality, storage
+from colorstyle_core.encoders import h264_encoder
 from colorstyle_core.hints import ColorHints, HintsError, Keyframe, keyframe_hints, keyframe_points, parse_hints
 from colorstyle_core.keyframes import propagate
 from colorstyle_core.pipeline import LARGE_IMAGE_PIXELS, FramePipeline, FrameResult, ModelWeights, PipelineConfig
 from colorstyle_core.resample import band_as_float
 from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled
-from colorstyle_core.video import SegmentWriter, VideoError, h264_encoder, read_frames
+from colorstyle_core.video import SegmentWriter, VideoError, read_frames
 from jobs.metrics import FailureRow, FrameRow, QualityRow
 from jobs.progress import progress_key
 from jobs.units import (
@@ -67,7 +68,7 @@ class WorkerSpec:
         storage_options, output_storage_options: fsspec options for inputs and outputs.
         batch_size: frames per network batch.
         video_crf, video_preset: H.264 quality and x264 speed of the outputs.
-        video_encoder: ``auto``, ``libx264`` or ``h264_nvenc`` (:func:`colorstyle_core.video.h264_encoder`).
+        video_encoder: ``auto``, ``libx264`` or ``h264_nvenc`` (:func:`colorstyle_core.encoders.h264_encoder`).
         device: ``auto``, ``cpu``, ``cuda``, ...
         cpu_threads: the actor's CPU share (torch and encoder threads).
         measure_consistency: measure E_warp of every assembled video.

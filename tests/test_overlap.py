@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from colorstyle_core import video
+from colorstyle_core import encoders, video
 from jobs.driver import worker_spec
 from jobs.manifest import parse_manifest
 from jobs.plan import plan_job
@@ -76,18 +76,18 @@ def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
 
 
 def test_encoder_choice_falls_back_to_x264_where_nvenc_does_not_open():
-    assert video.h264_encoder("libx264", cuda=True) == ("libx264", None)
-    assert video.h264_encoder("auto", cuda=False) == ("libx264", None)
-    if not video.encoder_works("h264_nvenc"):  # this machine: no NVIDIA GPU
-        assert video.h264_encoder("auto", cuda=True) == ("libx264", None)
-        encoder, note = video.h264_encoder("h264_nvenc", cuda=True)
+    assert encoders.h264_encoder("libx264", cuda=True) == ("libx264", None)
+    assert encoders.h264_encoder("auto", cuda=False) == ("libx264", None)
+    if not encoders.encoder_works("h264_nvenc"):  # this machine: no NVIDIA GPU
+        assert encoders.h264_encoder("auto", cuda=True) == ("libx264", None)
+        encoder, note = encoders.h264_encoder("h264_nvenc", cuda=True)
         assert encoder == "libx264" and "h264_nvenc does not open" in note
     with pytest.raises(ValueError, match="unknown video encoder"):
-        video.h264_encoder("x265", cuda=False)
+        encoders.h264_encoder("x265", cuda=False)
 
 
 def test_a_range_whose_nvenc_session_is_refused_is_encoded_with_x264(shared, tmp_path, monkeypatch):
-    if video.encoder_works("h264_nvenc"):
+    if encoders.encoder_works("h264_nvenc"):
         pytest.skip("NVENC opens here: nothing to fall back from")
     processor, units = _processor_and_units(shared, tmp_path, True)
     processor.encoder = "h264_nvenc"  # as on a GPU node whose sessions are all taken
