@@ -38,6 +38,7 @@ from colorstyle_core.style.gatys import Stylizer
 from colorstyle_core.video import read_frames
 from jobs.manifest import Manifest, load_manifest
 from jobs.plan import list_inputs, probe_video
+from jobs.worker import frame_tensor
 
 
 def _checkpoint_files(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | None, tmp: str
@@ -97,8 +98,7 @@ def _frames(manifest: Manifest, limit: int | None) -> list[torch.Tensor]:
         if f.kind == "video":
             info = probe_video(f.uri, manifest.storage_options)
             stop = info.frame_count if limit is None else min(info.frame_count, limit - len(frames))
-            frames += [imageio.to_tensor(rgb.astype("float32") / 255.0) for _, rgb in
-                       read_frames(f.uri, info, 0, stop, f.uri)]
+            frames += [frame_tensor(rgb) for _, rgb in read_frames(f.uri, info, 0, stop, f.uri)]
         if limit is not None and len(frames) >= limit:
             break
     return frames

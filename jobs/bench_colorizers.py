@@ -23,22 +23,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from colorstyle_core import color, imageio
+from colorstyle_core import color
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig
 from colorstyle_core.weights import get_spec
+from jobs.cli_images import read_image
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper")
 
 
-def _photo(path: Path) -> torch.Tensor:
-    return imageio.to_tensor(imageio.decode_image(path.read_bytes(), str(path)).pixels)
-
-
 def bench_cost(photos: list[Path], models: tuple[str, ...], device: str) -> list[dict[str, object]]:
     """Per model: seconds per image (pipeline and network alone), parameters, input size."""
-    images = [_photo(p) for p in photos]
+    images = [read_image(str(p), None) for p in photos]
     rows = []
     for name in models:
         colorizer = Colorizer.from_weights(name, device=device, untrained_seed=0)
@@ -75,7 +72,7 @@ def bench_upsampling(photos: list[Path], scales: tuple[int, ...] = (1, 2, 4)) ->
     """``{(scale, mode): [mean dE all, mean dE edges]}`` averaged over ``photos`` (see the module docstring)."""
     sums: dict[tuple[int, str], list[float]] = {}
     for path in photos:
-        rgb = _photo(path)
+        rgb = read_image(str(path), None)
         for scale in scales:
             big = rgb if scale == 1 else F.interpolate(rgb, scale_factor=scale, mode="bicubic").clamp(0, 1)
             lab = color.rgb_to_lab(big)
