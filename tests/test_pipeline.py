@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from colorstyle_core import devices
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig, StylizeStep
 from colorstyle_core.resample import longer_side_size
@@ -108,3 +109,21 @@ def test_a_failing_compile_falls_back_to_eager(shared, monkeypatch, caplog):
     col.compile_colour_math(True)
     assert torch.equal(col(frames), eager) and torch.equal(col(frames), eager)
     assert sum("running it eagerly" in r.message for r in caplog.records) == 2  # once per compiled function
+
+
+def test_an_input_error_under_compile_propagates_and_keeps_compiling(monkeypatch):
+    """An error eager raises too is the inputs' error: it surfaces and compilation stays on."""
+    calls = []
+
+    def counting(fn):
+        def run(*args):
+            calls.append(args)
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(torch, "compile", counting)
+    double = devices.compiled(lambda x: 2 * x * torch.ones(3), enabled=True)
+    with pytest.raises(RuntimeError):
+        double(torch.ones(4))  # (4,) * (3,): a shape error, eager and compiled alike
+    assert torch.equal(double(torch.ones(3)), 2 * torch.ones(3))
+    assert len(calls) == 2  # the second call still went through the compiled function
