@@ -324,6 +324,20 @@ class Colorizer:
             return color.lab_to_rgb_opencv(torch.cat((lightness, ab), dim=1))
         return self._join_to_rgb(lightness, ab)
 
+    def compose_sampled(self, lightness: Tensor, ab: Tensor, stride: int) -> Tensor:
+        """:meth:`compose` on every ``stride``-th pixel in each direction, eagerly.
+
+        Every step of the composition is per pixel, so this equals
+        ``compose(lightness, ab)[..., ::stride, ::stride]`` at ``1 / stride**2`` of the cost and
+        without compiling for another size: for statistics over a frame (the temporal chain's
+        per-frame difference). Shapes as :meth:`compose`, the output ``(N, 3, ceil(H / stride),
+        ceil(W / stride))``.
+        """
+        lab = torch.cat((lightness[..., ::stride, ::stride], ab[..., ::stride, ::stride]), dim=1)
+        if self._authors_opencv:
+            return color.lab_to_rgb_opencv(lab)
+        return color.lab_to_rgb(lab, self.gamut)
+
     @torch.inference_mode()
     def network_input(self, images: Tensor) -> Tensor:
         """The network's input for ``(N, C, H, W)`` images in ``[0, 1]`` (the benchmark's network-alone loop)."""

@@ -182,8 +182,9 @@ class FrameResult:
         curves: stylization loss per optimiser step: ``{"total" | "content" | "style" | "tv": [...]}``.
         stages: seconds this frame spent per stage (its share of batch work).
         info: what the temporal chain did (video with temporal consistency).
-        perframe_diff: mean absolute RGB difference to the per-frame colorization
-            (temporal colour only).
+        perframe_diff: mean absolute RGB difference (in [0, 1]) to the per-frame colorization,
+            over every 4th pixel in each direction (temporal colour only;
+            :data:`~colorstyle_core.sequence.PERFRAME_DIFF_STRIDE`).
     """
 
     image: Tensor

@@ -26,6 +26,10 @@ from colorstyle_core.timing import Stage, StageTimer, added, scaled
 if TYPE_CHECKING:
     from colorstyle_core.pipeline import FramePipeline
 
+PERFRAME_DIFF_STRIDE = 4
+"""The temporal chain's per-frame difference (``perframe_diff``) is the mean over every 4th pixel in each
+direction: an estimate of the whole frame's mean at 1/16 of the cost of a second composition."""
+
 
 @dataclass
 class _Chains:
@@ -128,8 +132,9 @@ class FrameSequence:
                     chains.color.replace_last(ab)  # the chain carries on what was shown
                 rgb = p.colorizer.compose(lightness, ab)
                 if measure and chains.color is not None:
-                    perframe = p.colorizer.compose(lightness, p.keep_hints(ab_pred, hints))
-                    perframe_diff = float((rgb - perframe).abs().mean())
+                    s = PERFRAME_DIFF_STRIDE
+                    perframe = p.colorizer.compose_sampled(lightness, p.keep_hints(ab_pred, hints), s)
+                    perframe_diff = float((rgb[..., ::s, ::s] - perframe).abs().mean())
         curves: dict[str, list[float]] = {}
         if (step := p.config.stylize) is not None:
             stylizer = p.stylizer

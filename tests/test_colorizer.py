@@ -112,6 +112,16 @@ def test_batch_equals_single_and_mixed_sizes_batch_together(shared, colorizers):
         torch.testing.assert_close(out[None], c(img[None]), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("gamut", ["preserve-l", "clip"])
+def test_compose_sampled_is_the_strided_composition(shared, gamut):
+    """Every step of the composition is per pixel: sampling first gives the sampled full result."""
+    c = Colorizer.from_weights("eccv16", untrained_seed=3, device="cpu", gamut=gamut)
+    lightness, ab = c.predict_ab(load_rgb(shared / "data" / "gray" / "lighthouse.jpg", size=150))
+    full = c.compose(lightness, ab)
+    sampled = c.compose_sampled(lightness, ab, 4)
+    assert sampled.shape[-2:] == full[..., ::4, ::4].shape[-2:]
+    assert torch.equal(sampled, full[..., ::4, ::4])
+
 def test_siggraph17_hints_change_colours_near_the_hint(shared, colorizers):
     c = colorizers["siggraph17"]
     x = load_rgb(shared / "data" / "gray" / "coffee.jpg", size=256)
