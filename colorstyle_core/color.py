@@ -162,31 +162,53 @@ def project_to_gamut(lab: Tensor) -> Tensor:
         ``(N, 3, H, W)`` linear sRGB in ``[0, 1]``, same dtype and device, luminance = ``Y(L)``.
     """
     lin = _lab_to_linear_rgb(lab, clip_fz=True)
-    return _move_into_gamut(lin, lab, _out_of_gamut(lin))
+    outside = _out_of_gamut(lin)
+    y = _f_inv((lab[:, :1].clamp(0.0, 100.0) + 16.0) / 116.0)  # (N, 1, H, W) luminance Y of L
+    return _move_outside(lin, y, outside)
 
 
 @torch.compiler.disable  # data-dependent (only the pixels outside sRGB): always eager, also in compiled callers
-def _move_into_gamut(lin: Tensor, lab: Tensor, outside: Tensor) -> Tensor:
-    """:func:`project_to_gamut`'s move of the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` (in place)."""
+def _move_outside(lin: Tensor, y: Tensor, outside: Tensor) -> Tensor:
+    """Eager :func:`project_to_gamut`: only the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` are moved, in place."""
     if not bool(outside.any()):
         return lin
-    w = torch.tensor(_XYZ_FROM_RGB[1], dtype=lab.dtype, device=lab.device)  # (3,)
     pixels = lin.permute(0, 2, 3, 1)  # a view: assigning through it writes lin
-    t = pixels[outside]  # (P, 3) colours to move
-    y = _f_inv((lab[:, 0][outside].clamp(0.0, 100.0) + 16.0) / 116.0)  # (P,)
-    breaks = torch.cat(((t - 1) / w, t / w), dim=1).sort(dim=1).values  # (P, 6)
-
-    def excess(lam: Tensor) -> Tensor:  # (P, K) -> (P, K): w . clamp(t - lam w) - y, decreasing in lam
-        return ((t[:, None, :] - lam[..., None] * w).clamp(0.0, 1.0) * w).sum(-1) - y[:, None]
-
-    f = excess(breaks)
-    hi = (f <= 0).to(torch.int64).argmax(dim=1).clamp(min=1)[:, None]  # first breakpoint at or past the root
-    l0, l1 = breaks.gather(1, hi - 1), breaks.gather(1, hi)
-    f0, f1 = f.gather(1, hi - 1), f.gather(1, hi)
-    span = f0 - f1
-    lam = torch.where(span.abs() > 1e-12, l0 + f0 * (l1 - l0) / span.where(span.abs() > 1e-12, 1.0), l0)
-    pixels[outside] = (t - lam * w).clamp(0.0, 1.0)
+    pixels[outside] = _nearest_at_luminance(pixels[outside], y[:, 0][outside][:, None])
     return lin
+
+
+def _nearest_at_luminance(t: Tensor, y: Tensor) -> Tensor:
+    """The point of the sRGB cube nearest to ``t`` with luminance ``y``: ``clamp(t - lambda * w, 0, 1)``.
+
+    ``g(lambda) = w . clamp(t - lambda * w, 0, 1) - y`` is piecewise linear and non-increasing with
+    breakpoints ``t_c / w_c`` and ``(t_c - 1) / w_c``; the root lies between the largest breakpoint
+    with ``g > 0`` and the smallest with ``g <= 0`` (neighbours, as ``g`` never increases), where
+    ``g`` is linear. Masked reductions over the six breakpoints, no sorting or gathers.
+
+    Args:
+        t: ``(M, 3, ...)`` linear RGB, channels on dim 1.
+        y: ``(M, 1, ...)`` target luminance in ``[0, 1]``.
+    Returns:
+        ``(M, 3, ...)`` linear RGB in ``[0, 1]``.
+    """
+    shape = (1, 3) + (1,) * (t.ndim - 2)
+    w = torch.tensor(_XYZ_FROM_RGB[1], dtype=t.dtype, device=t.device).view(shape)
+    breaks = torch.cat(((t - 1.0) / w, t / w), dim=1)  # (M, 6, ...)
+    g = -y  # g at each breakpoint, one channel at a time (3 temporaries of (M, 6, ...) when eager)
+    for c, w_c in enumerate(_XYZ_FROM_RGB[1]):
+        g = g + w_c * (t[:, c:c + 1] - breaks * w_c).clamp(0.0, 1.0)
+    positive = g > 0
+    # g(largest breakpoint) = -y <= 0 and g(smallest) = 1 - y >= 0, up to rounding at y = 0 or 1
+    any_positive, all_positive = positive.any(dim=1, keepdim=True), positive.all(dim=1, keepdim=True)
+    lo = breaks.where(positive, -torch.inf).amax(dim=1, keepdim=True)
+    hi = breaks.where(~positive, torch.inf).amin(dim=1, keepdim=True)
+    lo, hi = lo.where(any_positive, hi), hi.where(~all_positive, lo)
+    g_lo = g.where(positive, torch.inf).amin(dim=1, keepdim=True).where(any_positive, 0.0)
+    g_hi = g.where(~positive, -torch.inf).amax(dim=1, keepdim=True).where(~all_positive, 0.0)
+    span = g_lo - g_hi
+    steep = span > 1e-12
+    lam = (lo + g_lo * (hi - lo) / span.where(steep, 1.0)).where(steep, lo)
+    return (t - lam * w).clamp(0.0, 1.0)
 
 
 def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:

@@ -52,6 +52,16 @@ def test_preserve_l_keeps_lightness_for_any_ab():
     assert (color.rgb_to_l(color.lab_to_rgb(lab, gamut="clip")) - lab[:, :1]).abs().max() > 5
 
 
+@pytest.mark.parametrize("lightness", [0.0, 100.0])
+def test_preserve_l_at_black_and_white_gives_black_and_white(lightness):
+    """L = 0 and L = 100 leave one point of the cube (rounding can make every breakpoint one-sided)."""
+    g = torch.Generator().manual_seed(5)
+    ab = (torch.rand(1, 2, 30, 30, generator=g) - 0.5) * 260
+    lab = torch.cat((torch.full((1, 1, 30, 30), lightness), ab), dim=1)
+    rgb = color.lab_to_rgb(lab)
+    assert torch.isfinite(rgb).all()
+    assert (rgb - lightness / 100).abs().max() < 1e-3
+
 def test_preserve_l_leaves_in_gamut_colours_alone():
     rgb = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     lab = color.rgb_to_lab(rgb)
