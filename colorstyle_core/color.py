@@ -240,7 +240,7 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
 
 def to_uint8(rgb: Tensor) -> Tensor:
     """Round ``[0, 1]`` floats to 8-bit levels: ``(N, C, H, W)`` float -> uint8 (same shape)."""
-    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return (rgb * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 # ---- OpenCV's float Lab: the DDColor authors' pipeline -----------------------------------------------

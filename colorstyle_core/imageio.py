@@ -235,6 +235,11 @@ def to_tensor(pixels: np.ndarray, copy: bool = True) -> torch.Tensor:
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` or ``(1, 3, H, W)`` float in [0, 1] (rounded) or uint8 (as is) -> ``(H, W, 3)`` uint8."""
+    """``(3, H, W)`` or ``(1, 3, H, W)`` float in [0, 1] (rounded) or uint8 (as is) -> ``(H, W, 3)`` uint8.
+
+    The array is C-contiguous: PyAV and Pillow copy a strided one pixel by pixel on one thread
+    (PyAV's ``from_ndarray`` of a 1080p frame: 17 ms strided, 1 ms contiguous), while torch
+    interleaves the channels on all of its threads.
+    """
     t = images[0] if images.ndim == 4 else images
-    return (t if t.dtype == torch.uint8 else to_uint8(t)).permute(1, 2, 0).cpu().numpy()
+    return (t if t.dtype == torch.uint8 else to_uint8(t)).permute(1, 2, 0).contiguous().cpu().numpy()
