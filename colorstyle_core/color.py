@@ -11,6 +11,7 @@ linear segment. L is in ``[0, 100]``; a and b are roughly ``[-110, 110]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -29,6 +30,8 @@ _F_THRESHOLD = 0.2068966  # 6/29
 _F_OFFSET = 16.0 / 116.0
 
 GamutMode = Literal["preserve-l", "clip"]
+GamutSolver = Callable[[Tensor, Tensor], Tensor]
+"""``(P, 3)`` linear RGB and ``(P, 1)`` luminance -> ``(P, 3)``: :func:`nearest_at_luminance` or a compiled copy."""
 
 
 def _matrix(rows: tuple[tuple[float, ...], ...], like: Tensor) -> Tensor:
@@ -145,7 +148,7 @@ def in_gamut(lab: Tensor) -> Tensor:
     return ~_out_of_gamut(_lab_to_linear_rgb(lab, clip_fz=True))
 
 
-def project_to_gamut(lab: Tensor) -> Tensor:
+def project_to_gamut(lab: Tensor, *, solver: GamutSolver | None = None) -> Tensor:
     """Linear sRGB of Lab colours, out-of-gamut ones moved into sRGB at constant lightness.
 
     An out-of-gamut colour ``t`` (linear RGB, as scikit-image computes it) is replaced by
@@ -158,32 +161,39 @@ def project_to_gamut(lab: Tensor) -> Tensor:
 
     Args:
         lab: ``(N, 3, H, W)`` float Lab, L in ``[0, 100]``.
+        solver: computes :func:`nearest_at_luminance` for the out-of-gamut pixels (default:
+            that function, eagerly; ``execution.compile_colour`` passes a compiled one).
     Returns:
         ``(N, 3, H, W)`` linear sRGB in ``[0, 1]``, same dtype and device, luminance = ``Y(L)``.
     """
     lin = _lab_to_linear_rgb(lab, clip_fz=True)
     outside = _out_of_gamut(lin)
     y = _f_inv((lab[:, :1].clamp(0.0, 100.0) + 16.0) / 116.0)  # (N, 1, H, W) luminance Y of L
-    return _move_outside(lin, y, outside)
+    return _move_outside(lin, y, outside, solver or nearest_at_luminance)
 
 
 @torch.compiler.disable  # data-dependent (only the pixels outside sRGB): always eager, also in compiled callers
-def _move_outside(lin: Tensor, y: Tensor, outside: Tensor) -> Tensor:
-    """Eager :func:`project_to_gamut`: only the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` are moved, in place."""
-    if not bool(outside.any()):
+def _move_outside(lin: Tensor, y: Tensor, outside: Tensor, solver: GamutSolver) -> Tensor:
+    """Move the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` (``(N, 3, H, W)``) to ``solver``'s answer."""
+    lin = lin.contiguous()  # written in place through a view below (a no-op for the usual, contiguous lin)
+    n, _, h, w = lin.shape
+    index = outside.view(-1).nonzero().squeeze(1)  # (P,) over N * H * W
+    if index.numel() == 0:
         return lin
-    pixels = lin.permute(0, 2, 3, 1)  # a view: assigning through it writes lin
-    pixels[outside] = _nearest_at_luminance(pixels[outside], y[:, 0][outside][:, None])
+    image, pixel = index // (h * w), index % (h * w)
+    flat = lin.view(n, 3, h * w)  # planar: each channel gathered from contiguous rows
+    flat[image, :, pixel] = solver(flat[image, :, pixel], y.view(n, h * w)[image, pixel][:, None])
     return lin
 
 
-def _nearest_at_luminance(t: Tensor, y: Tensor) -> Tensor:
+def nearest_at_luminance(t: Tensor, y: Tensor) -> Tensor:
     """The point of the sRGB cube nearest to ``t`` with luminance ``y``: ``clamp(t - lambda * w, 0, 1)``.
 
     ``g(lambda) = w . clamp(t - lambda * w, 0, 1) - y`` is piecewise linear and non-increasing with
     breakpoints ``t_c / w_c`` and ``(t_c - 1) / w_c``; the root lies between the largest breakpoint
     with ``g > 0`` and the smallest with ``g <= 0`` (neighbours, as ``g`` never increases), where
-    ``g`` is linear. Masked reductions over the six breakpoints, no sorting or gathers.
+    ``g`` is linear. Masked reductions over the six breakpoints, no sorting or gathers, so it
+    also compiles for any number of pixels (``torch.compile(..., dynamic=True)``).
 
     Args:
         t: ``(M, 3, ...)`` linear RGB, channels on dim 1.
@@ -211,7 +221,7 @@ def _nearest_at_luminance(t: Tensor, y: Tensor) -> Tensor:
     return (t - lam * w).clamp(0.0, 1.0)
 
 
-def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
+def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l", *, solver: GamutSolver | None = None) -> Tensor:
     """CIE Lab (D65) to sRGB in ``[0, 1]``.
 
     Args:
@@ -222,6 +232,7 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
             ``"clip"`` clips each RGB channel to ``[0, 1]`` exactly as scikit-image's
             ``lab2rgb`` (and so the authors' demo) does; L then changes where
             colours were out of gamut.
+        solver: see :func:`project_to_gamut`.
     Returns:
         ``(N, 3, H, W)`` gamma-encoded sRGB in ``[0, 1]``, same dtype and device.
     Raises:
@@ -230,7 +241,7 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l") -> Tensor:
     if lab.ndim != 4 or lab.shape[1] != 3:
         raise ValueError(f"lab_to_rgb expects (N, 3, H, W), got {tuple(lab.shape)}")
     if gamut == "preserve-l":
-        lin = project_to_gamut(torch.cat((lab[:, :1].clamp(0.0, 100.0), lab[:, 1:]), dim=1))
+        lin = project_to_gamut(torch.cat((lab[:, :1].clamp(0.0, 100.0), lab[:, 1:]), dim=1), solver=solver)
     elif gamut == "clip":
         lin = _lab_to_linear_rgb(lab, clip_fz=True)
     else:

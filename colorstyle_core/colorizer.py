@@ -103,9 +103,10 @@ class Colorizer:
         (:func:`~colorstyle_core.devices.compiled`). DDColor's ``clip`` mode runs OpenCV and is not affected.
         """
         gamut = self.gamut
+        solver = compiled(color.nearest_at_luminance, enabled, dynamic=True)  # the out-of-gamut pixels
 
         def join_to_rgb(lightness: Tensor, ab: Tensor) -> Tensor:
-            return color.lab_to_rgb(torch.cat((lightness, ab), dim=1), gamut)
+            return color.lab_to_rgb(torch.cat((lightness, ab), dim=1), gamut, solver=solver)
 
         self._rgb_to_l = compiled(color.rgb_to_l, enabled)
         self._join_to_rgb = compiled(join_to_rgb, enabled)

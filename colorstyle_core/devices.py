@@ -49,7 +49,7 @@ def tune_for(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def compiled(fn: Callable[..., Tensor], enabled: bool = True) -> Callable[..., Tensor]:
+def compiled(fn: Callable[..., Tensor], enabled: bool = True, *, dynamic: bool = False) -> Callable[..., Tensor]:
     """``fn`` through ``torch.compile`` (Inductor: its elementwise passes fused into a few loops), or ``fn``.
 
     For the per-pixel colour maths of video frames (``execution.compile_colour``): one compile per
@@ -63,10 +63,12 @@ def compiled(fn: Callable[..., Tensor], enabled: bool = True) -> Callable[..., T
     Args:
         fn: a function of tensors.
         enabled: ``False`` returns ``fn`` itself.
+        dynamic: compile one shape-generic version at once (inputs whose size changes every call,
+            such as the out-of-gamut pixels of each batch).
     """
     if not enabled:
         return fn
-    fast = torch.compile(fn)
+    fast = torch.compile(fn, dynamic=True) if dynamic else torch.compile(fn)
     failed = False
 
     def call(*args: object) -> Tensor:
