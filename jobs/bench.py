@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import torch
 
@@ -36,7 +37,7 @@ from colorstyle_core.pipeline import FramePipeline, ModelWeights
 from colorstyle_core.style.feedforward import ArbitraryStylizer, FastStylizer
 from colorstyle_core.style.gatys import Stylizer
 from colorstyle_core.video import read_frames
-from jobs.manifest import Manifest, load_manifest
+from jobs.manifest import Manifest, OutputSpec, load_manifest
 from jobs.plan import list_inputs, probe_video
 from jobs.worker import frame_tensor
 
@@ -307,6 +308,11 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
                    "also on CPU actors (default auto: GPU actors only)")
     p.add_argument("--compile-colour", action="store_true", help="execution.compile_colour true: the per-pixel "
                    "colour maths compiled (torch.compile; the one-off compile is timed in the job's figures)")
+    p.add_argument("--video-preset", choices=get_args(OutputSpec.model_fields["video_preset"].annotation),
+                   help="output.video_preset for this run")
+    p.add_argument("--actor-path", action="store_true", help="only the actor's own code without Ray (decode, "
+                   "pipeline, encode, write) and the network alone: CPU core-s per frame outside the network, "
+                   "about a minute for a quick before/after")
     m = p.add_argument_group("--methods: Gatys vs fast vs arbitrary stylization on the same frames")
     m.add_argument("--methods", action="store_true", help="compare the three stylization methods instead")
     m.add_argument("--style", help="style image (default: the manifest's first style, else a shared painting)")
@@ -340,6 +346,33 @@ def cmd_bench_methods(args: argparse.Namespace, manifest: Manifest) -> int:
     return 0
 
 
+def _print_actor_path(figures: dict[str, float]) -> None:
+    print(f"  actor path, no Ray  {1 / figures['actor_wall_s_per_frame']:8.3f} frames/s, "
+          f"{figures['actor_cpu_s_per_frame']:.3f} CPU core-s per frame")
+    if "outside_network_cpu_s_per_frame" in figures:
+        print(f"  CPU outside network {figures['outside_network_cpu_s_per_frame']:8.3f} core-s per frame "
+              f"(decode, colour work, encode, write; network alone {figures['network_cpu_s_per_frame']:.3f})")
+
+
+def cmd_bench_actor_path(args: argparse.Namespace, manifest: Manifest) -> int:
+    from jobs.driver import load_weights
+
+    cw, sw = load_weights(manifest)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(manifest.execution.cpus_per_actor)))
+    try:
+        with tempfile.TemporaryDirectory(prefix="colorstyle-bench-") as tmp:
+            figures = actor_path(manifest, cw, sw, tmp, args.device)
+    finally:
+        torch.set_num_threads(previous_threads)
+    ex = manifest.execution
+    print(f"\nactor path of {args.manifest}: {int(figures['actor_frames'])} frames, {ex.cpus_per_actor} thread(s), "
+          f"batch {ex.batch_size}, overlap_io {ex.overlap_io}, compile_colour {ex.compile_colour}, "
+          f"video_preset {manifest.output.video_preset}, device {args.device}")
+    _print_actor_path(figures)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     if args.untrained_weights:
@@ -351,10 +384,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.no_overlap or args.overlap:
         manifest = manifest.model_copy(
             update={"execution": manifest.execution.model_copy(update={"overlap_io": bool(args.overlap)})})
+    if args.video_preset:
+        manifest = manifest.model_copy(
+            update={"output": manifest.output.model_copy(update={"video_preset": args.video_preset})})
     for made in prepare_inputs(manifest):
         print(f"made benchmark input {made}")
     if args.methods:
         return cmd_bench_methods(args, manifest)
+    if args.actor_path:
+        return cmd_bench_actor_path(args, manifest)
     figures = bench(manifest, naive_frames=args.naive_frames, address=args.address, device=args.device)
     ex = manifest.execution
     print(f"\nbenchmark {args.manifest}: {figures['frames']} frames, {ex.actors} actor(s) x {ex.cpus_per_actor} cpu, "
@@ -370,11 +408,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if "network_frames_per_s" in figures:
         print(f"  network alone       {figures['network_frames_per_s']:8.3f} frames/s (colorizer forward at its "
               f"input size, batch {ex.batch_size})")
-    print(f"  actor path, no Ray  {1 / figures['actor_wall_s_per_frame']:8.3f} frames/s, "
-          f"{figures['actor_cpu_s_per_frame']:.3f} CPU core-s per frame")
-    if "outside_network_cpu_s_per_frame" in figures:
-        print(f"  CPU outside network {figures['outside_network_cpu_s_per_frame']:8.3f} core-s per frame "
-              f"(decode, colour work, encode, write; network alone {figures['network_cpu_s_per_frame']:.3f})")
+    _print_actor_path(figures)
     print(f"  speed-up over naive {figures['speedup_over_naive']:8.2f}x (processing), "
           f"{figures['speedup_over_naive_end_to_end']:.2f}x (end to end)")
     print("  per-stage seconds per frame (p50 / p95):")
