@@ -177,12 +177,12 @@ def _move_outside(lin: Tensor, y: Tensor, outside: Tensor, solver: GamutSolver) 
     """Move the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` (``(N, 3, H, W)``) to ``solver``'s answer."""
     lin = lin.contiguous()  # written in place through a view below (a no-op for the usual, contiguous lin)
     n, _, h, w = lin.shape
-    index = outside.view(-1).nonzero().squeeze(1)  # (P,) over N * H * W
+    index = outside.reshape(-1).nonzero().squeeze(1)  # (P,) over N * H * W
     if index.numel() == 0:
         return lin
     image, pixel = index // (h * w), index % (h * w)
     flat = lin.view(n, 3, h * w)  # planar: each channel gathered from contiguous rows
-    flat[image, :, pixel] = solver(flat[image, :, pixel], y.view(n, h * w)[image, pixel][:, None])
+    flat[image, :, pixel] = solver(flat[image, :, pixel], y.reshape(n, h * w)[image, pixel][:, None])
     return lin
 
 
