@@ -71,7 +71,7 @@ FRAME_SCHEMA = pa.schema(
         ("chain_reset", pa.bool_()),  # temporal chain (re)started here: first frame of a shot or range
         ("cut_score", pa.float32()),  # scene-cut score against the previous frame (temporal only)
         ("flow_trusted", pa.float32()),  # fraction of pixels the flow consistency mask trusted
-        ("perframe_diff", pa.float32()),  # mean |RGB| difference to the per-frame colorization, every 4th pixel (temporal)
+        ("perframe_diff", pa.float32()),  # mean |RGB| difference to the per-frame colours, every 4th pixel (temporal)
         ("colorized_uri", pa.string()),  # the colorized image before stylization (output.save_colorized)
         ("hint_points", pa.int32()),  # SIGGRAPH17 hint points on this frame (keyframes carried; null: no hints)
     ]

@@ -68,7 +68,9 @@ def start_pool(actor_class: type, ex: ExecutionSpec, args: tuple, ready_timeout_
         PoolError: an actor failed to start, or the pool was not ready in time.
     """
     gpus = gpus_per_actor(ex.gpus_per_actor)
-    remote = ray.remote(actor_class).options(num_gpus=gpus, num_cpus=ex.cpus_per_actor,
+    # two calls at a time: a frame range's encoder flush and upload overlap the next unit's network
+    # (jobs.actor_threads.ComputeTurn serialises the model work)
+    remote = ray.remote(actor_class).options(num_gpus=gpus, num_cpus=ex.cpus_per_actor, max_concurrency=2,
                                              max_restarts=ex.retries + 1, max_task_retries=0)
     actors = [remote.remote(*args, f"actor-{i}") for i in range(ex.actors)]
     try:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import av
@@ -34,6 +34,7 @@ from colorstyle_core.pipeline import LARGE_IMAGE_PIXELS, FramePipeline, FrameRes
 from colorstyle_core.resample import band_as_float
 from colorstyle_core.timing import Seconds, Stage, StageTimer, added, scaled
 from colorstyle_core.video import SegmentWriter, VideoError, read_frames
+from jobs.actor_threads import ComputeTurn, Overlap
 from jobs.metrics import FailureRow, FrameRow, QualityRow
 from jobs.progress import progress_key
 from jobs.units import (
@@ -146,17 +147,6 @@ def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
         yield items[i : i + n]
 
 
-class _Overlap(ThreadPoolExecutor):
-    """One background thread (decode, or encode) whose queued work is cancelled when the block fails."""
-
-    def __init__(self, name: str):
-        super().__init__(1, thread_name_prefix=name)
-
-    def __exit__(self, exc_type, exc, tb):
-        self.shutdown(wait=True, cancel_futures=exc_type is not None)
-        return False
-
-
 def _take(it: Iterator, n: int) -> list:
     out = []
     for item in it:
@@ -203,6 +193,7 @@ class UnitProcessor:
             log.warning("%s", note)
         self.on_progress: Callable[[str, int], None] | None = None  # (unit attempt key, frames done so far)
         self._progress_key = ""
+        self._turn = ComputeTurn()
 
     def _report(self, frames: int) -> None:
         if self.on_progress is not None:
@@ -215,15 +206,16 @@ class UnitProcessor:
             VideoError: a frame range cannot be decoded (permanent: the video is bad).
             storage.StorageError, OSError: transient storage problems (the driver retries).
         """
-        reset_peak_rss()
-        self._progress_key = progress_key(unit.unit_id, attempt)
-        if isinstance(unit, ImageShard):
-            result = self.process_shard(unit, attempt, submitted_at)
-        elif isinstance(unit, HintTrack):
-            result = self.process_hints(unit, submitted_at)
-        else:
-            assert isinstance(unit, FrameRange)
-            result = self.process_range(unit, attempt, submitted_at)
+        with self._turn.hold() as give_up:
+            reset_peak_rss()
+            self._progress_key = progress_key(unit.unit_id, attempt)
+            if isinstance(unit, ImageShard):
+                result = self.process_shard(unit, attempt, submitted_at)
+            elif isinstance(unit, HintTrack):
+                result = self.process_hints(unit, submitted_at)
+            else:
+                assert isinstance(unit, FrameRange)
+                result = self.process_range(unit, attempt, submitted_at, give_up)
         return dataclasses.replace(result, peak_rss_mb=peak_rss_mb())
 
     # ---- shared steps --------------------------------------------------------------------
@@ -414,7 +406,7 @@ class UnitProcessor:
     # ---- video ---------------------------------------------------------------------------
 
     def _processed(self, frames: Iterator, unit: FrameRange, timer: StageTimer,
-                   decoder: _Overlap) -> Iterator[_Written]:
+                   decoder: Overlap) -> Iterator[_Written]:
         """Decoded frames, a batch at a time, through the pipeline's sequence for this range.
 
         The next batch is decoded on ``decoder``'s thread while the network works on this one
@@ -499,8 +491,12 @@ class UnitProcessor:
                  [k.frame for k in source.keyframes], len(carried.hints), carried.cuts or "none")
         return UnitResult(unit.unit_id, (), (), self.actor, started, time.time())
 
-    def process_range(self, unit: FrameRange, attempt: int, submitted_at: float) -> UnitResult:
+    def process_range(self, unit: FrameRange, attempt: int, submitted_at: float,
+                      give_up: Callable[[], None] = lambda: None) -> UnitResult:
         """Decode a frame range, process it, encode it into a staged segment, upload it.
+
+        ``give_up`` hands the actor's compute turn to the next unit once the last frame is through
+        the pipeline (with ``overlap_io``), before the encoder's flush and the upload.
 
         Raises:
             VideoError: the range cannot be decoded, or produced the wrong number of frames.
@@ -515,10 +511,10 @@ class UnitProcessor:
             # decode, network and encode overlap: the executors sit inside the source and the writer, so
             # they have stopped (queued work cancelled on an error) before either is closed
             with storage.open_source(unit.video_uri, self.spec.storage_options) as source, \
-                    _Overlap("decode") as decoder:
+                    Overlap("decode") as decoder:
                 read_s = time.perf_counter() - opened
                 frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
-                with self._segment_writer(local_segment, unit) as writer, _Overlap("encode") as encoder:
+                with self._segment_writer(local_segment, unit) as writer, Overlap("encode") as encoder:
 
                     broken: list[BaseException] = []  # after a failed write the segment is lost: write no more
 
@@ -547,6 +543,8 @@ class UnitProcessor:
                     for future in in_flight:
                         future.result()  # raises the encoder's error, if any
                     encode_flush = time.perf_counter()
+                    if self.overlap:
+                        give_up()  # the next unit's network runs during this segment's flush and upload
             write_start = time.perf_counter()
             storage.copy_file_atomic(local_segment, unit.segment_uri, self.spec.output_storage_options)
             write_s = time.perf_counter() - write_start
@@ -582,4 +580,5 @@ class UnitProcessor:
         """
         from jobs.assembly import assemble_video  # it builds on this module
 
-        return assemble_video(task, self.spec, self.description, self.encoder)
+        with self._turn.hold():
+            return assemble_video(task, self.spec, self.description, self.encoder)

@@ -10,6 +10,8 @@ import dataclasses
 import os
 import socket
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -17,6 +19,7 @@ from colorstyle_core import encoders, video
 from jobs.driver import worker_spec
 from jobs.manifest import parse_manifest
 from jobs.plan import plan_job
+from jobs.progress import progress_key
 from jobs.units import ActorInfo
 from jobs.worker import UnitProcessor
 from tests.media import decoded_frames
@@ -71,6 +74,41 @@ def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
         processor.process(units[0], 0, 0.0)
     assert calls["n"] == 4  # nothing is written after the failed frame
 
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_next_range_runs_during_a_segments_flush_only_with_the_overlap(shared, tmp_path, monkeypatch, overlap):
+    """Two units on one actor at once (as Ray's max_concurrency=2 calls them): with ``overlap_io`` the
+    second range goes through the pipeline while the first one's encoder is still flushing; without it,
+    not at all until the first unit is done."""
+    processor, (first, second) = _processor_and_units(shared, tmp_path, overlap)
+    progress: dict[str, int] = {}
+    first_key, second_key = progress_key(first.unit_id, 0), progress_key(second.unit_id, 0)
+    first_ran, second_ran = threading.Event(), threading.Event()
+    seen_during_flush = []
+    close = video.SegmentWriter.close
+
+    def flushing(self):
+        if not seen_during_flush:  # the first segment's flush: wait (bounded) for the second range to run
+            seen_during_flush.append(second_ran.wait(timeout=120 if overlap else 3))
+            seen_during_flush.append(progress.get(second_key, 0))
+        return close(self)
+
+    def report(key, frames):
+        progress[key] = frames
+        (first_ran if key == first_key else second_ran).set()
+
+    processor.on_progress = report
+    monkeypatch.setattr(video.SegmentWriter, "close", flushing)
+    with ThreadPoolExecutor(2) as pool:
+        results = [pool.submit(processor.process, first, 0, 0.0)]
+        assert first_ran.wait(timeout=300)  # the first range holds the turn before the second is called
+        results.append(pool.submit(processor.process, second, 0, 0.0))
+        done = [f.result(timeout=600) for f in results]
+    assert [len(r.frame_rows) for r in done] == [first.stop - first.write_start, second.stop - second.write_start]
+    if overlap:
+        assert seen_during_flush[0] and seen_during_flush[1] > 0
+    else:
+        assert seen_during_flush == [False, 0]
 
 # ---- the H.264 encoder: NVENC where it opens, x264 elsewhere -------------------------------------
 
