@@ -28,7 +28,8 @@ from colorstyle_core import storage
 from jobs.report.charts import chart_ewarp, chart_losses, chart_quality, chart_stages, chart_throughput
 from jobs.report.data import find_metrics_prefix, load_job, loss_curves, stage_percentiles
 from jobs.report.media import Media
-from jobs.report.page import MAX_IMAGES, Page, ReportResult, finite, fmt, html_target
+from jobs.report.page import MAX_IMAGES, Page
+from jobs.report.text import ReportResult, finite, fmt, html_target
 
 __all__ = ["ReportResult", "build_report", "find_metrics_prefix", "fmt", "loss_curves"]
 

@@ -22,7 +22,7 @@ import yaml
 from colorstyle_core import storage
 from jobs.report.charts import chart_training
 from jobs.report.media import jpeg_data_uri
-from jobs.report.page import CSS, ReportResult, duration, esc, fmt, html_target, mean_of
+from jobs.report.text import CSS, ReportResult, duration, esc, fmt, html_target, mean_of
 from jobs.train.outputs import METRICS_SCHEMA, VALIDATION_SCHEMA, TrainPaths
 
 log = logging.getLogger(__name__)
