@@ -7,7 +7,7 @@ user-guided frame (Zhang et al. 2017 for that frame) to the next:
 
 * forward from the keyframe to the next keyframe or scene cut, and backward from it to
   the previous keyframe or scene cut (scene cuts as the temporal chains find them,
-  :func:`colorstyle_core.flow.cut_score` above the threshold);
+  :func:`colorstyle_core.cuts.cut_score` above the threshold);
 * from frame t to t + 1 a point p moves to ``q = p + F_{t->t+1}(p)``; it is dropped when
   the flow back does not return it, ``|F_{t+1->t}(q) + F_{t->t+1}(p)|^2 > 0.01 (|.|^2 + |.|^2)
   + 0.5`` (the forward-backward test of Ruder et al. 2016 used by the consistency masks),
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from colorstyle_core import flow
+from colorstyle_core import cuts, flow
 from colorstyle_core.hints import HintsError, Keyframe
 
 FrameReader = Callable[[int, int], Iterator[tuple[int, Tensor]]]
@@ -136,7 +136,7 @@ class _Track:
 
 def propagate(read: FrameReader, keyframes: Sequence[Keyframe], start: int, stop: int, *,
               points_of: Callable[[Keyframe], Sequence[tuple[float, float, float, float]]] | None = None,
-              cut_threshold: float = flow.DEFAULT_CUT_THRESHOLD, method: str = "dis", preset: str | None = "medium",
+              cut_threshold: float = cuts.DEFAULT_CUT_THRESHOLD, method: str = "dis", preset: str | None = "medium",
               analysis: int = ANALYSIS_SIDE, chunk: int = 48, name: str = "video") -> Propagation:
     """Carry each keyframe's points through its shot, forward and backward (module docstring).
 
@@ -168,7 +168,7 @@ def propagate(read: FrameReader, keyframes: Sequence[Keyframe], start: int, stop
         small = _small(lightness, analysis)
         scale = (small.shape[-2] / lightness.shape[-2], small.shape[-1] / lightness.shape[-1])
         if prev_small is not None:
-            if float(flow.cut_score(prev_small, small)[0]) > cut_threshold:
+            if float(cuts.cut_score(prev_small, small)[0]) > cut_threshold:
                 out.cuts.append(index)
                 track = None
             elif track is not None:

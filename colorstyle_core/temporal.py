@@ -12,7 +12,7 @@ texture from frame to frame. Two *chains* carry state along a shot, frame by fra
   transfer for videos", GCPR 2016): frame t starts from the flow-warped stylized frame
   t-1 (warm start, fewer steps) and is pulled towards it by a masked temporal loss.
 
-Both reset at scene cuts (:func:`colorstyle_core.flow.cut_score`), so one shot's
+Both reset at scene cuts (:func:`colorstyle_core.cuts.cut_score`), so one shot's
 colours or texture never bleed into the next. Flow: :mod:`colorstyle_core.flow`
 (OpenCV DIS or Farneback on luminance).
 
@@ -34,7 +34,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from colorstyle_core import flow
+from colorstyle_core import cuts, flow
 from colorstyle_core.color import rgb_to_l
 from colorstyle_core.style.gatys import StyleConfig, StyleTargets, Stylizer, StylizeResult, TemporalPrior
 
@@ -53,7 +53,7 @@ class TemporalSettings:
             (see :data:`DEFAULT_PRESETS`).
         strength: colour chains: weight of the warped previous output in ``[0, 1]``
             (0 = per-frame). Style chains: scales the temporal loss mask.
-        scene_cut_threshold: :func:`colorstyle_core.flow.cut_score` above which the chain resets.
+        scene_cut_threshold: :func:`colorstyle_core.cuts.cut_score` above which the chain resets.
         temporal_weight: style chains: weight of the masked temporal loss.
         steps_after_first: style chains: optimiser steps for warm-started frames
             (``None`` = a third of the config's steps).
@@ -62,7 +62,7 @@ class TemporalSettings:
     method: Literal["dis", "farneback"] = "dis"
     preset: str | None = "fast"
     strength: float = 0.8
-    scene_cut_threshold: float = flow.DEFAULT_CUT_THRESHOLD
+    scene_cut_threshold: float = cuts.DEFAULT_CUT_THRESHOLD
     temporal_weight: float = 1e3
     steps_after_first: int | None = None
 
@@ -98,7 +98,7 @@ class StepInfo:
 
 def _motion(prev_l: Tensor, cur_l: Tensor, settings: TemporalSettings) -> tuple[float, flow.FlowPair | None]:
     """Cut score, and the flow pair on ``cur``'s grid pointing back to ``prev`` (None at a cut)."""
-    score = float(flow.cut_score(prev_l, cur_l)[0])
+    score = float(cuts.cut_score(prev_l, cur_l)[0])
     if score > settings.scene_cut_threshold:
         return score, None
     return score, flow.bidirectional_flow(cur_l, prev_l, settings.method, settings.preset)
@@ -282,7 +282,7 @@ def _pair_figures(prev_out: Tensor, out: Tensor, prev_ref: Tensor | None, ref: T
                   lightness: Tensor, method: str, preset: str | None, threshold: float
                   ) -> tuple[float, float, float] | None:
     """``(error, trusted fraction, reference error)`` of one pair, or ``None`` at a scene cut."""
-    if float(flow.cut_score(prev_l, lightness)[0]) > threshold:
+    if float(cuts.cut_score(prev_l, lightness)[0]) > threshold:
         return None
     pair = flow.bidirectional_flow(prev_l, lightness, method, preset)
     error, trusted = flow.masked_warping_error(prev_out, out, pair)
@@ -298,7 +298,7 @@ def measure_consistency(
     references: Iterable[Tensor] | None = None,
     method: Literal["dis", "farneback"] = "dis",
     preset: str | None = "medium",
-    scene_cut_threshold: float = flow.DEFAULT_CUT_THRESHOLD,
+    scene_cut_threshold: float = cuts.DEFAULT_CUT_THRESHOLD,
     workers: int | None = None,
 ) -> VideoConsistency:
     """E_warp of an output video (Lai et al., ECCV 2018) with flow and masks from the input.

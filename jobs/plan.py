@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fsspec.core import has_magic  # the glob test fsspec itself uses
 
 from colorstyle_core import storage
-from colorstyle_core.flow import DEFAULT_CUT_THRESHOLD
+from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
 from colorstyle_core.hints import HintsError, check_keyframes, parse_hints
 from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, image_size
 from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe

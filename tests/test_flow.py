@@ -1,4 +1,4 @@
-"""Tests for colorstyle_core.flow: optical flow, warping, masks, scene cuts, E_warp.
+"""Tests for colorstyle_core.flow and cuts: optical flow, warping, masks, scene cuts, E_warp.
 
 Real data comes from the shared test-data folder (conftest's ``shared`` fixture:
 ``$COLORSTYLE_SHARED``, default ``<repo>/../shared``; tests skip when it is missing):
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from colorstyle_core import color, flow
+from colorstyle_core import color, cuts, flow
 from colorstyle_core.temporal import measure_consistency
 
 GRAY_IMAGE = Path("data", "gray", "chelsea_cat.jpg")
@@ -275,11 +275,11 @@ def test_scene_cut_found_between_frames_35_and_36_only(video_gray, video_l_small
         stop = min(start + 24, 71)
         prev = _gray_u8_to_l(video_gray[start:stop])
         nxt = _gray_u8_to_l(video_gray[start + 1:stop + 1])
-        scores.append(flow.cut_score(prev, nxt))
+        scores.append(cuts.cut_score(prev, nxt))
     score = torch.cat(scores)
     assert score.shape == (71,) and score.dtype == torch.float64
-    cuts = (score > flow.DEFAULT_CUT_THRESHOLD).nonzero().flatten().tolist()
-    assert cuts == [CUT_AFTER], f"cuts after frames {cuts}; scores {score.numpy().round(3)}"
+    found = (score > cuts.DEFAULT_CUT_THRESHOLD).nonzero().flatten().tolist()
+    assert found == [CUT_AFTER], f"cuts after frames {found}; scores {score.numpy().round(3)}"
     inside = torch.cat([score[:CUT_AFTER], score[CUT_AFTER + 1:]])
     assert inside.max() < 0.1 and score[CUT_AFTER] > 0.6  # wide margin both sides
 
@@ -298,22 +298,22 @@ def test_scene_cut_found_even_when_histograms_match(video_l_small):
     matched = torch.empty_like(first.flatten())
     matched[order] = last.flatten().sort().values
     matched = matched.view_as(first)
-    parts = flow.cut_scores(last, matched)
+    parts = cuts.cut_scores(last, matched)
     assert parts.histogram.item() < 0.02
     assert parts.inconsistent.item() > 0.8
     assert _is_cut(last, matched)
 
 
 def _is_cut(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return bool(flow.cut_score(a, b)[0] > flow.DEFAULT_CUT_THRESHOLD)
+    return bool(cuts.cut_score(a, b)[0] > cuts.DEFAULT_CUT_THRESHOLD)
 
 
 def test_histogram_distance_range():
     ramp = torch.linspace(0, 100, 64 * 50).view(1, 1, 50, 64)
-    assert flow.histogram_distance(ramp, ramp).item() == pytest.approx(0.0, abs=1e-7)
+    assert cuts.histogram_distance(ramp, ramp).item() == pytest.approx(0.0, abs=1e-7)
     dark, bright = torch.full((1, 1, 8, 8), 5.0), torch.full((1, 1, 8, 8), 95.0)
-    assert flow.histogram_distance(dark, bright).item() == pytest.approx(1.0)
-    hist = flow.luminance_histogram(ramp)
+    assert cuts.histogram_distance(dark, bright).item() == pytest.approx(1.0)
+    hist = cuts.luminance_histogram(ramp)
     assert hist.shape == (1, 64) and hist.sum().item() == pytest.approx(1.0)
 
 
