@@ -279,11 +279,11 @@ class SegmentWriter:
         preset: x264 speed preset (``ultrafast`` .. ``veryslow``; mapped to NVENC's ``p1`` .. ``p7``).
         metadata: container tags (provenance, the UNTRAINED marker).
         encoder: ``libx264`` or ``h264_nvenc`` (see :func:`~colorstyle_core.encoders.h264_encoder`).
-    Raises:
-        av.error.FFmpegError: ``h264_nvenc`` does not open (no GPU, driver or free session).
         threads: encoder threads (0 = the encoder's choice, about 1.5 per core); give a
             worker's CPU share so background encoding does not starve its model.
         intermediate: write a near-lossless segment for :func:`assemble` with ``reencode=True``.
+    Raises:
+        av.error.FFmpegError: ``h264_nvenc`` does not open (no GPU, driver or free session).
     """
 
     def __init__(self, path: str, info: VideoInfo, *, crf: int = 18, preset: str = "medium",

@@ -363,12 +363,13 @@ class ExecutionSpec(_Model):
             ``fp16``: autocast for the colorizer's and VGG's forward passes; Lab maths, Gram
             matrices and losses stay fp32). CPU actors always compute in fp32.
         overlap_io: in each actor, decode the next batch and encode the previous one on their
-            own threads while the network runs (bounded: two batches each way); ``false`` runs
+            own threads while the network runs (bounded: two batches each way), and let the next
+            range through the network while a range's encoder flushes; ``false`` runs
             them one after the other; ``auto`` (default): on GPU actors, whose CPU is free while
             the GPU computes, and off on CPU actors, where the threads only compete with the
             network for the same cores (measured slower there).
         compile_colour: ``torch.compile`` the per-pixel colour maths of every frame (the frames'
-            L, Lab -> sRGB and the gamut projection's dense part): the same output to float
+            L, Lab -> sRGB and the gamut projection): the same output to float
             rounding, 3-5x less CPU for that work, after a one-off compile of 10-30 s per actor and
             frame size (cached on disk for later actors). Worth it for films and large photo sets; needs a C++
             compiler on CPU nodes (without one the actor logs it and runs eagerly).
