@@ -249,6 +249,11 @@ def lab_to_rgb(lab: Tensor, gamut: GamutMode = "preserve-l", *, solver: GamutSol
     return linear_to_srgb(lin).clamp(0.0, 1.0)
 
 
+def as_rgb(images: Tensor) -> Tensor:
+    """``(N, 1, H, W)`` gray as ``(N, 3, H, W)`` (a view, R = G = B); sRGB as is."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
 def to_uint8(rgb: Tensor) -> Tensor:
     """Round ``[0, 1]`` floats to 8-bit levels: ``(N, C, H, W)`` float -> uint8 (same shape)."""
     return (rgb * 255.0).round_().clamp_(0, 255).to(torch.uint8)

@@ -1,21 +1,19 @@
-"""The colorization pipeline around a colorization network: Zhang et al.'s ECCV16 and SIGGRAPH17, DDColor.
+"""The colorization pipeline around any registered colorization network (:data:`colorstyle_core.colorizers.COLORIZERS`).
 
-For each image (batched and on device), following each network's authors:
+For each image (batched and on device), following each network's authors (its entry's
+:class:`~colorstyle_core.colorizers.entry.Recipe`):
 
-1. the network input: **Zhang et al.** (``colorizers/util.py``): the sRGB image resized to
-   256 x 256 as Pillow's bicubic does, then its L (gray inputs: L of the gray level);
-   **DDColor** (``ddcolor/pipeline.py``): the image resized to 512 x 512 bilinearly (no
-   anti-aliasing, aspect ratio not kept), its L turned back into gray sRGB (R = G = B);
+1. the network input at network resolution (Zhang et al.: L of the image resized as
+   Pillow's bicubic does; DDColor: the gray sRGB of the L of a bilinear 512 x 512 resize);
 2. predict ab at network resolution;
-3. upsample ab to the original size: bilinearly; DDColor with ``gamut="clip"`` as its
-   authors do, nearest (PyTorch's legacy ``nearest``);
+3. upsample ab to the original size (bilinearly; an authors' own way under ``gamut="clip"``);
 4. join it with the L of the *original, full-resolution* image and convert to sRGB.
 
 With ``gamut="preserve-l"`` (default) the output's Lab lightness equals the input's (step 4
 keeps L; colours outside sRGB lose chroma, not lightness, see
-:func:`colorstyle_core.color.lab_to_rgb`). ``gamut="clip"`` reproduces each authors' output:
-scikit-image's clipping for Zhang et al., OpenCV's float Lab (L of the original and the
-Lab -> sRGB conversion, clipping linear RGB) for DDColor.
+:func:`colorstyle_core.color.lab_to_rgb`). ``gamut="clip"`` reproduces each authors' output
+(:class:`~colorstyle_core.colorizers.entry.LabJoin` with scikit-image's clipping for Zhang et al.,
+:class:`~colorstyle_core.colorizers.entry.OpenCVLab` for DDColor).
 """
 
 from __future__ import annotations
@@ -23,40 +21,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorstyle_core import color
-from colorstyle_core.devices import Precision, autocast, compiled, resolve_device
-from colorstyle_core.hints import ColorHints, rasterize
+from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.colorizers.entry import ColorizerEntry
+from colorstyle_core.devices import Precision, autocast, resolve_device
+from colorstyle_core.hints import ColorHints, rasterize_batch
 from colorstyle_core.loader import WeightsSource, load_strict, load_weights
-from colorstyle_core.models import build
+from colorstyle_core.models import layout_of
 from colorstyle_core.provenance import Provenance
-from colorstyle_core.resample import (
-    band_as_float,
-    bands,
-    resize_band,
-    resize_bilinear,
-    resize_bilinear_banded,
-    resize_like_pil_bicubic,
-    resize_like_pil_bicubic_banded,
-    resize_matrix,
-    resize_nearest_band,
-)
-from colorstyle_core.synthetic import generated_state_dict
-from colorstyle_core.weights import COLORIZERS, DDColorContract, LabContract, WeightSpec, get_spec
-
-
-def _ddcolor_input(small: Tensor) -> Tensor:
-    """DDColor's input from the resized image: its L as gray sRGB, ``(N, C, h, w)`` -> ``(N, 3, h, w)``.
-
-    As the authors make it: L with OpenCV's float Lab, a = b = 0, back to RGB with OpenCV. OpenCV's
-    tabulated sRGB curves make that gray differ from the exact one (:func:`~colorstyle_core.color.l_to_gray`)
-    by up to 0.002 (mean 0.0008, measured), which moves the network's ab by about 0.06 on average,
-    so the input is made with OpenCV itself (on the CPU: 512 x 512 pixels, about a millisecond).
-    """
-    lightness = color.rgb_to_l_opencv(small)
-    return color.lab_to_rgb_opencv(torch.cat((lightness, torch.zeros_like(lightness).expand(-1, 2, -1, -1)), dim=1))
+from colorstyle_core.resample import band_as_float, bands
+from colorstyle_core.synthetic import generate
 
 
 class Colorizer:
@@ -65,10 +41,9 @@ class Colorizer:
     Build it once (``Colorizer.from_weights``) and call it on batches.
 
     Args:
-        net: an :class:`~colorstyle_core.models.ECCV16Colorizer`,
-            :class:`~colorstyle_core.models.SIGGRAPH17Colorizer` or :class:`~colorstyle_core.models.DDColor`,
-            weights loaded, on its device.
-        spec: the weight record (its contract sets the network size and the input recipe).
+        net: the entry's network, weights loaded, on its device.
+        entry: the colorizer (:data:`colorstyle_core.colorizers.COLORIZERS`): its weight record, network size
+            and pre/post-processing.
         provenance: which weights are loaded.
         gamut: ``"preserve-l"`` (default: output L == input L) or ``"clip"`` (the
             authors' pipeline), see the module.
@@ -79,18 +54,16 @@ class Colorizer:
             when ``keep_network_ab`` (``colorstyle colorize --save-ab``).
     """
 
-    def __init__(self, net: nn.Module, spec: WeightSpec, provenance: Provenance,
+    def __init__(self, net: nn.Module, entry: ColorizerEntry, provenance: Provenance,
                  gamut: color.GamutMode = "preserve-l"):
-        if not isinstance(spec.preprocess, (LabContract, DDColorContract)):
-            raise ValueError(f"{spec.name} is not a colorizer")
         # channels_last: 15-25% faster convolutions on CPU (oneDNN) and on GPUs with tensor cores
         self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        self.spec = spec
-        self.contract: LabContract | DDColorContract = spec.preprocess
-        self.ddcolor = isinstance(spec.preprocess, DDColorContract)
+        self.entry = entry
+        self.spec = entry.weights
+        self.net_size = entry.net_size
         self.provenance = provenance
         self.gamut: color.GamutMode = gamut
-        self.supports_hints = spec.name == "siggraph17"
+        self.supports_hints = entry.takes_hints
         self.precision: Precision = "fp32"  # execution.precision (devices.autocast: CUDA only)
         self.keep_network_ab = False
         self.network_ab: Tensor | None = None
@@ -100,16 +73,10 @@ class Colorizer:
         """Run the per-pixel colour maths (the frames' L, Lab -> sRGB) compiled (``execution.compile_colour``).
 
         Eager's values to float rounding, 3-5x faster on a CPU after a one-off compile per frame size
-        (:func:`~colorstyle_core.devices.compiled`). DDColor's ``clip`` mode runs OpenCV and is not affected.
+        (:func:`~colorstyle_core.devices.compiled`). An authors' own post-processing in OpenCV (DDColor's
+        ``clip``) is not affected.
         """
-        gamut = self.gamut
-        solver = compiled(color.nearest_at_luminance, enabled, dynamic=True)  # the out-of-gamut pixels
-
-        def join_to_rgb(lightness: Tensor, ab: Tensor) -> Tensor:
-            return color.lab_to_rgb(torch.cat((lightness, ab), dim=1), gamut, solver=solver)
-
-        self._rgb_to_l = compiled(color.rgb_to_l, enabled)
-        self._join_to_rgb = compiled(join_to_rgb, enabled)
+        self.post = self.entry.recipe.post(self.gamut, enabled)
 
     @classmethod
     def from_weights(
@@ -134,14 +101,14 @@ class Colorizer:
             ValueError: unknown colorizer name.
             colorstyle_core.loader.WeightsError: weights missing, corrupt or of the wrong layout.
         """
-        if name not in COLORIZERS:
-            raise ValueError(f"unknown colorizer {name!r}; choose one of {', '.join(COLORIZERS)}")
+        entry = COLORIZERS.get(name)
         if untrained_seed is not None:
-            return cls.from_state_dict(name, generated_state_dict(name, untrained_seed),
-                                       Provenance.generated(name, untrained_seed), device=device, gamut=gamut)
-        net = build(name)
-        provenance = Provenance.from_resolved(name, load_weights(net, get_spec(name), source))
-        return cls(net.to(resolve_device(device)), get_spec(name), provenance, gamut)
+            weights = generate(layout_of(entry.network), untrained_seed, entry.generation)
+            return cls.from_state_dict(name, weights, Provenance.generated(name, untrained_seed), device=device,
+                                       gamut=gamut)
+        net = entry.network()
+        provenance = Provenance.from_resolved(name, load_weights(net, entry.weights, source))
+        return cls(net.to(resolve_device(device)), entry, provenance, gamut)
 
     @classmethod
     def from_state_dict(
@@ -159,27 +126,17 @@ class Colorizer:
             ValueError: unknown colorizer name.
             colorstyle_core.loader.WeightsLayoutError: the tensors do not fit the architecture.
         """
-        if name not in COLORIZERS:
-            raise ValueError(f"unknown colorizer {name!r}; choose one of {', '.join(COLORIZERS)}")
-        net = build(name)
+        entry = COLORIZERS.get(name)
+        net = entry.network()
         load_strict(net, state_dict, provenance.origin)
-        return cls(net.to(resolve_device(device)), get_spec(name), provenance, gamut)
+        return cls(net.to(resolve_device(device)), entry, provenance, gamut)
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def _network_input(self, image: Tensor) -> Tensor:
-        """``(N, C, H, W)`` sRGB/gray in [0, 1] -> the network's input at network size.
-
-        Zhang et al.: ``(N, 1, h, w)`` L; DDColor: ``(N, 3, h, w)`` gray sRGB with the image's L.
-        """
-        if self.ddcolor:
-            return _ddcolor_input(resize_bilinear(image, self.contract.net_size))
-        return color.rgb_to_l(resize_like_pil_bicubic(image, self.contract.net_size))
-
     def _network(self, net_in: Tensor, hint_ab: Tensor | None, hint_mask: Tensor | None) -> Tensor:
-        """The network alone: its input (:meth:`_network_input`) in, ``(N, 2, h', w')`` float32 ab out (mixed
+        """The network alone: its input (:meth:`network_input`) in, ``(N, 2, h', w')`` float32 ab out (mixed
         precision on GPUs when ``precision`` asks for it; the Lab maths around it stays float32)."""
         with autocast(net_in.device, self.precision):
             ab = self.net(net_in) if hint_ab is None else self.net(net_in, hint_ab, hint_mask)
@@ -188,35 +145,12 @@ class Colorizer:
             self.network_ab = ab.cpu()
         return ab
 
-    @property
-    def _authors_opencv(self) -> bool:
-        """DDColor's ``--gamut clip``: the authors' OpenCV float Lab and nearest ab upsampling."""
-        return self.ddcolor and self.gamut == "clip"
-
-    def lightness(self, rgb: Tensor) -> Tensor:
-        """L of full-resolution images: ``(N, C, H, W)`` in ``[0, 1]`` -> ``(N, 1, H, W)`` float32 in ``[0, 100]``
-        (OpenCV's float Lab for DDColor's ``clip``, else :func:`colorstyle_core.color.rgb_to_l`)."""
-        return color.rgb_to_l_opencv(rgb) if self._authors_opencv else self._rgb_to_l(rgb)
-
-    def _upsample(self, ab_small: Tensor, size: tuple[int, int]) -> Tensor:
-        if self._authors_opencv:
-            return ab_small if tuple(ab_small.shape[-2:]) == tuple(size) else F.interpolate(ab_small, size=size)
-        return resize_bilinear(ab_small, size)
-
     def _hint_tensors(self, hints: Sequence[ColorHints | None] | None, sizes: Sequence[tuple[int, int]]
                       ) -> tuple[Tensor | None, Tensor | None]:
-        if hints is None or all(h is None or h.empty for h in hints):
-            return None, None
-        if not self.supports_hints:
-            raise ValueError(f"{self.spec.name} takes no colour hints; use siggraph17")
-        if len(hints) != len(sizes):
-            raise ValueError(f"{len(hints)} hint sets for {len(sizes)} images")
-        abs_, masks = [], []
-        for h, hw in zip(hints, sizes):
-            ab, mask = rasterize(h or ColorHints(), hw, self.contract.net_size, self.device)
-            abs_.append(ab)
-            masks.append(mask)
-        return torch.cat(abs_), torch.cat(masks)
+        if hints is not None and any(h is not None and not h.empty for h in hints) and not self.supports_hints:
+            raise ValueError(f"{self.spec.name} takes no colour hints; use "
+                             f"{' or '.join(e.name for e in COLORIZERS if e.takes_hints)}")
+        return rasterize_batch(hints, sizes, self.net_size, self.device)
 
     @torch.inference_mode()
     def predict_ab_list(self, images: Sequence[Tensor], hints: Sequence[ColorHints | None] | None = None
@@ -272,14 +206,14 @@ class Colorizer:
         """
         dev = self.device
         batches = [b.to(dev, torch.float32) for b in batches]
-        net_in = torch.cat([self._network_input(b) for b in batches])
+        net_in = torch.cat([self.entry.recipe.network_input(b, self.net_size) for b in batches])
         sizes = [tuple(b.shape[-2:]) for b in batches for _ in range(b.shape[0])]
         hint_ab, hint_mask = self._hint_tensors(hints, sizes)
         ab_small = self._network(net_in, hint_ab, hint_mask)
         out, k = [], 0
         for b in batches:
             n = b.shape[0]
-            out.append((self.lightness(b), self._upsample(ab_small[k : k + n], tuple(b.shape[-2:]))))
+            out.append((self.post.lightness(b), self.post.upsample(ab_small[k : k + n], tuple(b.shape[-2:]))))
             k += n
         return out
 
@@ -288,11 +222,11 @@ class Colorizer:
                          ) -> Iterator[tuple[int, int, Tensor, Tensor]]:
         """:meth:`predict_ab` for one large image, a band of rows at a time (never all of it in float).
 
-        The network input is made by :func:`~colorstyle_core.resample.resize_like_pil_bicubic_banded`
-        (bit-identical to the unbanded resize; DDColor: :func:`~colorstyle_core.resample.resize_bilinear_banded`,
-        equal to float rounding), and each band's ab is upsampled from the network's output with
-        the rows of the same interpolation (bilinear: equal to float rounding; nearest: identical);
-        :meth:`compose` joins them.
+        The network input is made from bands of rows (Zhang et al.:
+        :func:`~colorstyle_core.resample.resize_like_pil_bicubic_banded`, bit-identical to the unbanded
+        resize; DDColor: :func:`~colorstyle_core.resample.resize_bilinear_banded`, equal to float rounding),
+        and each band's ab is upsampled from the network's output with the rows of the same
+        interpolation (bilinear: equal to float rounding; nearest: identical); :meth:`compose` joins them.
 
         Args:
             image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (any device; bands move to the model's).
@@ -303,27 +237,17 @@ class Colorizer:
             ``(1, 2, rows, W)`` ab, float32 on the model's device.
         """
         h, w = image.shape[-2:]
-        net_h, net_w = self.contract.net_size
-        if self.ddcolor:
-            net_in = _ddcolor_input(resize_bilinear_banded(image, (net_h, net_w), band_rows).to(self.device))
-        else:
-            net_in = color.rgb_to_l(resize_like_pil_bicubic_banded(image, (net_h, net_w), band_rows).to(self.device))
+        net_in = self.entry.recipe.network_input_banded(image, self.net_size, band_rows, self.device)
         hint_ab, hint_mask = self._hint_tensors(None if hints is None else [hints], [(h, w)])
         ab_small = self._network(net_in, hint_ab, hint_mask)
-        wy, wx = resize_matrix(net_h, h, "bilinear"), resize_matrix(net_w, w, "bilinear")
+        upsample = self.post.band_upsampler(ab_small, (h, w))
         for r0, r1 in bands(h, band_rows):
             band = band_as_float(image, r0, r1, self.device)
-            if self._authors_opencv:
-                ab = resize_nearest_band(ab_small, (h, w), r0, r1)
-            else:
-                ab = resize_band(ab_small, wy[r0:r1], wx)
-            yield r0, r1, self.lightness(band), ab
+            yield r0, r1, self.post.lightness(band), upsample(r0, r1)
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """Join L and ab into sRGB: ``(N, 1, H, W)`` + ``(N, 2, H, W)`` -> ``(N, 3, H, W)`` in ``[0, 1]``."""
-        if self._authors_opencv:
-            return color.lab_to_rgb_opencv(torch.cat((lightness, ab), dim=1))
-        return self._join_to_rgb(lightness, ab)
+        return self.post.compose(lightness, ab)
 
     def compose_sampled(self, lightness: Tensor, ab: Tensor, stride: int) -> Tensor:
         """:meth:`compose` on every ``stride``-th pixel in each direction, eagerly.
@@ -335,14 +259,12 @@ class Colorizer:
         ceil(W / stride))``.
         """
         lab = torch.cat((lightness[..., ::stride, ::stride], ab[..., ::stride, ::stride]), dim=1)
-        if self._authors_opencv:
-            return color.lab_to_rgb_opencv(lab)
-        return color.lab_to_rgb(lab, self.gamut)
+        return self.post.compose_eager(lab)
 
     @torch.inference_mode()
     def network_input(self, images: Tensor) -> Tensor:
         """The network's input for ``(N, C, H, W)`` images in ``[0, 1]`` (the benchmark's network-alone loop)."""
-        return self._network_input(images.to(self.device, torch.float32))
+        return self.entry.recipe.network_input(images.to(self.device, torch.float32), self.net_size)
 
     @torch.inference_mode()
     def __call__(self, images: Tensor, hints: Sequence[ColorHints | None] | None = None) -> Tensor:

@@ -18,14 +18,18 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator, field_validator, model_validator
 from torch import Tensor
 
 from colorstyle_core.color import in_gamut
+from colorstyle_core.documents import Model, line_of, parse_document
 
 
 class HintsError(ValueError):
@@ -83,7 +87,8 @@ class Keyframe:
             is set, or at :func:`confident_points` without a mask).
         mask: URI of a mask image for ``image`` (nonzero = hint).
         shot: optional label; keyframes with the same label must be in the same shot.
-        entry: 1-based position in the file (for messages).
+        entry: 1-based position in the file.
+        line: the entry's line in the file (1 when unknown).
     """
 
     frame: int
@@ -93,6 +98,7 @@ class Keyframe:
     mask: str | None = None
     shot: str | None = None
     entry: int = 1
+    line: int = 1
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,71 @@ class HintsFile:
         """The keyframe of ``frame``, if any."""
         return next((k for k in self.keyframes if k.frame == frame), None)
 
+    def where(self, keyframe: Keyframe) -> str:
+        """``file:line: keyframes.N (frame F)``: how messages name a keyframe (N counts from 0, as the file's list)."""
+        return f"{self.name}:{keyframe.line}: keyframes.{keyframe.entry - 1} (frame {keyframe.frame})"
 
-_KEYFRAME_KEYS = {"frame", "points", "patch", "image", "mask", "shot"}
+
+def _point(row: Any) -> tuple[float, float, float, float]:
+    try:
+        y, x, a, b = (float(v) for v in row)
+    except (TypeError, ValueError):
+        raise ValueError(f"a point is [y, x, a, b], four numbers; got {row!r}") from None
+    return y, x, a, b
+
+
+class _KeyframeEntry(Model):
+    """A keyframe as the file spells it (validated; :class:`Keyframe` is what the code uses)."""
+
+    frame: Any
+    points: list[Annotated[Any, AfterValidator(_point)]] = []
+    patch: Any = 3
+    image: Any = None
+    mask: Any = None
+    shot: Any = None
+
+    @field_validator("frame")
+    @classmethod
+    def _frame_index(cls, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"must be a frame index (an integer >= 0), got {value!r}")
+        return value
+
+    @field_validator("patch")
+    @classmethod
+    def _patch_side(cls, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"must be an integer >= 1, got {value!r}")
+        return value
+
+    @field_validator("image", "mask")
+    @classmethod
+    def _uri(cls, value: Any) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"must be a URI, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _some_hints(self) -> _KeyframeEntry:
+        if self.mask is not None and self.image is None:
+            raise ValueError("a 'mask' needs an 'image'")
+        if not self.points and self.image is None:
+            raise ValueError("no hints: give 'points' or an 'image'")
+        return self
+
+
+class _HintsDocument(Model):
+    keyframes: list[_KeyframeEntry]
+
+    @field_validator("keyframes")
+    @classmethod
+    def _one_entry_per_frame(cls, keyframes: list[_KeyframeEntry]) -> list[_KeyframeEntry]:
+        frames = [k.frame for k in keyframes]
+        for f in sorted(set(frames)):
+            entries = [i for i, g in enumerate(frames) if g == f]
+            if len(entries) > 1:
+                raise ValueError(f"entries {entries} are all for frame {f}")
+        return keyframes
 
 
 def parse_hints(text: str, name: str = "hints") -> HintsFile:
@@ -119,64 +188,24 @@ def parse_hints(text: str, name: str = "hints") -> HintsFile:
     list, CSV rows) are one keyframe at frame 0.
 
     Raises:
-        HintsError: naming ``name``, the keyframe entry and the problem (invalid JSON,
-            unknown keys, a frame that is not a non-negative integer, a point that is not
-            four numbers, a mask without an image, an entry with no hints, two entries for
-            one frame).
+        HintsError: ``file:line: key: problem`` for each problem (invalid JSON, unknown keys, a
+            frame that is not a non-negative integer, a point that is not four numbers, a mask
+            without an image, an entry with no hints, two entries for one frame), as manifests
+            report theirs (:mod:`colorstyle_core.documents`).
     """
     stripped = text.strip()
     if not stripped.startswith("{") or '"keyframes"' not in stripped:
         still = parse_points(text, name)
         return HintsFile(name, (Keyframe(0, still.points, still.patch),) if still.points else ())
     try:
-        doc = json.loads(stripped)
+        json.loads(stripped)
     except json.JSONDecodeError as e:
         raise HintsError(f"{name}: invalid JSON ({e})") from None
-    if set(doc) != {"keyframes"} or not isinstance(doc["keyframes"], list):
-        raise HintsError(f"{name}: expected {{\"keyframes\": [...]}} and nothing else, got keys {sorted(doc)}")
-    keyframes = []
-    for n, entry in enumerate(doc["keyframes"], start=1):
-        where = f"{name}: keyframe {n}"
-        if not isinstance(entry, dict):
-            raise HintsError(f"{where}: expected an object, got {entry!r}")
-        unknown = set(entry) - _KEYFRAME_KEYS
-        if unknown:
-            raise HintsError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(_KEYFRAME_KEYS)}")
-        frame = entry.get("frame")
-        if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
-            raise HintsError(f"{where}: 'frame' must be a frame index (an integer >= 0), got {frame!r}")
-        points = _points(entry.get("points", []), where)
-        patch = entry.get("patch", 3)
-        if not isinstance(patch, int) or patch < 1:
-            raise HintsError(f"{where}: 'patch' must be an integer >= 1, got {patch!r}")
-        image, mask = entry.get("image"), entry.get("mask")
-        if mask is not None and image is None:
-            raise HintsError(f"{where}: a 'mask' needs an 'image'")
-        if not points and image is None:
-            raise HintsError(f"{where}: no hints: give 'points' or an 'image'")
-        for key, value in (("image", image), ("mask", mask)):
-            if value is not None and not isinstance(value, str):
-                raise HintsError(f"{where}: '{key}' must be a URI, got {value!r}")
-        shot = entry.get("shot")
-        keyframes.append(Keyframe(frame, points, patch, image, mask, None if shot is None else str(shot), n))
-    frames = [k.frame for k in keyframes]
-    for f in frames:
-        if frames.count(f) > 1:
-            raise HintsError(f"{name}: keyframes {[k.entry for k in keyframes if k.frame == f]} are all for frame {f}")
+    doc = parse_document(text, name, _HintsDocument, 'a "keyframes" list', HintsError)
+    keyframes = [Keyframe(k.frame, tuple(k.points), k.patch, k.image, k.mask, None if k.shot is None else str(k.shot),
+                          n, line_of(text, ("keyframes", n - 1)) or 1)
+                 for n, k in enumerate(doc.keyframes, start=1)]
     return HintsFile(name, tuple(sorted(keyframes, key=lambda k: k.frame)))
-
-
-def _points(rows: object, where: str) -> tuple[tuple[float, float, float, float], ...]:
-    if not isinstance(rows, list):
-        raise HintsError(f"{where}: 'points' must be a list of [y, x, a, b], got {rows!r}")
-    out = []
-    for i, row in enumerate(rows, start=1):
-        try:
-            y, x, a, b = (float(v) for v in row)
-        except (TypeError, ValueError):
-            raise HintsError(f"{where}: point {i} should be [y, x, a, b] numbers, got {row!r}") from None
-        out.append((y, x, a, b))
-    return tuple(out)
 
 
 def check_keyframes(hints: HintsFile, frames: tuple[int, int], size: tuple[int, int],
@@ -189,17 +218,17 @@ def check_keyframes(hints: HintsFile, frames: tuple[int, int], size: tuple[int, 
         size: the frames' ``(width, height)`` in pixels.
         image_sizes: ``{URI: (width, height)}`` of the keyframes' images and masks (from their headers).
     Raises:
-        HintsError: naming the file and the entry: a frame outside ``[start, stop)``, a point
+        HintsError: ``file:line: keyframes.N (frame F): problem``: a frame outside ``[start, stop)``, a point
             outside the frame, an image or mask of another size than the frames.
     """
     (start, stop), (width, height) = frames, size
     for k in hints.keyframes:
-        where = f"{hints.name}: keyframe {k.entry} (frame {k.frame})"
+        where = hints.where(k)
         if not start <= k.frame < stop:
             raise HintsError(f"{where}: beyond the frames processed, [{start}, {stop})")
-        for i, (y, x, _, _) in enumerate(k.points, start=1):
+        for i, (y, x, _, _) in enumerate(k.points):
             if not (0 <= y < height and 0 <= x < width):
-                raise HintsError(f"{where}: point {i} at (y={y:g}, x={x:g}) is outside the {width}x{height} frame")
+                raise HintsError(f"{where}: points.{i} at (y={y:g}, x={x:g}) is outside the {width}x{height} frame")
         for uri in (k.image, k.mask):
             got = (image_sizes or {}).get(uri) if uri else None
             if got is not None and tuple(got) != (width, height):
@@ -265,7 +294,8 @@ def keyframe_points(keyframe: Keyframe, image_ab: Tensor | None = None, mask: Te
     if keyframe.image is None:
         return keyframe.points
     if image_ab is None:
-        raise HintsError(f"keyframe {keyframe.entry} (frame {keyframe.frame}): its image {keyframe.image} is needed")
+        raise HintsError(f"keyframes.{keyframe.entry - 1} (frame {keyframe.frame}): its image {keyframe.image} is "
+                         "needed")
     return keyframe.points + confident_points(image_ab, mask, lightness=lightness)
 
 
@@ -276,7 +306,8 @@ def keyframe_hints(keyframe: Keyframe, image_ab: Tensor | None = None, mask: Ten
     (at ``lightness``, the frame's own L, when given)."""
     if keyframe.image is not None and mask is not None:
         if image_ab is None:
-            raise HintsError(f"keyframe {keyframe.entry}: its image {keyframe.image} is needed")
+            raise HintsError(f"keyframes.{keyframe.entry - 1} (frame {keyframe.frame}): its image {keyframe.image} is "
+                             "needed")
         return ColorHints(points=keyframe.points, patch=keyframe.patch, dense_ab=image_ab,
                           dense_mask=(mask > 0).to(torch.float32))
     return ColorHints(points=keyframe_points(keyframe, image_ab, mask, lightness), patch=keyframe.patch)
@@ -379,6 +410,28 @@ def rasterize(hints: ColorHints, image_hw: tuple[int, int], net_hw: tuple[int, i
     ab = torch.where(hit, total / weight.clamp_min(1e-12), ab)
     mask = torch.where(hit, torch.ones_like(mask), mask)
     return ab, mask
+
+
+def rasterize_batch(hints: Sequence[ColorHints | None] | None, sizes: Sequence[tuple[int, int]],
+                    net_hw: tuple[int, int], device: torch.device | str = "cpu") -> tuple[Tensor | None, Tensor | None]:
+    """:func:`rasterize` for a network batch: one hint set (or ``None``) per image of ``sizes``.
+
+    Returns:
+        ``(ab, mask)``: ``(N, 2, h, w)`` and ``(N, 1, h, w)`` float32, or ``(None, None)`` when no image has hints.
+    Raises:
+        ValueError: a hint count that differs from the image count.
+        HintsError: a point outside its image, a dense hint of the wrong size.
+    """
+    if hints is None or all(h is None or h.empty for h in hints):
+        return None, None
+    if len(hints) != len(sizes):
+        raise ValueError(f"{len(hints)} hint sets for {len(sizes)} images")
+    abs_, masks = [], []
+    for h, hw in zip(hints, sizes):
+        ab, mask = rasterize(h or ColorHints(), hw, net_hw, device)
+        abs_.append(ab)
+        masks.append(mask)
+    return torch.cat(abs_), torch.cat(masks)
 
 
 def _square(i: int, y: float, x: float, H: int, W: int, h: int, w: int, patch: int, half: int

@@ -236,5 +236,6 @@ def _check_shots(keyframes: Sequence[Keyframe], cuts: Sequence[int], name: str) 
             if a.shot is not None and a.shot == b.shot:
                 cut = next((c for c in cuts if a.frame < c <= b.frame), None)
                 if cut is not None:
-                    raise HintsError(f"{name}: keyframes {a.entry} (frame {a.frame}) and {b.entry} (frame {b.frame}) "
-                                     f"are labelled shot {a.shot!r}, but a scene cut was detected at frame {cut}")
+                    raise HintsError(f"{name}:{a.line}: keyframes.{a.entry - 1} (frame {a.frame}) and "
+                                     f"keyframes.{b.entry - 1} (frame {b.frame}) are labelled shot {a.shot!r}, but a "
+                                     f"scene cut was detected at frame {cut}")

@@ -7,12 +7,10 @@ For a batch of decoded frames (each ``(1, C, H, W)`` float32 sRGB or gray in ``[
 2. **temporal colour** (video, optional; :class:`~colorstyle_core.temporal.ABStabilizer`):
    the predicted ab blended with the previous output's ab carried along the motion;
 3. **processing size**: the longer side brought to ``stylize.size`` (never enlarged);
-4. **stylize**, by one of three methods (``StylizeStep.method``): ``gatys`` (Gatys et al.;
-   :class:`~colorstyle_core.style.gatys.Stylizer`), per frame or, for video with temporal
-   consistency, warm-started along the shot (:class:`~colorstyle_core.temporal.StyleChain`);
-   ``fast`` (Johnson et al.) or ``arbitrary`` (Ghiasi et al.), one network pass per frame
-   (:mod:`colorstyle_core.style.feedforward`), for video with temporal consistency blended
-   with the previous output carried along the motion as the colour chain does;
+4. **stylize**, by the step's method (:data:`colorstyle_core.style.methods.METHODS`: ``gatys``,
+   ``fast``, ``arbitrary``), bound to the job's style images (a
+   :class:`~colorstyle_core.style.methods.entry.StyleOp`); for video with temporal consistency
+   along a shot, in the method's own way (its :class:`~colorstyle_core.style.methods.entry.ShotChain`);
 5. **restore size**: back to the input's size (jobs), or kept at the processing size
    (``keep_input_size=False``: the single-image command's ``--size``).
 
@@ -22,7 +20,8 @@ shared evenly by the batch's frames). Still images and per-frame video go throug
 :meth:`FramePipeline.process`; consecutive frames of one video through a
 :class:`~colorstyle_core.sequence.FrameSequence` (``sequence.py``), which carries the temporal
 chains from batch to batch and hands over to the next frame range at a seam
-(:func:`~colorstyle_core.temporal.handoff_weight`).
+(:func:`~colorstyle_core.temporal.handoff_weight`). The steps, the weights and the results are
+the data types of :mod:`colorstyle_core.pipeline_types`.
 
 No I/O here: callers decode and encode (``jobs/worker.py``, the single-image commands,
 the benchmark's model loop).
@@ -30,20 +29,17 @@ the benchmark's model loop).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from colorstyle_core import color
-from colorstyle_core.color import to_uint8
+from colorstyle_core.color import as_rgb, to_uint8
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.devices import Precision, resolve_device, tune_for
 from colorstyle_core.hints import ColorHints, HintPull
-from colorstyle_core.provenance import Provenance
+from colorstyle_core.pipeline_types import BAND_PIXELS, FrameResult, ModelWeights, PipelineConfig
 from colorstyle_core.resample import (
     BandedDownscale,
     band_as_float,
@@ -54,146 +50,11 @@ from colorstyle_core.resample import (
     resize_matrix,
     resize_to,
 )
-from colorstyle_core.style.feedforward import METHODS, ArbitraryStylizer, FastStylizer
-from colorstyle_core.style.gatys import StyleConfig, Stylizer
-from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG, generated_state_dict
-from colorstyle_core.temporal import StepInfo, TemporalSettings
-from colorstyle_core.timing import Seconds, Stage, StageTimer, scaled, zero
-
-if TYPE_CHECKING:
-    from colorstyle_core.sequence import FrameSequence
-
-LARGE_IMAGE_PIXELS = 16_000_000
-"""Stills with more pixels than this go through :meth:`FramePipeline.process_large`: processed in
-bands of rows and returned as 8-bit, so memory grows by a few bytes per pixel instead of a hundred."""
-
-BAND_PIXELS = 1_000_000
-"""Pixels per band for large stills (about 60 MB of float temporaries in the colour maths)."""
-
-DEFAULT_MAX_PIXELS = 200_000_000
-"""Default limit on a still's pixels (``execution.max_pixels``, ``--max-pixels``): larger images are
-refused from their header. Measured peak memory of one actor or command is given in the README."""
-
-
-@dataclass(frozen=True)
-class ColorizeStep:
-    """The colorization step.
-
-    Attributes:
-        model: ``eccv16`` or ``siggraph17``.
-        gamut: ``preserve-l`` (output L = input L) or ``clip`` (the authors' demo).
-        temporal: flow-guided colour stabilisation for video, or ``None`` (per frame).
-        hint_adherence: how strictly the output keeps hinted colours, 0 (the network's
-            answer) .. 1 (a hint's ab exactly at the hint; :class:`~colorstyle_core.hints.HintPull`).
-        hint_radius: pixels over which a hint's pull fades into the prediction.
-    """
-
-    model: str = "eccv16"
-    gamut: color.GamutMode = "preserve-l"
-    temporal: TemporalSettings | None = None
-    hint_adherence: float = 1.0
-    hint_radius: float = 24.0
-
-
-@dataclass(frozen=True)
-class StylizeStep:
-    """The stylization step.
-
-    Attributes:
-        styles: URIs of the style images (also the key their Gram targets are cached under).
-        config: the Gatys et al. settings (``fast`` and ``arbitrary`` use only its
-            ``preserve_color`` and, for ``arbitrary``, ``style_blend``).
-        arch, pooling: the VGG network (``gatys``).
-        size: processing size, longer side in pixels (0 = the input's size; never enlarged
-            unless ``keep_input_size`` is False).
-        keep_input_size: restore each output to its input's size (jobs); False = the output
-            has the processing size, enlarging small inputs too (``colorstyle stylize --size``).
-        temporal: along a shot for video, or ``None``: ``gatys`` warm start and temporal loss;
-            feed-forward methods blend the warped previous output (weight ``strength``).
-        method: ``gatys`` (optimisation), ``fast`` (a trained transformation network) or
-            ``arbitrary`` (Magenta's style prediction + transfer networks).
-    """
-
-    styles: tuple[str, ...]
-    config: StyleConfig = StyleConfig()
-    arch: str = "vgg19"
-    pooling: str = "max"
-    size: int = 512
-    keep_input_size: bool = True
-    temporal: TemporalSettings | None = None
-    method: str = "gatys"
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown stylization method {self.method!r}; use one of {', '.join(METHODS)}")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Which steps run (colorize, then stylize; at least one)."""
-
-    colorize: ColorizeStep | None = None
-    stylize: StylizeStep | None = None
-
-    @property
-    def temporal(self) -> bool:
-        """Whether video frames go through temporal chains (some step has temporal settings)."""
-        return any(step is not None and step.temporal is not None for step in (self.colorize, self.stylize))
-
-
-@dataclass(frozen=True)
-class ModelWeights:
-    """Verified tensors of one network and where they came from.
-
-    Arrays are numpy so they travel zero-copy through Ray's object store (read-only there:
-    :meth:`state_dict` copies). Networks that are files rather than tensors (ONNX) are
-    held as ``{file name: (bytes,) uint8}``; :meth:`file` returns one.
-    """
-
-    name: str
-    arrays: Mapping[str, np.ndarray]
-    provenance: Provenance
-
-    @classmethod
-    def from_state_dict(cls, name: str, state_dict: Mapping[str, Tensor], provenance: Provenance) -> ModelWeights:
-        return cls(name, {k: v.detach().contiguous().numpy() for k, v in state_dict.items()}, provenance)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {k: torch.from_numpy(np.array(v)) for k, v in self.arrays.items()}
-
-    @classmethod
-    def from_files(cls, name: str, files: Mapping[str, bytes], provenance: Provenance) -> ModelWeights:
-        return cls(name, {k: np.frombuffer(v, np.uint8) for k, v in files.items()}, provenance)
-
-    def file(self, key: str) -> bytes:
-        return self.arrays[key].tobytes()
-
-
-@dataclass
-class FrameResult:
-    """One processed frame.
-
-    Attributes:
-        image: ``(1, 3, H, W)`` float32 sRGB in ``[0, 1]`` at the input's size (or the
-            processing size, see :class:`StylizeStep`), on the pipeline's device; for
-            :meth:`FramePipeline.process_large`, uint8 on the CPU (a view of an
-            ``(H, W, 3)`` buffer).
-        colorized: the colorized frame before stylization (both steps on, stills only).
-        curves: stylization loss per optimiser step: ``{"total" | "content" | "style" | "tv": [...]}``.
-        stages: seconds this frame spent per stage (its share of batch work).
-        info: what the temporal chain did (video with temporal consistency).
-        perframe_diff: mean absolute RGB difference (in [0, 1]) to the per-frame colorization,
-            over every 4th pixel in each direction (temporal colour only;
-            :data:`~colorstyle_core.sequence.PERFRAME_DIFF_STRIDE`).
-    """
-
-    image: Tensor
-    colorized: Tensor | None = None
-    curves: dict[str, list[float]] = field(default_factory=dict)
-
-    stages: Seconds = field(default_factory=zero)
-    info: StepInfo | None = None
-    perframe_diff: float | None = None
+from colorstyle_core.sequence import FrameSequence
+from colorstyle_core.style.methods import METHODS
+from colorstyle_core.style.methods.entry import StyleOp
+from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
+from colorstyle_core.timing import Stage, StageTimer, scaled
 
 
 class FramePipeline:
@@ -202,30 +63,35 @@ class FramePipeline:
     Args:
         config: the steps.
         colorizer: loaded when ``config.colorize`` is set.
-        stylizer: loaded when ``config.stylize`` is set, of its ``method``.
+        stylizer: loaded when ``config.stylize`` is set: a model of its method
+            (:meth:`~colorstyle_core.style.methods.entry.StyleMethod.build`).
         styles: the style images, each ``(1, 3, h, w)`` float32 in ``[0, 1]``, in the
             order of ``config.stylize.styles``.
     Raises:
-        ValueError: a step without its model, or the wrong number of style images.
+        ValueError: a step without its model, a model of another method, an unknown method, or the
+            wrong number of style images.
     """
 
-    def __init__(self, config: PipelineConfig, colorizer: Colorizer | None = None,
-                 stylizer: Stylizer | FastStylizer | ArbitraryStylizer | None = None, styles: Sequence[Tensor] = ()):
+    def __init__(self, config: PipelineConfig, colorizer: Colorizer | None = None, stylizer: object | None = None,
+                 styles: Sequence[Tensor] = ()):
         if (config.colorize is None) != (colorizer is None) or (config.stylize is None) != (stylizer is None):
             raise ValueError("every step of the pipeline needs its model, and only those")
         if config.colorize is None and config.stylize is None:
             raise ValueError("the pipeline needs a colorize or a stylize step")
         if config.stylize is not None and len(styles) != len(config.stylize.styles):
             raise ValueError(f"{len(styles)} style images for {len(config.stylize.styles)} style URIs")
-        if config.stylize is not None and getattr(stylizer, "method", "gatys") != config.stylize.method:
-            raise ValueError(f"a {type(stylizer).__name__} for the stylization method {config.stylize.method}")
         self.config = config
         self.colorizer = colorizer
         self.stylizer = stylizer
         self.styles = list(styles)
-        self.provenances = tuple(m.provenance for m in (colorizer, stylizer) if m is not None)
+        self.provenances = tuple(m.provenance for m in (colorizer, stylizer) if m is not None)  # type: ignore
         self.device = colorizer.device if colorizer is not None else stylizer.device  # type: ignore[union-attr]
-        self._style_vector: np.ndarray | None = None
+        self.style: StyleOp | None = None
+        if (step := config.stylize) is not None:
+            method = METHODS.get(step.method)
+            if not method.accepts(stylizer):
+                raise ValueError(f"a {type(stylizer).__name__} for the stylization method {step.method}")
+            self.style = method.bind(stylizer, self.styles, step, self.device)
         self._sync = torch.cuda.synchronize if self.device.type == "cuda" else None
 
     @classmethod
@@ -239,7 +105,8 @@ class FramePipeline:
             config: the steps.
             styles: the style images (see the class).
             colorizer_weights, stylizer_weights: verified tensors for the steps that run.
-            untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs).
+            untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs; a method
+                whose real weights are installed, ``arbitrary``, uses those).
             device: ``None``/``"auto"`` = CUDA if available, else CPU.
             precision: the networks' arithmetic on CUDA (:func:`~colorstyle_core.devices.autocast`).
             compile_colour: compile the colorizer's per-pixel colour maths
@@ -257,37 +124,11 @@ class FramePipeline:
             else:
                 colorizer = Colorizer.from_state_dict(c.model, colorizer_weights.state_dict(),
                                                       colorizer_weights.provenance, device=device, gamut=c.gamut)
-        if (s := config.stylize) is not None and s.method == "arbitrary":
-            if stylizer_weights is None:  # real weights always: they ship with the package
-                raise ValueError("no model files for the arbitrary stylizer")
-            stylizer = ArbitraryStylizer(stylizer_weights.file("predict"), stylizer_weights.file("transform"),
-                                         stylizer_weights.provenance, device=device)
-        elif s is not None and s.method == "fast":
-            if untrained_seed is not None:
-                stylizer = FastStylizer.from_state_dict(generated_state_dict("fast-stylizer", untrained_seed),
-                                                        Provenance.generated("fast-stylizer", untrained_seed),
-                                                        device=device)
-            elif stylizer_weights is None:
-                raise ValueError("no weights for the fast stylizer (pipeline.stylize.model)")
-            else:
-                stylizer = FastStylizer.from_state_dict(stylizer_weights.state_dict(), stylizer_weights.provenance,
-                                                        device=device)
-        elif s is not None:
-            if untrained_seed is not None:
-                stylizer = Stylizer.from_weights(s.arch, device=device, pooling=s.pooling,  # type: ignore[arg-type]
-                                                 untrained_seed=untrained_seed)
-            elif stylizer_weights is None:
-                raise ValueError(f"no weights for the stylizer {s.arch}")
-            else:
-                stylizer = Stylizer.from_state_dict(s.arch, stylizer_weights.state_dict(), stylizer_weights.provenance,
-                                                    device=device, pooling=s.pooling)  # type: ignore[arg-type]
-        if colorizer is not None:
             colorizer.precision = precision
             colorizer.compile_colour_math(compile_colour)
-        if isinstance(stylizer, Stylizer):
-            stylizer.extractor.precision = precision
-        elif isinstance(stylizer, FastStylizer):
-            stylizer.precision = precision
+        if (s := config.stylize) is not None:
+            stylizer = METHODS.get(s.method).build(s, stylizer_weights, untrained_seed=untrained_seed, device=device,
+                                                   precision=precision)
         tune_for(resolve_device(device))
         return cls(config, colorizer, stylizer, styles)
 
@@ -319,7 +160,7 @@ class FramePipeline:
         step, colorizer = self.config.colorize, self.colorizer
         if hints is None or hints.empty or step is None or colorizer is None or step.hint_adherence == 0:
             return None
-        return HintPull(hints, size, colorizer.contract.net_size, step.hint_adherence, step.hint_radius)
+        return HintPull(hints, size, colorizer.net_size, step.hint_adherence, step.hint_radius)
 
     def keep_hints(self, ab: Tensor, hints: ColorHints | None) -> Tensor:
         """``(1, 2, H, W)`` ab pulled towards ``hints`` (as is without hints)."""
@@ -369,9 +210,9 @@ class FramePipeline:
                 for image, before, curve in zip(batch, colorized, curves)]
 
     def _stylize_independently(self, batch: list[Tensor]) -> tuple[list[Tensor], list[dict[str, list[float]]]]:
-        """Per-frame Gatys stylization; frames of one size share a batch (and their style targets)."""
-        step, stylizer = self.config.stylize, self.stylizer
-        assert step is not None and stylizer is not None
+        """Per-frame stylization; frames of one size share a batch (and Gatys' style targets)."""
+        step, style = self.config.stylize, self.style
+        assert step is not None and style is not None
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, b in enumerate(batch):
             by_size.setdefault(tuple(b.shape[-2:]), []).append(i)
@@ -379,32 +220,12 @@ class FramePipeline:
         curves: list[dict[str, list[float]]] = [{} for _ in batch]
         for size, idx in by_size.items():
             content = resize_longer(torch.cat([batch[i] for i in idx]), step.size, upscale=not step.keep_input_size)
-            if isinstance(stylizer, Stylizer):
-                result = stylizer(content, stylizer.targets(self.styles, step.config, content, key=step.styles),
-                                  step.config)
-                images, losses = result.images, result.losses
-            else:
-                images, losses = self.feed_forward(content), {}
+            images, losses = style(content)
             images = resize_to(images, size) if step.keep_input_size else images
             for j, i in enumerate(idx):
                 out[i] = images[j : j + 1]
                 curves[i] = {k: v[:, j].tolist() for k, v in losses.items()}
         return out, curves
-
-    def feed_forward(self, content: Tensor) -> Tensor:
-        """``(N, 3, h, w)`` content at the processing size through a ``fast`` or ``arbitrary`` stylizer.
-
-        Returns:
-            ``(N, 3, h, w)`` float32 sRGB in ``[0, 1]`` on the pipeline's device.
-        """
-        step, stylizer = self.config.stylize, self.stylizer
-        assert step is not None
-        if isinstance(stylizer, ArbitraryStylizer):
-            if self._style_vector is None:  # one style vector per pipeline
-                self._style_vector = stylizer.blended_vector(self.styles, step.config.blend_weights(len(self.styles)))
-            return stylizer(content, self._style_vector, step.config.preserve_color).to(self.device)
-        assert isinstance(stylizer, FastStylizer)
-        return stylizer(content, step.config.preserve_color).to(self.device)
 
     # ---- one large still, in bands ----------------------------------------------------------
 
@@ -447,16 +268,11 @@ class FramePipeline:
                 if content is not None:
                     content.add(rgb.cpu())
         out, curves = colorized, {}
-        if step is not None and self.stylizer is not None and content is not None:
+        if step is not None and self.style is not None and content is not None:
             with timer(Stage.STYLIZE):
                 x = content.result().to(self.device)
-                if isinstance(self.stylizer, Stylizer):
-                    result = self.stylizer(x, self.stylizer.targets(self.styles, step.config, x, key=step.styles),
-                                           step.config)
-                    stylized = result.images
-                    curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
-                else:
-                    stylized = self.feed_forward(x)
+                stylized, losses = self.style(x)
+                curves = {k: v[:, 0].tolist() for k, v in losses.items()}
                 if step.keep_input_size:
                     out = np.empty((h, w, 3), np.uint8)
                     wy, wx = resize_matrix(size[0], h, "bicubic"), resize_matrix(size[1], w, "bicubic")
@@ -478,16 +294,9 @@ class FramePipeline:
                 warming up: from there this range also runs a fresh chain and fades into it.
             stop: one past the range's last frame (needed with ``handoff_start``).
         """
-        from colorstyle_core.sequence import FrameSequence  # it builds on this module
-
         return FrameSequence(self, handoff_start, stop)
 
 
 def _u8_view(hwc: np.ndarray) -> Tensor:
     """An ``(H, W, 3)`` uint8 buffer as a ``(1, 3, H, W)`` tensor view (no copy)."""
     return torch.from_numpy(hwc).permute(2, 0, 1)[None]
-
-
-def as_rgb(images: Tensor) -> Tensor:
-    """``(N, 1, H, W)`` gray as ``(N, 3, H, W)`` (a view); sRGB as is."""
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

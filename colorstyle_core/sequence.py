@@ -2,42 +2,59 @@
 
 :class:`FrameSequence` is what :meth:`colorstyle_core.pipeline.FramePipeline.sequence` returns:
 it carries the colour chain (:class:`~colorstyle_core.temporal.ABStabilizer`) and the style
-chain (:class:`~colorstyle_core.temporal.StyleChain` for Gatys, a flow-guided blend for the
-feed-forward methods) from batch to batch, and hands over to the next frame range at a seam
-(:func:`~colorstyle_core.temporal.handoff_weight`). No I/O.
+method's chain (its :class:`~colorstyle_core.style.methods.entry.ShotChain`: Gatys' warm start,
+the feed-forward methods' flow-guided blend) from batch to batch, and hands over to the next
+frame range at a seam (:func:`~colorstyle_core.temporal.handoff_weight`). No I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import torch
 from torch import Tensor
 
-from colorstyle_core import color
+from colorstyle_core.color import as_rgb
+from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.hints import ColorHints
-from colorstyle_core.pipeline import FrameResult, as_rgb
+from colorstyle_core.pipeline_types import FrameResult, PipelineConfig
 from colorstyle_core.resample import resize_longer, resize_to
-from colorstyle_core.style.gatys import Stylizer
-from colorstyle_core.temporal import ABStabilizer, StepInfo, StyleChain, blend, handoff_weight
+from colorstyle_core.style.methods.entry import ShotChain, StyleOp
+from colorstyle_core.temporal import ABStabilizer, StepInfo, blend, handoff_weight
 from colorstyle_core.timing import Stage, StageTimer, added, scaled
-
-if TYPE_CHECKING:
-    from colorstyle_core.pipeline import FramePipeline
 
 PERFRAME_DIFF_STRIDE = 4
 """The temporal chain's per-frame difference (``perframe_diff``) is the mean over every 4th pixel in each
 direction: an estimate of the whole frame's mean at 1/16 of the cost of a second composition."""
 
 
+class Models(Protocol):
+    """What a sequence uses of its :class:`~colorstyle_core.pipeline.FramePipeline`: the steps, the loaded
+    models and how hints are kept."""
+
+    config: PipelineConfig
+    colorizer: Colorizer | None
+    style: StyleOp | None
+    device: torch.device
+
+    @property
+    def temporal(self) -> bool: ...
+
+    def timer(self) -> StageTimer: ...
+
+    def keep_hints(self, ab: Tensor, hints: ColorHints | None) -> Tensor: ...
+
+    def process(self, images: Tensor, hints: Sequence[ColorHints | None] | None = None) -> list[FrameResult]: ...
+
+
 @dataclass
 class _Chains:
-    """The temporal state of one pass over a shot: colour chain and (created lazily) style chain
-    (Gatys: a :class:`StyleChain`; feed-forward methods: a flow-guided blend of the previous output)."""
+    """The temporal state of one pass over a shot: colour chain and (created lazily) the style method's chain."""
 
     color: ABStabilizer | None
-    style: StyleChain | ABStabilizer | None = None
+    style: ShotChain | None = None
 
 
 class FrameSequence:
@@ -50,7 +67,7 @@ class FrameSequence:
     (which warms up from ``handoff_start``) continues exactly where this one ends.
     """
 
-    def __init__(self, pipeline: FramePipeline, handoff_start: int | None, stop: int | None):
+    def __init__(self, pipeline: Models, handoff_start: int | None, stop: int | None):
         if handoff_start is not None and stop is None:
             raise ValueError("a handoff needs the range's stop")
         self.pipeline = pipeline
@@ -101,7 +118,7 @@ class FrameSequence:
                 weight = handoff_weight(index, self.handoff_start, self.stop)
                 ab_f, image_f, _, _, _ = self._chain_frame(self._fresh, *args, measure=False)
                 with t(Stage.TEMPORAL):
-                    if p.stylizer is None and ab is not None and ab_f is not None:
+                    if p.style is None and ab is not None and ab_f is not None:
                         image = p.colorizer.compose(lightness[sl], blend(ab, ab_f, weight))  # type: ignore
                     else:
                         image = blend(image, image_f, weight)
@@ -137,37 +154,17 @@ class FrameSequence:
                     perframe_diff = float((rgb[..., ::s, ::s] - perframe).abs().mean())
         curves: dict[str, list[float]] = {}
         if (step := p.config.stylize) is not None:
-            stylizer = p.stylizer
-            assert stylizer is not None
+            assert p.style is not None
             h, w = rgb.shape[-2:]
             content = resize_longer(rgb, step.size, upscale=not step.keep_input_size)
-            if not isinstance(stylizer, Stylizer):
-                with timer(Stage.STYLIZE):
-                    image = p.feed_forward(content)
-                if step.temporal is not None:
-                    with timer(Stage.TEMPORAL):
-                        if chains.style is None:
-                            chains.style = ABStabilizer(step.temporal)
-                        assert isinstance(chains.style, ABStabilizer)
-                        image, style_info = chains.style.step(color.rgb_to_l(content), image)
-                    info = style_info if info is None else info
-                rgb = resize_to(image, (h, w)) if step.keep_input_size else image
-                return ab, rgb, curves, info, perframe_diff
             if step.temporal is not None:
                 if chains.style is None:
-                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
-                    chains.style = StyleChain(stylizer, targets, step.config, step.temporal)
-                assert isinstance(chains.style, StyleChain)
-                with timer(Stage.STYLIZE):
-                    image, result, style_info = chains.style.step(content)
-                timer.seconds[Stage.STYLIZE] -= style_info.seconds  # flow and masks are temporal work
-                timer.seconds[Stage.TEMPORAL] += style_info.seconds
+                    chains.style = p.style.chain(step.temporal)
+                image, losses, style_info = chains.style.step(content, timer)
                 info = style_info if info is None else info
             else:
                 with timer(Stage.STYLIZE):
-                    targets = stylizer.targets(p.styles, step.config, content, key=step.styles)
-                    result = stylizer(content, targets, step.config)
-                    image = result.images
-            curves = {k: v[:, 0].tolist() for k, v in result.losses.items()}
+                    image, losses = p.style(content)
+            curves = {k: v[:, 0].tolist() for k, v in losses.items()}
             rgb = resize_to(image, (h, w)) if step.keep_input_size else image
         return ab, rgb, curves, info, perframe_diff

@@ -7,18 +7,13 @@ deterministic for a given torch version. Anything produced with them is not a
 colorization or a stylization and must say so (:data:`UNTRAINED_TAG`).
 
 Scheme: convolutions He-normal (``std = sqrt(2 / fan_in)``), biases ``N(0, 0.01)``,
-BatchNorm as freshly initialised (identity). The output layers are scaled so the
-generated colorizers behave like the trained ones where tests look: ECCV16's ab-bin
-layer holds random bin centres inside the ab disk of radius 80 and its logits are
-sharpened (x50) so the 313-way distribution is peaked, giving colours of realistic
-magnitude (mean |ab| about 15) that flicker from frame to frame as per-frame
-colorization does; SIGGRAPH17's regression head gives mean |ab| about 20 without
-saturating tanh. DDColor: the ImageNet ``mean``/``std`` buffers as published, ConvNeXt layer
-scales 0.1, each spectral-normalised convolution's ``weight_u``/``weight_v`` the leading singular
-pair of its ``weight_orig`` (power iteration; random ones make the output explode), and the
-colour-embedding head scaled (x60) so ab has a trained network's magnitude (mean |ab| about 15
-for DDColor-T). The VGG classifier (dropped by the feature extractor) is a zero
-tensor expanded to its shape: right layout, a few bytes on disk.
+BatchNorm as freshly initialised (identity), ConvNeXt layer scales 0.1 (trained ones hold
+values of this order). The VGG classifier (dropped by the feature extractor) is a zero
+tensor expanded to its shape: right layout, a few bytes on disk. What makes one network's
+generated weights behave like its trained ones where tests look (peaked ECCV16 logits and
+its ab-bin centres, DDColor's spectral vectors, output scales) is its :class:`Generation`,
+held by the network's entry (``colorstyle_core/colorizers/``); :func:`colorstyle_core.catalog.generated_state_dict`
+finds it by name.
 """
 
 from __future__ import annotations
@@ -26,54 +21,56 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from colorstyle_core.models import layout
-from colorstyle_core.weights import DDColorContract, get_spec
+from colorstyle_core.models import Layout
 
 UNTRAINED_TAG = "UNTRAINED"
 """Marker written into every output, metrics row and log line made with generated weights."""
 
 UNTRAINED_NOTE = "weights are UNTRAINED (generated for smoke tests): output is not a real colorization/stylization"
 
-
-_OUTPUT_SCALE = {
-    ("eccv16", "model8.6.weight"): 50.0,  # 313 ab-bin logits: peaked like a trained network's
-    ("siggraph17", "model_out.0.weight"): 1.0,  # regression head before tanh
-    **{(n, "decoder.color_decoder.color_embed.layers.2.weight"): 60.0  # colour maps -> ab of trained magnitude
-       for n in ("ddcolor_paper_tiny", "ddcolor_paper", "ddcolor_modelscope", "ddcolor_artistic")},
-}
-
-
 _LAYER_SCALE = 0.1
-"""ConvNeXt blocks' layer scale in generated DDColor weights (trained ones hold values of this order)."""
+"""ConvNeXt blocks' layer scale in generated weights (trained ones hold values of this order)."""
+
+@dataclass(frozen=True)
+class Generation:
+    """What one network's generated weights need beyond the scheme (see the module).
+
+    Attributes:
+        output_scale: ``{key: factor}``: weights scaled so outputs have a trained network's magnitude.
+        special: ``{key: make(shape, generator)}``: tensors made another way (ECCV16's ab-bin centres).
+        finish: ``finish(state_dict, generator)`` after every key is made, in place (buffers, DDColor's
+            spectral vectors).
+    """
+
+    output_scale: Mapping[str, float] = field(default_factory=dict)
+    special: Mapping[str, Callable[[tuple[int, ...], torch.Generator], Tensor]] = field(default_factory=dict)
+    finish: Callable[[dict[str, Tensor], torch.Generator], None] | None = None
 
 
-def generated_state_dict(name: str, seed: int = 0) -> dict[str, Tensor]:
-    """Seeded weights with the layout of the published ``name`` checkpoint.
+def generate(layout: Layout, seed: int = 0, generation: Generation = Generation()) -> dict[str, Tensor]:
+    """Seeded weights with ``layout``.
 
     Args:
-        name: a registry name with a torch network (``eccv16``, ``siggraph17``, ``ddcolor_*``,
-            ``vgg16``, ``vgg19``, ``fast-stylizer``).
+        layout: the published checkpoint's keys, shapes and dtypes, in state_dict order.
         seed: RNG seed; same seed and torch version -> identical tensors.
+        generation: the network's own adjustments.
     Returns:
         ``{key: tensor}`` in state_dict order, float32 (``num_batches_tracked`` int64).
-    Raises:
-        ValueError: for an unknown name.
     """
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, Tensor] = {}
-    for key, shape, dtype in layout(name):
-        out[key] = _tensor_for(name, key, tuple(shape), dtype, gen)
-    contract = get_spec(name).preprocess
-    if isinstance(contract, DDColorContract):
-        out["mean"] = torch.tensor(contract.mean).view(1, 3, 1, 1)
-        out["std"] = torch.tensor(contract.std).view(1, 3, 1, 1)
-        for key in [k for k in out if k.endswith(".weight_orig")]:
-            stem = key.removesuffix("_orig")
-            out[stem + "_u"], out[stem + "_v"] = spectral_vectors(out[key], gen)
+    for key, shape, dtype in layout:
+        make = generation.special.get(key)
+        out[key] = make(tuple(shape), gen) if make is not None else \
+            _tensor_for(key, tuple(shape), dtype, gen, generation.output_scale.get(key, 1.0))
+    if generation.finish is not None:
+        generation.finish(out, gen)
     return out
 
 
@@ -97,7 +94,7 @@ def spectral_vectors(weight: Tensor, gen: torch.Generator, iterations: int = 30)
     return u.float(), v.float()
 
 
-def _tensor_for(name: str, key: str, shape: tuple[int, ...], dtype: str, gen: torch.Generator) -> Tensor:
+def _tensor_for(key: str, shape: tuple[int, ...], dtype: str, gen: torch.Generator, scale: float) -> Tensor:
     if dtype == "int64":
         return torch.zeros(shape, dtype=torch.int64)
     if key.startswith("classifier."):
@@ -113,24 +110,13 @@ def _tensor_for(name: str, key: str, shape: tuple[int, ...], dtype: str, gen: to
         return torch.full(shape, _LAYER_SCALE)
     if key.endswith("bias"):
         return torch.randn(shape, generator=gen) * 0.01
-    if name == "eccv16" and key == "model_out.weight":  # (2, 313, 1, 1): ab bin centres / 110
-        radius = 80.0 * torch.rand(shape[1], generator=gen).sqrt()
-        angle = 2 * math.pi * torch.rand(shape[1], generator=gen)
-        centres = torch.stack((radius * angle.cos(), radius * angle.sin())) / 110.0
-        return centres.view(shape)
     fan_in = math.prod(shape[1:])
-    return torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in) * _OUTPUT_SCALE.get((name, key), 1.0)
+    return torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in) * scale
 
 
-def save_generated(name: str, path: str, seed: int = 0) -> str:
-    """Write :func:`generated_state_dict` to a local ``path`` with ``torch.save``.
-
-    Returns:
-        The file's full sha256 (hex), to pass as the expected hash when loading it.
-    """
+def saved(state_dict: Mapping[str, Tensor]) -> tuple[bytes, str]:
+    """``torch.save`` of ``state_dict``: ``(the file's bytes, their full sha256 in hex)``."""
     buf = io.BytesIO()
-    torch.save(generated_state_dict(name, seed), buf)
+    torch.save(dict(state_dict), buf)
     data = buf.getvalue()
-    with open(path, "wb") as f:
-        f.write(data)
-    return hashlib.sha256(data).hexdigest()
+    return data, hashlib.sha256(data).hexdigest()

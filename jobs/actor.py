@@ -1,6 +1,7 @@
-"""The Ray actor: one per GPU (or CPU slot), models built once, then work units.
+"""The Ray actor: one per GPU (or CPU slot), models built once, then work units and video assemblies.
 
-A thin adapter around :class:`jobs.worker.UnitProcessor`. The driver decides its
+A thin adapter around :class:`jobs.worker.UnitProcessor` (units) and
+:func:`jobs.units.assembly.assemble_video` (videos). The driver decides its
 resources (``num_gpus``, ``num_cpus``) when it creates the pool; Ray pins the
 actor to its GPU by setting ``CUDA_VISIBLE_DEVICES``.
 """
@@ -16,8 +17,9 @@ import ray
 import torch
 
 from colorstyle_core.provenance import mark_untrained_logs
-from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, UnitResult, WorkUnit
-from jobs.worker import UnitProcessor, WorkerSpec
+from jobs.units.assembly import AssemblyResult, AssemblyTask, assemble_video
+from jobs.units.base import ActorInfo, UnitResult, WorkerSpec, WorkUnit
+from jobs.worker import UnitProcessor
 
 
 class PipelineActor:
@@ -57,7 +59,7 @@ class PipelineActor:
                                        stylizer_weights, info)
         self.processor.on_progress = lambda key, frames: board.report.remote(key, frames)
         self.info_ = dataclasses.replace(info, weights=self.processor.pipeline.weights_tag)
-        self.processor.actor = self.info_
+        self.processor.ctx.actor = self.info_
         if self.processor.untrained:
             mark_untrained_logs()
 
@@ -70,5 +72,6 @@ class PipelineActor:
         return self.processor.process(unit, attempt, submitted_at)
 
     def assemble(self, task: AssemblyTask) -> AssemblyResult:
-        """Join a video's segments into its output file."""
-        return self.processor.assemble(task)
+        """Join a video's segments into its output file (holding the turn at the models: it may re-encode)."""
+        with self.processor.ctx.turn.hold():
+            return assemble_video(task, self.processor.ctx)

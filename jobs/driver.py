@@ -21,24 +21,24 @@ from rich.console import Console
 from rich.table import Table
 
 from colorstyle_core import imageio, loader, storage
-from colorstyle_core.models.vgg import vgg_features_only
-from colorstyle_core.pipeline import ModelWeights
+from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.pipeline_types import ModelWeights
 from colorstyle_core.provenance import Provenance, mark_untrained_logs, unmark_untrained_logs
-from colorstyle_core.style.feedforward import arbitrary_model_files
+from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
-from colorstyle_core.weights import get_spec
 from jobs.actor import PipelineActor
 from jobs.exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
 from jobs.manifest import Manifest
-from jobs.metrics import FailureRow, MetricsStore, summarize, summarize_job
+from jobs.metrics.store import MetricsStore
+from jobs.metrics.summary import summarize, summarize_job
+from jobs.metrics.tables import FailureRow
 from jobs.paths import staging_root
 from jobs.plan import Plan, plan_job
 from jobs.progress import JobBoard, ProgressReporter
 from jobs.raycluster import connect_ray
 from jobs.resume import DoneState, load_done_state
 from jobs.scheduler import PoolError, Scheduler, start_pool
-from jobs.units import ActorInfo
-from jobs.worker import WorkerSpec
+from jobs.units.base import ActorInfo, WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -151,24 +151,13 @@ def load_weights(manifest: Manifest) -> tuple[ModelWeights | None, ModelWeights 
     pipe = manifest.pipeline
     colorizer = stylizer = None
     if (c := pipe.colorize) is not None and not pipe.untrained_weights:
-        colorizer = _verified(manifest, c.model, c.weights)
+        spec = COLORIZERS.get(c.model).weights
+        state_dict, resolved = loader.load_verified_state_dict(spec, manifest.weights_source(c.weights))
+        colorizer = ModelWeights.from_state_dict(c.model, state_dict, Provenance.from_resolved(c.model, resolved))
     if (st := pipe.stylize) is not None:
-        if st.method == "arbitrary":  # real weights even for smoke runs: they are installed with colorstyle
-            files, provenance = arbitrary_model_files(st.model.uri if st.model else None, manifest.storage_options)
-            stylizer = ModelWeights.from_files("arbitrary-style", files, provenance)
-        elif pipe.untrained_weights:
-            pass
-        elif st.method == "fast":
-            stylizer = _verified(manifest, "fast-stylizer", st.model)
-        else:
-            stylizer = _verified(manifest, st.arch, st.weights, vgg_features_only)
+        stylizer = METHODS.get(st.method).weights(st.step(), manifest.weights_source(st.weights_ref),
+                                                  pipe.untrained_weights)
     return colorizer, stylizer
-
-
-def _verified(manifest: Manifest, name: str, ref, key_filter=None) -> ModelWeights:
-    state_dict, resolved = loader.load_verified_state_dict(get_spec(name), manifest.weights_source(ref),
-                                                           key_filter=key_filter)
-    return ModelWeights.from_state_dict(name, state_dict, Provenance.from_resolved(name, resolved))
 
 
 def _check_styles(manifest: Manifest) -> None:

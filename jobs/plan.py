@@ -23,7 +23,9 @@ from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe
 from jobs.manifest import InputSpec, Manifest
 from jobs.paths import CONTROL_DIR, output_uri_for, staging_root, stem, suffix, under
 from jobs.resume import DoneState
-from jobs.units import FrameRange, HintTrack, ImageItem, ImageShard, VideoHintsRef, VideoPlan
+from jobs.units.frame_ranges import FrameRange, VideoPlan
+from jobs.units.hint_tracks import HintTrack, VideoHintsRef
+from jobs.units.images import ImageItem, ImageShard
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,7 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
     skipped_images = 0
     for f in (f for f in files if f.kind == "image"):
         try:
-            out = output_uri_for(manifest, f.rel, "image")
+            out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "image")
             rel_stem = stem(f.rel)
             reference = references.get(rel_stem)
             colorized = under(manifest.metrics_prefix, "colorized", rel_stem + ".jpg") \
@@ -345,7 +347,8 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int 
                                              f"{info.frame_count} frames"))
                 continue
         try:
-            out = output_uri_for(manifest, f.rel, "video", is_gif=info.is_gif)
+            out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video",
+                                 is_gif=info.is_gif)
         except storage.UnsafePathError as e:
             problems.append(InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it"))
             continue

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from colorstyle_core import storage
 from jobs.manifest import Manifest
-from jobs.metrics import MetricsStore
+from jobs.metrics.store import MetricsStore
 from jobs.paths import CONTROL_DIR, staging_root, under
 
 

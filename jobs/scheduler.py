@@ -23,12 +23,15 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from colorstyle_core import storage
 from colorstyle_core.timing import added
 from jobs.manifest import ExecutionSpec
-from jobs.metrics import FailureRow, MetricsStore, UnitRow, VideoRow, now_ms
+from jobs.metrics.store import MetricsStore
+from jobs.metrics.tables import FailureRow, UnitRow, VideoRow, now_ms
 from jobs.plan import Plan
 from jobs.progress import ProgressReporter, progress_key
 from jobs.resume import DoneState
-from jobs.units import ActorInfo, AssemblyResult, AssemblyTask, ImageShard, UnitResult, VideoPlan, WorkUnit
-from jobs.worker import PERMANENT_ERRORS
+from jobs.units.assembly import AssemblyResult, AssemblyTask
+from jobs.units.base import PERMANENT_ERRORS, ActorInfo, UnitResult, WorkUnit
+from jobs.units.frame_ranges import VideoPlan
+from jobs.units.images import ImageShard
 
 log = logging.getLogger(__name__)
 

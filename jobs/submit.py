@@ -96,7 +96,8 @@ def submit(manifest_uri: str, address: str, *, wait: bool = True, extra_env: dic
         RuntimeError: the cluster cannot be reached, or keeps failing for about a minute
             (:data:`RETRY_DELAYS_S`); one sentence.
     """
-    from jobs.manifest import is_training, parse_manifest, read_text
+    from jobs.manifest import parse_manifest
+    from jobs.manifest_base import is_training, read_text
     from jobs.train.manifest import parse_train_manifest
 
     text = read_text(manifest_uri)

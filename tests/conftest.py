@@ -1,15 +1,22 @@
-"""Shared fixtures: the shared test data, generated weights, a real S3-compatible server."""
+"""Shared fixtures and helpers: the shared test data, generated weights, a real S3-compatible server, one local
+Ray for the whole session, and the manifests and run options the job tests use."""
 
 from __future__ import annotations
 
 import os
 import socket
+import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from jobs.driver import RunOptions
+from jobs.manifest import Manifest, parse_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"
@@ -53,7 +60,7 @@ class GeneratedWeights:
 
     def get(self, name: str, seed: int = 0) -> tuple[Path, str]:
         """``(path, full sha256)`` of ``name``'s generated checkpoint (file named hub-style)."""
-        from colorstyle_core.synthetic import save_generated
+        from colorstyle_core.catalog import save_generated
 
         key = (name, seed)
         if key not in self._made:
@@ -70,10 +77,20 @@ def generated_weights(tmp_path_factory) -> GeneratedWeights:
     return GeneratedWeights(tmp_path_factory.mktemp("weights"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on (now)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def job_manifest(text: str, name: str = "test.yaml") -> Manifest:
+    """A job manifest from indented YAML text (as the tests write it inline), parsed as ``name``."""
+    return parse_manifest(textwrap.dedent(text), name)
+
+
+QUIET = RunOptions(progress=False)
+"""Run options for the job tests: no progress bar."""
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +101,7 @@ def s3_server():
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -105,15 +122,50 @@ def s3(s3_server, request):
     fs.rm(bucket, recursive=True)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray with 4 logical CPUs (two training workers and Ray Train's own actors), unless one runs."""
-    import ray
+RAY_INIT: dict[str, Any] = {"num_cpus": 4}
+"""The session's local Ray: 4 logical CPUs (two training workers and Ray Train's own actors). A module that
+needs another one (logical GPUs) sets its own ``RAY_INIT``; the session Ray is restarted for it and after it."""
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
+
+class SessionRay:
+    """One local Ray for the test session, started on first use and kept across modules; restarted only when a
+    module asks for other ``ray.init`` arguments, and released for modules that start their own cluster."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, Any] | None = None
+        self.starts = 0
+
+    def use(self, kwargs: dict[str, Any]) -> None:
+        import ray
+
+        if self.kwargs == kwargs and ray.is_initialized():
+            return
+        self.release()
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(include_dashboard=False, logging_level="ERROR", **kwargs)
+        self.kwargs = kwargs
+        self.starts += 1
+
+    def release(self) -> None:
+        """Shut the session's Ray down (a module that runs its own cluster asks for this first)."""
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+            time.sleep(0.5)  # let the raylet and GCS go before another cluster starts
+        self.kwargs = None
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The session's :class:`SessionRay` (shut down at the end)."""
+    session = SessionRay()
+    yield session
+    session.release()
+
+
+@pytest.fixture(scope="module")
+def ray_local(ray_session, request):
+    """The session's local Ray, with the module's ``RAY_INIT`` arguments when it has some."""
+    ray_session.use(getattr(request.module, "RAY_INIT", RAY_INIT))
     yield
-    if started:
-        ray.shutdown()

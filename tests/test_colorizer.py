@@ -56,7 +56,7 @@ def test_output_lightness_equals_input_lightness(shared, colorizers, name, kind)
 
 @pytest.mark.parametrize("name", ["eccv16", "siggraph17"])
 def test_clip_mode_reproduces_the_authors_demo(shared, colorizers, name):
-    clip = Colorizer(colorizers[name].net, colorizers[name].spec, colorizers[name].provenance, gamut="clip")
+    clip = Colorizer(colorizers[name].net, colorizers[name].entry, colorizers[name].provenance, gamut="clip")
     for stem in ("coffee", "china_summer_palace"):
         rgb8 = np.asarray(Image.open(shared / "data" / "gray" / f"{stem}.jpg").convert("RGB"))
         ref = np.round(authors_demo(clip.net, rgb8) * 255)

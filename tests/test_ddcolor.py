@@ -14,15 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from colorstyle_core import color, loader
+from colorstyle_core.catalog import build, generated_state_dict, get_spec, layout
 from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.hints import ColorHints
-from colorstyle_core.models import build, layout
 from colorstyle_core.models.ddcolor import SpectralConv2d
-from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig
-from colorstyle_core.synthetic import generated_state_dict, spectral_vectors
-from colorstyle_core.weights import COLORIZERS, get_spec
+from colorstyle_core.pipeline import FramePipeline
+from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
+from colorstyle_core.synthetic import spectral_vectors
 from jobs.cli import main
-from jobs.manifest import ColorizeSpec, ManifestError, parse_manifest
+from jobs.manifest import ColorizeSpec, parse_manifest
+from jobs.manifest_base import ManifestError
 from tests.conftest import TEST_DATA
 
 LAYOUT_FILES = {"ddcolor_paper_tiny": "ddcolor_layout_convnext_t.json",
@@ -130,7 +132,7 @@ def test_clip_cli_reproduces_the_authors_pipeline(shared, generated_weights, tmp
 
 
 def test_default_keeps_l_and_upsamples_ab_bilinearly(shared, tiny):
-    col = Colorizer(tiny.net, tiny.spec, tiny.provenance)  # same network, gamut preserve-l
+    col = Colorizer(tiny.net, tiny.entry, tiny.provenance)  # same network, gamut preserve-l
     col.keep_network_ab = tiny.keep_network_ab = True
     rgb = torch.from_numpy(cv2.imread(str(shared / "data" / "gray" / "coffee.jpg"))[:, :, ::-1].copy())
     image = rgb.permute(2, 0, 1)[None].float() / 255
@@ -178,7 +180,7 @@ def test_records_name_their_published_files():
         spec = get_spec(name)
         assert spec.kind == "colorizer" and spec.adapter == "ddcolor" and len(spec.sha256) == 64
         assert spec.url.startswith("https://huggingface.co/piddnad/") and "Apache-2.0" in spec.license
-    assert len({get_spec(n).filename for n in COLORIZERS}) == len(COLORIZERS)  # no two share a cache file
+    assert len({get_spec(n).filename for n in COLORIZERS.names}) == len(COLORIZERS)  # no two share a cache file
     assert get_spec("ddcolor_paper_tiny").preprocess.size == "tiny"
     assert {get_spec(n).preprocess.size for n in ("ddcolor_paper", "ddcolor_modelscope", "ddcolor_artistic")} == {
         "large"}
@@ -197,7 +199,7 @@ def test_weights_fetch_stages_a_verified_file(generated_weights, tmp_path, capsy
 
 
 def test_manifest_models_are_the_registry_colorizers():
-    assert set(ColorizeSpec.model_fields["model"].annotation.__args__) == set(COLORIZERS)
+    assert set(ColorizeSpec.model_fields["model"].annotation.__args__) == set(COLORIZERS.names)
 
 
 def test_hints_are_refused_for_ddcolor(tmp_path, tiny):

@@ -19,30 +19,33 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import QUIET
 from PIL import Image
 
 from colorstyle_core import color, loader
+from colorstyle_core.catalog import generated_state_dict
 from colorstyle_core.models.johnson import TransformerNet, width_of
-from colorstyle_core.pipeline import FramePipeline, PipelineConfig, StylizeStep
+from colorstyle_core.pipeline import FramePipeline
+from colorstyle_core.pipeline_types import PipelineConfig, StylizeStep
 from colorstyle_core.style.feedforward import (
+    ARBITRARY_PREDICT,
+    ARBITRARY_TRANSFORM,
     ArbitraryStylizer,
     FastStylizer,
     arbitrary_model_files,
     keep_content_color,
 )
 from colorstyle_core.style.gatys import StyleConfig
-from colorstyle_core.synthetic import generated_state_dict
 from colorstyle_core.temporal import TemporalSettings
-from colorstyle_core.weights import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
 from jobs.cli import main as cli_main
-from jobs.driver import RunOptions, run_job
-from jobs.manifest import ManifestError, parse_manifest
+from jobs.driver import run_job
+from jobs.manifest import parse_manifest
+from jobs.manifest_base import ManifestError
 from jobs.report.training import build_training_report
 from jobs.train.driver import TrainOptions, run_training
 from jobs.train.manifest import parse_train_manifest
 from tests.media import audio_packet_payloads, decoded_frames, mux_sine_audio
 
-QUIET = RunOptions(progress=False)
 PAINTING = "style/color/great_wave_hokusai.jpg"
 
 

@@ -1,7 +1,7 @@
 """CUDA-only checks (pytest marker ``gpu``; skipped cleanly without CUDA): mixed precision against
 fp32 for the colorizer and the Gatys losses, and a job whose actor runs on the GPU.
 
-Run them with the rest of the GPU check: ``python -m jobs.gpu_check``.
+Run them with the rest of the GPU check: ``python -m jobs.bench.gpu_check``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_mixed_precision_style_loss_within_one_percent(shared, precision):
     assert abs(s16 - s32) <= 0.01 * abs(s32) and abs(c16 - c32) <= 0.01 * abs(c32)
 
 
-def test_a_job_runs_its_actor_on_the_gpu(shared, tmp_path):
+def test_a_job_runs_its_actor_on_the_gpu(shared, tmp_path, ray_session):
     import os
     import textwrap
 
@@ -65,6 +65,7 @@ def test_a_job_runs_its_actor_on_the_gpu(shared, tmp_path):
     from jobs.manifest import parse_manifest
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray_session.release()  # the session's Ray has no GPUs: this test's sees the real one
     ray.init(include_dashboard=False, logging_level="ERROR")
     try:
         manifest = parse_manifest(textwrap.dedent(f"""

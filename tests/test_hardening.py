@@ -11,27 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
+from conftest import QUIET, job_manifest
 from PIL import Image
 
 from colorstyle_core import storage
 from jobs.actor import PipelineActor
 from jobs.driver import EXIT_FAILURES, RunOptions, run_job
-from jobs.manifest import ManifestError, parse_manifest
+from jobs.manifest_base import ManifestError
+from jobs.units.images import ImageShard
 
-QUIET = RunOptions(progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
-def _manifest(text: str):
-    return parse_manifest(textwrap.dedent(text), "test.yaml")
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 # ---- path traversal --------------------------------------------------------------------------
@@ -65,14 +54,14 @@ def test_join_under_refuses_every_path_that_leaves_its_prefix(prefix, rel, ok):
 def test_prefixes_with_dot_dot_segments_are_refused_at_validation(key, value):
     lines = {"output": "{prefix: out}", "metrics": "{}", key: value}
     with pytest.raises(ManifestError, match=r"test.yaml:\d+: .*'\.\.' segments"):
-        _manifest(f"""
+        job_manifest(f"""
             inputs: [in/]
             output: {lines['output']}
             pipeline: {{colorize: {{}}}}
             metrics: {lines['metrics']}
         """)
     with pytest.raises(ManifestError, match="'..' segments"):
-        _manifest("""
+        job_manifest("""
             inputs: [in/]
             output: {prefix: out}
             pipeline: {colorize: {model: siggraph17, hints: h/../../x}}
@@ -92,7 +81,7 @@ def test_an_object_key_with_dot_dot_never_writes_outside_the_output_prefix(share
         client.put_object(Bucket=bucket, Key=key, Body=photo)
     out = tmp_path / "jail" / "out"
     endpoint = opts["client_kwargs"]["endpoint_url"]
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{prefix}/esc/]
         storage_options: {{key: testing, secret: testing, client_kwargs: {{endpoint_url: "{endpoint}"}}}}
         output: {{prefix: {out}}}
@@ -132,7 +121,7 @@ def test_images_above_max_pixels_are_refused_from_the_header(shared, tmp_path):
     Image.open(shared / "data" / "gray" / "coffee.jpg").resize((300, 200)).save(inputs / "wide.png")  # 60,000 px
     Image.open(shared / "data" / "gray" / "coffee.jpg").resize((100, 80)).save(inputs / "small.png")
     out = tmp_path / "out"
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{inputs}/]
         output: {{prefix: {out}}}
         pipeline: {{colorize: {{}}, untrained_weights: true}}
@@ -153,14 +142,15 @@ def _poison_actor() -> type:
     class DiesOnPoison(PipelineActor):
         def process(self, unit, attempt, submitted_at):
             if any(item.uri.endswith("poison.jpg") for item in getattr(unit, "items", ())):
-                load = self.processor._load
+                images = self.processor.handlers[ImageShard]
+                load = images.load
 
                 def load_or_die(item, *args):
                     if item.uri.endswith("poison.jpg"):
                         os._exit(137)
                     return load(item, *args)
 
-                self.processor._load = load_or_die
+                images.load = load_or_die
             return super().process(unit, attempt, submitted_at)
 
     return DiesOnPoison
@@ -173,7 +163,7 @@ def test_an_image_that_kills_its_actor_does_not_take_its_shard_with_it(shared, t
     for name in names:
         Image.open(shared / "data" / "gray" / "lighthouse.jpg").resize((64, 48)).save(inputs / name)
     out = tmp_path / "out"
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{inputs}/]
         output: {{prefix: {out}}}
         pipeline: {{colorize: {{}}, untrained_weights: true}}
@@ -188,7 +178,8 @@ def test_an_image_that_kills_its_actor_does_not_take_its_shard_with_it(shared, t
 def test_large_stills_in_bands_match_the_unbanded_path(shared):
     from colorstyle_core.colorizer import Colorizer
     from colorstyle_core.imageio import to_uint8_hwc
-    from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig, StylizeStep
+    from colorstyle_core.pipeline import FramePipeline
+    from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig, StylizeStep
     from colorstyle_core.style.gatys import StyleConfig, Stylizer
     from tests.conftest import load_rgb
 
@@ -299,7 +290,7 @@ def test_progress_lines_when_the_output_is_not_a_terminal(shared, tmp_path):
     inputs.mkdir()
     for k in range(6):
         Image.open(shared / "data" / "gray" / "lighthouse.jpg").resize((64, 48)).save(inputs / f"p{k}.jpg")
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{inputs}/]
         output: {{prefix: {tmp_path / 'out'}}}
         pipeline: {{colorize: {{}}, untrained_weights: true}}

@@ -11,40 +11,27 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import textwrap
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
+from conftest import QUIET, job_manifest
 from PIL import Image
 
 from colorstyle_core import color, imageio
 from colorstyle_core.video import probe
 from jobs.actor import PipelineActor
 from jobs.driver import EXIT_FAILURES, EXIT_FATAL, EXIT_OK, RunOptions, run_job
-from jobs.manifest import parse_manifest
-from jobs.metrics import FAILURE_SCHEMA, FRAME_SCHEMA, UNIT_SCHEMA
+from jobs.metrics.tables import FAILURE_SCHEMA, FRAME_SCHEMA, UNIT_SCHEMA
 from tests.media import audio_packet_payloads, decoded_frames, mux_sine_audio, write_bad_inputs
 
-QUIET = RunOptions(progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+RAY_INIT = {"num_cpus": 2, "num_gpus": 2}  # logical GPUs: actors are pinned to them (no real GPU needed)
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def _lightness(frame: np.ndarray) -> np.ndarray:
     return color.rgb_to_l(torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
-
-
-def _manifest(text: str):
-    return parse_manifest(textwrap.dedent(text), "test.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +51,7 @@ def archive(tmp_path_factory, shared):
 @pytest.fixture(scope="module")
 def local_job(archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs:
           - {archive}/photos/
           - {archive}/film.mp4
@@ -171,7 +158,7 @@ def test_second_run_resumes_and_does_no_work(local_job):
 
 def test_a_partial_rerun_keeps_the_job_metrics_whole(archive, tmp_path):
     out = tmp_path / "out"
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/, {{uri: {archive}/loop.gif, frames: {{start: 0, end: 6}}}}]
         output: {{prefix: {out}}}
         pipeline: {{colorize: {{model: eccv16}}, untrained_weights: true}}
@@ -227,7 +214,7 @@ def dies_once_actor(marker: str) -> type:
 
 def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path):
     def job(prefix):
-        return _manifest(f"""
+        return job_manifest(f"""
             inputs: [{archive}/photos/, {archive}/loop.gif]
             output: {{prefix: {prefix}}}
             pipeline: {{colorize: {{model: eccv16}}, untrained_weights: true}}
@@ -254,7 +241,7 @@ def test_bad_inputs_become_failure_rows_and_the_rest_goes_on(shared, tmp_path, a
     bad = tmp_path / "bad"
     expected = write_bad_inputs(bad, shared)
     out = tmp_path / "out"
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs:
           - {bad}/
           - {tmp_path}/no-such-prefix/
@@ -285,7 +272,7 @@ def test_bad_inputs_become_failure_rows_and_the_rest_goes_on(shared, tmp_path, a
 
 def test_stylize_step_records_loss_curves_and_keeps_sizes(archive, shared, tmp_path):
     out = tmp_path / "out"
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/coffee.jpg, {{uri: {archive}/loop.gif, frames: {{start: 0, end: 4}}}}]
         output: {{prefix: {out}}}
         pipeline:
@@ -315,7 +302,7 @@ def test_inputs_outputs_and_metrics_on_s3(archive, s3):
     fs.put_file(str(archive / "photos" / "coffee.jpg"), f"{prefix}/in/a/coffee.jpg")
     fs.put_file(str(archive / "photos" / "chelsea_cat.jpg"), f"{prefix}/in/b/cat.jpg")
     fs.put_file(str(archive / "loop.gif"), f"{prefix}/in/loop.gif")
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs:
           - {prefix}/in/**/*.jpg
           - uri: {prefix}/in/loop.gif
@@ -338,7 +325,7 @@ def test_inputs_outputs_and_metrics_on_s3(archive, s3):
 
 
 def test_missing_style_image_stops_before_any_work(archive, tmp_path):
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/]
         output: {{prefix: {tmp_path / 'out'}}}
         pipeline: {{stylize: {{styles: [{tmp_path}/no-such-painting.jpg]}}, untrained_weights: true}}
@@ -351,7 +338,7 @@ def test_missing_style_image_stops_before_any_work(archive, tmp_path):
 def test_unwritable_output_prefix_stops_before_any_work(archive, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/]
         output: {{prefix: {blocker}/out}}
         pipeline: {{colorize: {{}}, untrained_weights: true}}
@@ -361,7 +348,7 @@ def test_unwritable_output_prefix_stops_before_any_work(archive, tmp_path):
 
 
 def test_unavailable_weights_stop_the_job_with_the_clear_error(archive, tmp_path, capsys):
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/]
         output: {{prefix: {tmp_path / 'out'}}}
         pipeline: {{colorize: {{model: eccv16}}}}
@@ -377,7 +364,7 @@ def test_every_line_of_an_untrained_run_says_so(archive, tmp_path, caplog):
     from rich.console import Console
 
     buf = io.StringIO()
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/coffee.jpg]
         output: {{prefix: {tmp_path / 'out'}}}
         pipeline: {{colorize: {{}}, untrained_weights: true}}
@@ -395,7 +382,7 @@ def test_every_line_of_an_untrained_run_says_so(archive, tmp_path, caplog):
 def test_credentials_never_reach_the_summary(tmp_path, archive):
     import json
 
-    manifest = _manifest(f"""
+    manifest = job_manifest(f"""
         inputs: [{archive}/photos/coffee.jpg]
         storage_options: {{key: AKIAEXAMPLE, secret: do-not-leak, client_kwargs: {{endpoint_url: http://127.0.0.1:1}}}}
         output: {{prefix: {tmp_path / 'out'}}}

@@ -11,15 +11,14 @@ adherence does not jump at range seams.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
+from conftest import QUIET
 from PIL import Image
 
 from colorstyle_core import color, imageio
@@ -35,11 +34,10 @@ from colorstyle_core.hints import (
 )
 from colorstyle_core.keyframes import propagate
 from colorstyle_core.video import probe, read_frames
-from jobs.driver import EXIT_FAILURES, EXIT_OK, RunOptions, run_job
+from jobs.driver import EXIT_FAILURES, EXIT_OK, run_job
 from jobs.manifest import parse_manifest
 from tests.media import decoded_frames
 
-QUIET = RunOptions(progress=False)
 CUT = 36
 
 
@@ -57,22 +55,26 @@ def test_hints_files_parse_with_errors_that_name_the_file_and_the_entry():
     assert [k.frame for k in parsed.keyframes] == [0, 57] and parsed.keyframes[0].entry == 2
     assert parsed.keyframes[0].shot == "1" and parsed.at(57).image == "s3://b/f57.png"
     assert parse_hints('{"points": [[1, 2, 3, 4]], "patch": 7}').keyframes == (Keyframe(0, ((1, 2, 3, 4),), 7),)
-    for bad, match in (({"keyframes": [{"frame": -1, "points": []}]}, "keyframe 1: 'frame' must be"),
-                       ({"keyframes": [{"frame": 2, "pts": []}]}, "keyframe 1: unknown key"),
+    for bad, match in (({"keyframes": [{"frame": -1, "points": []}]},
+                        r"1: keyframes\.0\.frame: must be a frame index"),
+                       ({"keyframes": [{"frame": 2, "pts": []}]}, r"1: keyframes\.0\.pts: unknown key"),
                        ({"keyframes": [{"frame": 2, "mask": "m.png", "points": [[1, 1, 0, 0]]}]},
-                        "keyframe 1: a 'mask' needs an 'image'"),
-                       ({"keyframes": [{"frame": 2}]}, "keyframe 1: no hints"),
-                       ({"keyframes": [{"frame": 2, "points": [[1, 2, 3]]}]}, "keyframe 1: point 1 should be"),
-                       ({"keyframes": [{"frame": 3, "points": [[1, 1, 0, 0]]},
-                                       {"frame": 3, "image": "x.png"}]}, r"keyframes \[1, 2\] are all for frame 3")):
-        with pytest.raises(HintsError, match=f"h.json: {match}"):
+                        r"1: keyframes\.0: a 'mask' needs an 'image'"),
+                       ({"keyframes": [{"frame": 2}]}, r"1: keyframes\.0: no hints"),
+                       ({"keyframes": [{"frame": 2, "points": [[1, 2, 3]]}]},
+                        r"1: keyframes\.0\.points\.0: a point is \[y, x, a, b\]"),
+                       ({"keyframes": [{"frame": 3, "points": [[1, 1, 0, 0]]}, {"frame": 3, "image": "x.png"}]},
+                        r"1: keyframes: entries \[0, 1\] are all for frame 3")):
+        with pytest.raises(HintsError, match=f"h.json:{match}"):
             parse_hints(json.dumps(bad), "h.json")
     film = parse_hints(text, "film.mp4.json")
-    with pytest.raises(HintsError, match=r"film.mp4.json: keyframe 1 \(frame 57\): beyond the frames processed"):
+    with pytest.raises(HintsError, match=r"film.mp4.json:1: keyframes\.0 \(frame 57\): beyond the frames processed"):
         check_keyframes(film, (0, 50), (640, 360))
-    with pytest.raises(HintsError, match=r"keyframe 2 \(frame 0\): point 1 at \(y=10, x=20\) is outside the 16x8"):
+    with pytest.raises(HintsError,
+                       match=r"keyframes\.1 \(frame 0\): points\.0 at \(y=10, x=20\) is outside the 16x8"):
         check_keyframes(film, (0, 72), (16, 8))
-    with pytest.raises(HintsError, match=r"keyframe 1 \(frame 57\): s3://b/f57.png is 320x180, the frame 640x360"):
+    with pytest.raises(HintsError,
+                       match=r"keyframes\.0 \(frame 57\): s3://b/f57.png is 320x180, the frame 640x360"):
         check_keyframes(film, (0, 72), (640, 360), {"s3://b/f57.png": (320, 180)})
 
 
@@ -127,21 +129,13 @@ def test_keyframe_points_are_carried_through_their_shot_and_stop_at_the_cut(shar
     errors = [np.hypot(*(_lab(originals[24])[1:, int(round(h.y)), int(round(h.x))] - (h.a, h.b)))
               for h in carried.hints[24]]
     assert len(errors) >= 20 and np.median(errors) < 4  # the points still sit on their colour 24 frames later
-    with pytest.raises(HintsError, match=r"keyframes 1 \(frame 10\) and 2 \(frame 40\) are labelled shot 'A', "
-                                         r"but a scene cut was detected at frame 36"):
+    with pytest.raises(HintsError, match=r"keyframes\.0 \(frame 10\) and keyframes\.1 \(frame 40\) are labelled "
+                                         r"shot 'A', but a scene cut was detected at frame 36"):
         propagate(read, [Keyframe(10, points[:3], shot="A", entry=1), Keyframe(40, points[:3], shot="A", entry=2)],
                   0, 45)
 
 
 # ---- in a job ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def _job(shared, out, hints: str, start: int = 0):
@@ -156,7 +150,7 @@ def _job(shared, out, hints: str, start: int = 0):
 
 
 @pytest.fixture(scope="module")
-def films(local_ray, shared, tmp_path_factory):
+def films(ray_local, shared, tmp_path_factory):
     root = tmp_path_factory.mktemp("keyframes")
     originals = decoded_frames(shared / "data" / "video" / "dev_kenburns_color.mp4")
     Image.fromarray(originals[0]).save(root / "colour_000.png")
@@ -236,7 +230,7 @@ def test_hint_adherence_has_no_jump_at_range_seams(films, shared):
     assert max(seams) <= max(inside) + 0.5, error
 
 
-def test_a_bad_hints_file_fails_its_video_before_any_work(local_ray, shared, tmp_path):
+def test_a_bad_hints_file_fails_its_video_before_any_work(ray_local, shared, tmp_path):
     (tmp_path / "hints").mkdir()
     (tmp_path / "hints" / "dev_kenburns_gray.json").write_text(json.dumps(
         {"keyframes": [{"frame": 0, "points": [[10, 10, 20, 20]]}, {"frame": 60, "points": [[5, 5, 0, 0]]}]}))

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from colorstyle_core import loader
+from colorstyle_core.catalog import build, get_spec
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.models import build
-from colorstyle_core.weights import ECCV16, VGG19, get_spec
+from colorstyle_core.colorizers.zhang import ECCV16
+from colorstyle_core.weights import VGG19
 from jobs.cli import main
 
 

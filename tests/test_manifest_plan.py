@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import pytest
+from conftest import job_manifest
 
 from jobs.cli import main
-from jobs.manifest import ManifestError, is_training, parse_manifest
+from jobs.manifest import parse_manifest
+from jobs.manifest_base import ManifestError, is_training
 from jobs.plan import DoneState, plan_job, split_ranges, split_shards
 from jobs.train.manifest import parse_train_manifest
 
@@ -62,13 +63,9 @@ def test_split_rejects_bad_sizes():
 # ---- manifest ----------------------------------------------------------------------------------
 
 
-def _manifest(body: str):
-    return parse_manifest(textwrap.dedent(body), "job.yaml")
-
-
 def test_unknown_keys_are_named_with_their_line():
     with pytest.raises(ManifestError) as err:
-        _manifest("""
+        job_manifest("""
             inputs: [a/]
             output: {prefix: out/}
             pipeline:
@@ -137,7 +134,7 @@ def tree(tmp_path, shared):
 
 def test_plan_mirrors_relative_paths_and_records_problems(tree, tmp_path):
     (tmp_path / "list.txt").write_text(f"# reels\n{tree / 'reel.mp4'}\n{tree / 'missing.mp4'}\n")
-    m = _manifest(f"""
+    m = job_manifest(f"""
         inputs:
           - {tree}/1920s/
           - {tree}/nothing/*.jpg
@@ -160,7 +157,7 @@ def test_plan_mirrors_relative_paths_and_records_problems(tree, tmp_path):
     assert kinds == ["EmptyInput", "MissingInput", "MissingInput"]  # the glob, the prefix, the listed file
     assert any("README.txt" in i for i in plan.ignored)
     # the second spec names the same reel with frames beyond the end: a problem, not a crash
-    m2 = _manifest(f"""
+    m2 = job_manifest(f"""
         inputs: [{{uri: {tree}/reel.mp4, frames: {{start: 60, end: 90}}}}]
         output: {{prefix: {tmp_path / 'out2'}}}
         pipeline: {{colorize: {{}}}}
@@ -170,7 +167,7 @@ def test_plan_mirrors_relative_paths_and_records_problems(tree, tmp_path):
 
 
 def test_outputs_under_the_input_tree_are_never_read_back(tree):
-    m = _manifest(f"""
+    m = job_manifest(f"""
         inputs: [{tree}/]
         output: {{prefix: {tree}/colorized}}
         pipeline: {{colorize: {{}}}}
@@ -183,7 +180,7 @@ def test_outputs_under_the_input_tree_are_never_read_back(tree):
 
 def test_output_collisions_are_reported(tree, tmp_path):
     shutil.copy(tree / "1920s" / "coffee.jpg", tree / "1920s" / "coffee.png")
-    m = _manifest(f"""
+    m = job_manifest(f"""
         inputs: [{tree}/1920s/]
         output: {{prefix: {tmp_path / 'o'}}}
         pipeline: {{colorize: {{}}}}
@@ -193,7 +190,7 @@ def test_output_collisions_are_reported(tree, tmp_path):
 
 
 def test_done_units_are_skipped_and_ids_are_stable(tree, tmp_path):
-    m = _manifest(f"""
+    m = job_manifest(f"""
         inputs: [{tree}/]
         output: {{prefix: {tmp_path / 'o'}}}
         pipeline: {{colorize: {{}}}}

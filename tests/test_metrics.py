@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from colorstyle_core.quality import ImageQuality
 from colorstyle_core.timing import Stage
-from jobs.metrics import (
+from jobs.metrics.tables import (
     FAILURE_SCHEMA,
     FRAME_SCHEMA,
     QUALITY_SCHEMA,
@@ -33,7 +34,8 @@ def _rows():
     video = VideoRow("job", "run", "key", "in.mp4", "out.mp4", 24, "copied", 1.5, 1_700_000_010_000,
                      ConsistencyFigures(0.001, 0.002, 0.0009, [0.001] * 23, [12], []))
     plain_video = VideoRow("job", "run", "key", "in.mp4", "out.mp4", 24, "none", 1.5, 1_700_000_010_000)
-    quality = QualityRow("job", "run", "unit", "a.jpg", "a.png", "ref/a.jpg", *[1.0] * 10, "d.abs.png", "d.png")
+    quality = QualityRow("job", "run", "unit", "a.jpg", "a.png", "ref/a.jpg", ImageQuality(*[1.0] * 6),
+                         ImageQuality(*[1.0] * 6), "d.abs.png", "d.png")
     failure = FailureRow("job", "run", "a.jpg", "unit", "ImageDecodeError", "a.jpg: empty file", 1)
     return [(frame, FRAME_SCHEMA), (unit, UNIT_SCHEMA), (video, VIDEO_SCHEMA), (plain_video, VIDEO_SCHEMA),
             (quality, QUALITY_SCHEMA), (failure, FAILURE_SCHEMA)]

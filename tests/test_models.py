@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from colorstyle_core.models import SIGGRAPH17Colorizer, VGGFeatures, build, layer_names, layout, vgg_features_only
-from colorstyle_core.synthetic import generated_state_dict
+from colorstyle_core.catalog import build, generated_state_dict, layout
+from colorstyle_core.models import SIGGRAPH17Colorizer, VGGFeatures, layer_names, vgg_features_only
 from jobs.cli import main
 from tests.conftest import TEST_DATA
 

@@ -33,9 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(ray_session):
     from ray.cluster_utils import Cluster
 
+    ray_session.release()  # this module runs its own (multi-node) cluster
     os.environ["RAY_AUTH_MODE"] = "disabled"
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [c.add_node(num_cpus=1) for _ in range(3)]

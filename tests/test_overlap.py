@@ -20,7 +20,7 @@ from jobs.driver import worker_spec
 from jobs.manifest import parse_manifest
 from jobs.plan import plan_job
 from jobs.progress import progress_key
-from jobs.units import ActorInfo
+from jobs.units.base import ActorInfo
 from jobs.worker import UnitProcessor
 from tests.media import decoded_frames
 
@@ -54,8 +54,8 @@ def test_overlapped_decode_and_encode_write_the_same_frames_as_one_thread(shared
 
 def test_overlap_is_on_for_gpu_actors_only_by_default(shared, tmp_path):
     processor, _ = _processor_and_units(shared, tmp_path, "auto")
-    assert processor.pipeline.device.type == "cpu" and processor.overlap is False
-    assert _processor_and_units(shared, tmp_path, True)[0].overlap is True
+    assert processor.pipeline.device.type == "cpu" and processor.ctx.overlap is False
+    assert _processor_and_units(shared, tmp_path, True)[0].ctx.overlap is True
 
 
 def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
@@ -128,7 +128,7 @@ def test_a_range_whose_nvenc_session_is_refused_is_encoded_with_x264(shared, tmp
     if encoders.encoder_works("h264_nvenc"):
         pytest.skip("NVENC opens here: nothing to fall back from")
     processor, units = _processor_and_units(shared, tmp_path, True)
-    processor.encoder = "h264_nvenc"  # as on a GPU node whose sessions are all taken
+    processor.ctx.encoder = "h264_nvenc"  # as on a GPU node whose sessions are all taken
     result = processor.process(units[0], 0, 0.0)
     assert not result.failures and len(decoded_frames(units[0].segment_uri)) == 10
 

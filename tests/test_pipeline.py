@@ -7,7 +7,8 @@ import torch
 
 from colorstyle_core import devices
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig, StylizeStep
+from colorstyle_core.pipeline import FramePipeline
+from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.resample import longer_side_size
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
 from colorstyle_core.temporal import TemporalSettings

@@ -14,7 +14,6 @@ import html
 import io
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -25,12 +24,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 from PIL import Image
 
 from jobs.cli import main
 from jobs.driver import EXIT_FAILURES, RunOptions, run_job
-from jobs.manifest import parse_manifest, redact
+from jobs.manifest import parse_manifest
+from jobs.manifest_base import redact
 from jobs.report import build_report, find_metrics_prefix, fmt, loss_curves
 
 PHOTOS = ("coffee", "chelsea_cat", "lighthouse")
@@ -38,12 +37,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +235,7 @@ def test_most_recent_job_is_chosen_unless_one_is_named(tmp_path):
 
 
 def test_loss_curves_keep_ragged_lengths_and_sample_long_jobs():
-    from jobs.metrics import FRAME_SCHEMA
+    from jobs.metrics.tables import FRAME_SCHEMA
 
     curves = [[3.0, 2.0, 1.0], [], None, [5.0, 4.0], [9.0, 8.0, 7.0, 6.0]]
     rows = [{"loss_total": c, "loss_style": c} for c in curves]
@@ -297,7 +291,7 @@ def test_report_of_a_job_on_s3(job, shared, s3, tmp_path, monkeypatch):
 
     # Without --storage-options: the endpoint comes from the summary's manifest, the credentials (masked there)
     # from the environment, as for any fsspec URI; the mask itself never reaches fsspec.
-    from jobs.manifest import REDACTED
+    from jobs.manifest_base import REDACTED
     from jobs.report.data import load_job
     from jobs.report.media import Media
 

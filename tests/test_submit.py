@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,26 +11,22 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from jobs.cli import main
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
+def ray_head(tmp_path_factory, ray_session):
     """A one-node cluster with the dashboard (Jobs API); the venv's bin first on PATH, as the
     Jobs API runs the entrypoint with the cluster's Python (../shared/NOTES.md)."""
     ray_bin = Path(sys.executable).parent / "ray"
     if not ray_bin.exists():
         pytest.skip("the ray CLI is not installed next to this Python")
+    ray_session.release()  # this module's jobs run on a cluster of its own
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{ray_bin.parent}:{os.environ['PATH']}")
     env.pop("RAY_ADDRESS", None)
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     temp = tmp_path_factory.mktemp("ray")
     start = [str(ray_bin), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
              "--dashboard-host=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=true",

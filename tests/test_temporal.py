@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
+from conftest import QUIET
 
 from colorstyle_core import color
 from colorstyle_core.colorizer import Colorizer
@@ -21,11 +20,10 @@ from colorstyle_core.temporal import (
     handoff_weight,
     measure_consistency,
 )
-from jobs.driver import EXIT_OK, RunOptions, run_job
-from jobs.manifest import ManifestError, parse_manifest
+from jobs.driver import EXIT_OK, run_job
+from jobs.manifest import parse_manifest
+from jobs.manifest_base import ManifestError
 from tests.media import decoded_frames
-
-QUIET = RunOptions(progress=False)
 
 
 def _tensor(frame: np.ndarray) -> torch.Tensor:
@@ -117,14 +115,6 @@ def test_overlap_must_fit_in_a_range():
 # ---- in the job ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
 def _job(shared, out, temporal: str):
     return parse_manifest(textwrap.dedent(f"""
         inputs:
@@ -142,7 +132,7 @@ def _job(shared, out, temporal: str):
 
 
 @pytest.fixture(scope="module")
-def runs(local_ray, shared, tmp_path_factory):
+def runs(ray_local, shared, tmp_path_factory):
     root = tmp_path_factory.mktemp("temporal")
     out = {}
     for name, temporal in (("plain", ""), ("off", "temporal: {enabled: false, overlap: 4}"),

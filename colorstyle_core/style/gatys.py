@@ -29,12 +29,13 @@ from torch import Tensor
 from colorstyle_core import color
 from colorstyle_core.devices import resolve_device
 from colorstyle_core.loader import WeightsSource, load_strict, load_weights
-from colorstyle_core.models.vgg import ALL_LAYER_NAMES, VGGFeatures, vgg_features_only
+from colorstyle_core.models import layout_of
+from colorstyle_core.models.vgg import ALL_LAYER_NAMES, VGG, VGGFeatures, vgg_features_only
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.style.lbfgs import lbfgs_minimize
 from colorstyle_core.style.losses import content_loss, gram_matrix, masked_mse, style_loss, total_variation
-from colorstyle_core.synthetic import generated_state_dict
-from colorstyle_core.weights import VGG_ARCHS, ImageNetContract, get_spec
+from colorstyle_core.synthetic import generate
+from colorstyle_core.weights import ImageNetContract, vgg_spec
 
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "noise", "image"]
@@ -365,9 +366,7 @@ def _pad_rows(rows: list[Tensor], steps: int, n: int) -> Tensor:
 
 
 def _extractor(arch: str, pooling: Literal["max", "avg"]) -> VGGFeatures:
-    if arch not in VGG_ARCHS:
-        raise ValueError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
-    spec = get_spec(arch)
+    spec = vgg_spec(arch)
     assert isinstance(spec.preprocess, ImageNetContract)
     return VGGFeatures(arch, spec.preprocess, pooling)
 
@@ -405,10 +404,11 @@ class Stylizer:
             colorstyle_core.loader.WeightsError: weights missing, corrupt or of the wrong layout.
         """
         if untrained_seed is not None:
-            return cls.from_state_dict(arch, vgg_features_only(generated_state_dict(arch, untrained_seed)),
+            generated = generate(layout_of(lambda: VGG(vgg_spec(arch).name)), untrained_seed)
+            return cls.from_state_dict(arch, vgg_features_only(generated),
                                        Provenance.generated(arch, untrained_seed), device=device, pooling=pooling)
         extractor = _extractor(arch, pooling)
-        resolved = load_weights(extractor, get_spec(arch), source, key_filter=vgg_features_only)
+        resolved = load_weights(extractor, vgg_spec(arch), source, key_filter=vgg_features_only)
         return cls(extractor.to(resolve_device(device)), Provenance.from_resolved(arch, resolved))
 
     @classmethod

@@ -1,7 +1,7 @@
 """``colorstyle report``: one self-contained HTML page per job -- did it work, how fast, what does it look like.
 
 Reads what a finished (or interrupted) job left under its metrics prefix --
-``summary.json`` and the Parquet tables declared in :mod:`jobs.metrics` -- plus the
+``summary.json`` and the Parquet tables declared in :mod:`jobs.metrics.tables` -- plus the
 images it names, and writes::
 
     <metrics prefix>/report/index.html     the page (inline CSS; charts and thumbnails embedded as data: URIs)

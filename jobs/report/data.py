@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from colorstyle_core import storage
 from jobs.manifest import Manifest
-from jobs.metrics import FAILURE_SCHEMA, FRAME_SCHEMA, QUALITY_SCHEMA, STAGE_COLUMNS, UNIT_SCHEMA, VIDEO_SCHEMA
+from jobs.metrics.tables import FAILURE_SCHEMA, FRAME_SCHEMA, QUALITY_SCHEMA, STAGE_COLUMNS, UNIT_SCHEMA, VIDEO_SCHEMA
 from jobs.paths import CONTROL_DIR
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class JobData:
         metrics_prefix: where it was read from.
         summary: ``summary.json`` (``{}`` when missing: the job is running or was interrupted).
         tables: ``frames``, ``units``, ``videos``, ``quality``, ``failures`` (empty when missing),
-            each with exactly its :mod:`jobs.metrics` schema.
+            each with exactly its :mod:`jobs.metrics.tables` schema.
         problems: what could not be read, one sentence each.
         manifest: the job's manifest as the summary kept it (credentials masked), parsed
             through :class:`jobs.manifest.Manifest`; ``None`` when missing or invalid.

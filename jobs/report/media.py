@@ -12,7 +12,8 @@ from PIL import Image
 
 from colorstyle_core import imageio, storage
 from colorstyle_core.video import probe, read_frames
-from jobs.manifest import Manifest, strip_redacted
+from jobs.manifest import Manifest
+from jobs.manifest_base import strip_redacted
 
 log = logging.getLogger(__name__)
 

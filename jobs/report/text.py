@@ -1,20 +1,29 @@
-"""What the job page and the training page share: escaping and formatting values, the stylesheet,
-what a report wrote and where it goes."""
+"""What the job page and the training page share: rendering their templates, formatting values, the
+stylesheet, what a report wrote and where it goes.
+
+The pages are jinja2 templates (``jobs/report/templates/``) with autoescaping on: every value a
+page shows is escaped by the template engine, never by hand.
+"""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
+
 from colorstyle_core import storage
 
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("jobs.report", "templates"), autoescape=True,
+                                keep_trailing_newline=True,
+                                undefined=jinja2.StrictUndefined)
 
-def esc(value: Any) -> str:
-    """Escape anything for HTML text and attribute values."""
-    return html.escape("" if value is None else str(value), quote=True)
+
+def render(template: str, **values: Any) -> str:
+    """A page from its template (``templates/<template>``) and its values (the stylesheet is added)."""
+    return _TEMPLATES.get_template(template).render(css=CSS, **values)
 
 
 def finite(value: Any) -> float | None:

@@ -7,30 +7,28 @@ archive's own colour material; ``stylizer`` trains a feed-forward network for on
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from colorstyle_core.loader import WeightsSource
-from colorstyle_core.models.vgg import ALL_LAYER_NAMES
-from jobs.manifest import InputSpec, WeightsRef, _Model, _no_dot_segments, parse_yaml, read_text, redact
+from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.colorizers.entry import Finetuning
+from jobs.manifest_base import (
+    InputSpec,
+    ManifestBase,
+    Model,
+    WeightsRef,
+    known_layers,
+    no_dot_segments,
+    parse_yaml,
+    read_text,
+)
 
-ECCV16_BLOCKS = ("model1", "model2", "model3", "model4", "model5", "model6", "model7", "model8")
-SIGGRAPH17_BLOCKS = ("model1", "model2", "model3", "model4", "model5", "model6", "model7", "model8up", "model8",
-                     "model9up", "model9", "model10up", "model10", "model3short8", "model2short9", "model1short10",
-                     "model_class", "model_out")
-
-DEFAULT_BLOCKS = {
-    "eccv16": ("model7", "model8"),
-    "siggraph17": ("model8up", "model8", "model9up", "model9", "model10up", "model10", "model3short8", "model2short9",
-                   "model1short10", "model_class", "model_out"),
-}
-"""The blocks that learn when ``train_blocks`` is not given."""
+FINETUNABLE = tuple(e.name for e in COLORIZERS if e.finetuning is not None)
+"""The colorizers ``colorstyle train`` fine-tunes (their entries name their blocks)."""
 
 
-class _Common(_Model):
+class _Common(Model):
     """What every kind of training has.
 
     Attributes:
@@ -65,7 +63,13 @@ class _Common(_Model):
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0
 
-    _output_is_plain = field_validator("output")(_no_dot_segments)
+    _output_is_plain = field_validator("output")(no_dot_segments)
+
+
+def _finetuning(model: str) -> Finetuning:
+    finetuning = COLORIZERS.get(model).finetuning
+    assert finetuning is not None
+    return finetuning
 
 
 class ColorizerTraining(_Common):
@@ -85,22 +89,22 @@ class ColorizerTraining(_Common):
     """
 
     kind: Literal["colorizer"]
-    model: Literal["eccv16", "siggraph17"] = "eccv16"
+    model: Literal[FINETUNABLE] = "eccv16"  # type: ignore[valid-type]
     init_weights: WeightsRef | None = None
     untrained_init: bool = False
-    train_blocks: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKS["eccv16"]), min_length=1)
+    train_blocks: list[str] = Field(default_factory=lambda: list(_finetuning("eccv16").default_blocks), min_length=1)
     weight_decay: float = Field(1e-3, ge=0)
 
     @model_validator(mode="before")
     @classmethod
     def _default_blocks(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "train_blocks" not in data and data.get("model") in DEFAULT_BLOCKS:
-            data = {**data, "train_blocks": list(DEFAULT_BLOCKS[data["model"]])}
+        if isinstance(data, dict) and "train_blocks" not in data and data.get("model") in FINETUNABLE:
+            data = {**data, "train_blocks": list(_finetuning(data["model"]).default_blocks)}
         return data
 
     @model_validator(mode="after")
     def _known_blocks(self) -> ColorizerTraining:
-        blocks = ECCV16_BLOCKS if self.model == "eccv16" else SIGGRAPH17_BLOCKS
+        blocks = _finetuning(self.model).blocks
         unknown = sorted(set(self.train_blocks) - set(blocks))
         if unknown:
             raise ValueError(f"train_blocks {unknown} are not blocks of {self.model}; it has {', '.join(blocks)}")
@@ -140,13 +144,7 @@ class StylizerTraining(_Common):
     lr: float = Field(1e-3, gt=0)
     schedule: Literal["constant", "cosine", "step"] = "constant"
 
-    @field_validator("content_layers", "style_layers")
-    @classmethod
-    def _known_layers(cls, layers: list[str]) -> list[str]:
-        unknown = sorted(set(layers) - ALL_LAYER_NAMES)
-        if unknown:
-            raise ValueError(f"unknown VGG layer(s) {unknown} (names look like relu1_1, conv4_2)")
-        return layers
+    _layers_are_known = field_validator("content_layers", "style_layers")(known_layers)
 
     @model_validator(mode="after")
     def _blend_matches_styles(self) -> StylizerTraining:
@@ -155,7 +153,7 @@ class StylizerTraining(_Common):
         return self
 
 
-class TrainExecution(_Model):
+class TrainExecution(Model):
     """How training is spread.
 
     Attributes:
@@ -171,7 +169,7 @@ class TrainExecution(_Model):
     max_failures: int = Field(3, ge=0)
 
 
-class TrainManifest(_Model):
+class TrainManifest(ManifestBase):
     """A whole training run."""
 
     version: Literal[1] = 1
@@ -183,26 +181,14 @@ class TrainManifest(_Model):
     @property
     def run_name(self) -> str:
         """``name``, or one derived from what is trained (so rerunning the same manifest resumes it)."""
-        if self.name:
-            return self.name
-        identity = self.model_dump(include={"train"}, mode="json")
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        return f"train-{digest[:12]}"
-
-    def redacted(self) -> dict[str, Any]:
-        """The manifest as plain data with credentials masked."""
-        return redact(self.model_dump(mode="json"))
-
-    def weights_source(self, ref: WeightsRef | None) -> WeightsSource:
-        ref = ref or WeightsRef()
-        return WeightsSource(ref.uri, ref.sha256, self.storage_options)
+        return self.name or self.content_id("train", {"train"})
 
 
 def parse_train_manifest(text: str, name: str = "train.yaml") -> TrainManifest:
     """Parse and validate a training manifest.
 
     Raises:
-        jobs.manifest.ManifestError: every problem with its line.
+        jobs.manifest_base.ManifestError: every problem with its line.
     """
     return parse_yaml(text, name, TrainManifest, "train (and execution)")
 
@@ -211,6 +197,6 @@ def load_train_manifest(uri: str, storage_options: dict[str, Any] | None = None)
     """Read and parse a training manifest (path or fsspec URI).
 
     Raises:
-        jobs.manifest.ManifestError: unreadable or invalid.
+        jobs.manifest_base.ManifestError: unreadable or invalid.
     """
     return parse_train_manifest(read_text(uri, storage_options), uri)

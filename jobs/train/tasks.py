@@ -16,17 +16,19 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from colorstyle_core import color, loader, quality
+from colorstyle_core.catalog import build, generated_state_dict, get_spec
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.imageio import to_uint8_hwc
-from colorstyle_core.models import VGGFeatures, build, vgg_features_only
+from colorstyle_core.models import VGGFeatures, vgg_features_only
 from colorstyle_core.models.johnson import TransformerNet
-from colorstyle_core.pipeline import ModelWeights
+from colorstyle_core.pipeline_types import ModelWeights
 from colorstyle_core.provenance import Provenance
+from colorstyle_core.style.feedforward import FAST_STYLIZER
 from colorstyle_core.style.gatys import StyleConfig
-from colorstyle_core.synthetic import generated_state_dict
+from colorstyle_core.style.methods.fast import METHOD as FAST_METHOD
 from colorstyle_core.training.colorizer import ColorizerTraining as ColorizerModule
 from colorstyle_core.training.stylizer import StylizerTraining as StylizerModule
-from colorstyle_core.weights import FAST_STYLIZER, ImageNetContract, get_spec
+from colorstyle_core.weights import ImageNetContract
 from jobs.train.manifest import ColorizerTraining, StylizerTraining, TrainManifest
 
 EXAMPLES = 6
@@ -186,7 +188,7 @@ class StylizerTask(_Task):
 
     def sidecar(self) -> dict[str, Any]:
         spec = self.spec
-        return {"model": self.name, "method": "fast", "channels": spec.channels, "size": spec.size,
+        return {"model": self.name, "method": FAST_METHOD.name, "channels": spec.channels, "size": spec.size,
                 "styles": [{"uri": uri, "sha256": digest} for uri, digest in self.style_hashes],
                 "blend": self.config.blend_weights(len(spec.styles)),
                 "loss_weights": {"content": spec.content_weight, "style": spec.style_weight, "tv": spec.tv_weight,

@@ -1,28 +1,17 @@
-"""The ``colorstyle`` command: job commands (``run``, ``validate``, ``submit``, ``bench``, ``report``)
-and the single-image, model, weights and evaluation commands (``jobs/cli_*.py``)."""
+"""``colorstyle run``, ``validate`` and ``submit``: the job commands."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-import traceback
-from collections.abc import Sequence
 
 from rich.console import Console
 
-from colorstyle_core import imageio, loader, storage
-from colorstyle_core.hints import HintsError
-from jobs.bench import add_bench_command
-from jobs.cli_eval import add_eval_commands
-from jobs.cli_hints import add_hints_commands
-from jobs.cli_images import add_image_commands
-from jobs.cli_models import add_model_commands
-from jobs.cli_train import add_train_command, cmd_train
-from jobs.exit_codes import EXIT_CRASH, EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
-from jobs.manifest import Manifest, ManifestError, is_training, load_manifest, read_text
-from jobs.report import add_report_command
+from jobs.cli.train import cmd_train
+from jobs.exit_codes import EXIT_FAILURES, EXIT_OK
+from jobs.manifest import Manifest, load_manifest
+from jobs.manifest_base import is_training, read_text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,29 +27,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _validate_offline(manifest: Manifest, console: Console) -> int:
     """What can be checked without touching storage: the schema (already parsed), the weight records, the keys."""
-    from colorstyle_core.weights import get_spec
+    from colorstyle_core.colorizers import COLORIZERS
+    from colorstyle_core.style.methods import METHODS
 
     pipe = manifest.pipeline
     console.print(f"[bold]job[/bold] {manifest.resolved_job_id}: manifest valid (schema, keys and values)")
-    style = pipe.stylize
     generated = " (generated UNTRAINED weights: pipeline.untrained_weights)" if pipe.untrained_weights else ""
-    for step, name, weights in (("colorize", pipe.colorize.model if pipe.colorize else None,
-                                 pipe.colorize.weights if pipe.colorize else None),
-                                ("stylize", style.arch if style and style.method == "gatys" else None,
-                                 style.weights if style else None)):
-        if name is None:
-            continue
-        spec = get_spec(name)
-        where = weights.uri if weights and weights.uri else f"the cache, else {spec.url}"
-        console.print(f"  {step}: {name} weights {spec.filename} sha256 {spec.sha256}... from {where}{generated}")
-    if style and style.method == "fast":
-        console.print(f"  stylize: fast network {style.model.uri if style.model else None}{generated}")
-    elif style and style.method == "arbitrary":
-        where = style.model.uri if style.model and style.model.uri else "the cache, else the installed package"
-        console.print(f"  stylize: arbitrary-style networks (sha256 {get_spec('arbitrary-predict').sha256[:8]}..., "
-                      f"{get_spec('arbitrary-transform').sha256[:8]}...) from {where}")
-    if style:
-        steps = f"{style.steps or 300} steps " if style.method == "gatys" else ""
+    if (c := pipe.colorize) is not None:
+        spec = COLORIZERS.get(c.model).weights
+        where = c.weights.uri if c.weights and c.weights.uri else f"the cache, else {spec.url}"
+        console.print(f"  colorize: {c.model} weights {spec.filename} sha256 {spec.sha256}... from {where}{generated}")
+    if (style := pipe.stylize) is not None:
+        method = METHODS.get(style.method)
+        ref = style.weights_ref
+        console.print(f"  stylize: {method.describe(style.step(), ref.uri if ref else None)}"
+                      f"{generated if method.checkpoint_name(style.step()) else ''}")
+        steps = f"{style.steps or 300} steps " if "steps" in method.options else ""
         size = f"{style.size} px" if style.size else "the input's size"
         console.print(f"  stylize ({style.method}): {len(style.styles)} style image(s), {steps}at {size}")
     if pipe.colorize and pipe.colorize.hints:
@@ -135,55 +117,3 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
                    help="dashboard address of the cluster (default: $RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)")
     p.add_argument("--no-wait", action="store_true", help="print the job id and return")
     p.set_defaults(func=cmd_submit)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="colorstyle",
-        description="Colorize black-and-white photos and films (Zhang et al.) and paint them in the style "
-        "of an artwork (Gatys et al.), on one machine or a Ray cluster.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_image_commands(sub)
-    add_model_commands(sub)
-    add_eval_commands(sub)
-    add_hints_commands(sub)
-    add_job_commands(sub)
-    add_train_command(sub)
-    add_bench_command(sub)
-    add_report_command(sub)
-    return parser
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command: expected failures become one clear line and exit code 2, anything else
-    (a bug) its traceback and exit code 3."""
-    try:
-        return args.func(args)
-    except ManifestError as e:
-        print(f"colorstyle: invalid manifest:\n{e}", file=sys.stderr)
-        return EXIT_FATAL
-    except (loader.WeightsError, imageio.ImageDecodeError, HintsError, storage.StorageError,
-            FileNotFoundError, ValueError) as e:  # VideoError is a ValueError
-        print(f"colorstyle: error: {e}", file=sys.stderr)
-        return EXIT_FATAL
-    except KeyboardInterrupt:
-        print("colorstyle: interrupted (finished work is recorded; rerun to resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception:  # noqa: BLE001 -- a bug: say so, distinctly from "some inputs failed"
-        traceback.print_exc()
-        print("colorstyle: internal error (a bug; the traceback is above): exit code 3", file=sys.stderr)
-        return EXIT_CRASH
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``colorstyle`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    return run_command(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,7 +10,7 @@ On consecutive frames of one shot of the example video:
 3. temporal chain: Ruder et al.'s warm start plus temporal loss with a third of the
    steps, as the job runs it; its E_warp against the cold frames'.
 
-Prints figures; asserts nothing. ``python -m jobs.bench_temporal [--size 128] [--steps 60]``.
+Prints figures; asserts nothing. ``python -m jobs.bench.temporal [--size 128] [--steps 60]``.
 Uses generated VGG weights unless ``--weights URI`` gives the real checkpoint.
 """
 

@@ -7,7 +7,7 @@ Makes a grey (or colour) PNG of ``--size`` pixels from a shared photograph, then
 3. the same command on a small photo, for the fixed cost (interpreter, torch, the model).
 
 Prints figures; asserts nothing. Generated weights (same cost as real ones).
-``python -m jobs.bench_memory [--size 12000x12000] [--colour] [--stylize]``
+``python -m jobs.bench.memory [--size 12000x12000] [--colour] [--stylize]``
 """
 
 from __future__ import annotations

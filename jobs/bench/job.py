@@ -32,48 +32,42 @@ from typing import get_args
 import torch
 
 from colorstyle_core import imageio
+from colorstyle_core.catalog import generated_state_dict
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.pipeline import FramePipeline, ModelWeights
-from colorstyle_core.style.feedforward import ArbitraryStylizer, FastStylizer
-from colorstyle_core.style.gatys import Stylizer
+from colorstyle_core.imageio import frame_tensor
+from colorstyle_core.pipeline import FramePipeline
+from colorstyle_core.pipeline_types import ModelWeights
+from colorstyle_core.style.methods import METHODS
+from colorstyle_core.synthetic import saved
 from colorstyle_core.video import read_frames
 from jobs.manifest import Manifest, OutputSpec, load_manifest
 from jobs.plan import list_inputs, probe_video
-from jobs.worker import frame_tensor
 
 
 def _checkpoint_files(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | None, tmp: str
                       ) -> dict[str, tuple[str, str]]:
     """The weights as checkpoint files ``{step: (path, sha256)}`` (generated ones too), so the naive
-    loop pays what a naive script pays per frame: read, verify and load a checkpoint."""
-    import hashlib
-    import io
-
-    from colorstyle_core.synthetic import generated_state_dict
-
+    loop pays what a naive script pays per frame: read, verify and load a checkpoint. A method whose
+    weights are not a torch checkpoint (``arbitrary``'s ONNX files) uses its files as they are."""
+    config = manifest.pipeline.frame_pipeline()
     out = {}
-    pipe = manifest.pipeline
-    style = pipe.stylize
-    style_name = None if style is None or style.method == "arbitrary" else \
-        "fast-stylizer" if style.method == "fast" else style.arch  # arbitrary: its ONNX bytes are used as they are
-    for step, name, payload in (("colorize", pipe.colorize.model if pipe.colorize else None, cw),
-                                ("stylize", style_name, sw)):
+    for step, payload, name in (
+            ("colorize", cw, config.colorize.model if config.colorize else None),
+            ("stylize", sw, METHODS.get(config.stylize.method).checkpoint_name(config.stylize)
+             if config.stylize else None)):
         if name is None:
             continue
-        state = payload.state_dict() if payload else generated_state_dict(name, 0)
-        if step == "stylize" and style is not None and style.method == "gatys":
-            state = {k: v for k, v in state.items() if k.startswith("features.")}
-        buf = io.BytesIO()
-        torch.save(state, buf)
+        data, digest = saved(payload.state_dict() if payload else generated_state_dict(name, 0))
         path = str(Path(tmp, f"{name}.pth"))
-        Path(path).write_bytes(buf.getvalue())
-        out[step] = (path, hashlib.sha256(buf.getvalue()).hexdigest())
+        Path(path).write_bytes(data)
+        out[step] = (path, digest)
     return out
 
 
 def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, str]], styles, device: str,
                          sw: ModelWeights | None = None) -> FramePipeline:
-    """The frame pipeline with its models read, verified and built from checkpoint files."""
+    """The frame pipeline with its models read, verified and built from checkpoint files (as the driver and an
+    actor do it: each step's weights through the one loader, then the models built from them)."""
     from colorstyle_core.loader import WeightsSource
 
     config = manifest.pipeline.frame_pipeline()
@@ -81,14 +75,11 @@ def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, s
     if (c := config.colorize) is not None:
         colorizer = Colorizer.from_weights(c.model, WeightsSource(*checkpoints["colorize"]), device=device,
                                            gamut=c.gamut)
-    if (st := config.stylize) is not None and st.method == "arbitrary":
-        assert sw is not None
-        stylizer = ArbitraryStylizer(sw.file("predict"), sw.file("transform"), sw.provenance, device=device)
-    elif st is not None and st.method == "fast":
-        stylizer = FastStylizer.from_weights(WeightsSource(*checkpoints["stylize"]), device=device)
-    elif st is not None:
-        stylizer = Stylizer.from_weights(st.arch, WeightsSource(*checkpoints["stylize"]), device=device,
-                                         pooling=st.pooling)
+    if (st := config.stylize) is not None:
+        method = METHODS.get(st.method)
+        weights = method.weights(st, WeightsSource(*checkpoints["stylize"]), False) if "stylize" in checkpoints \
+            else sw
+        stylizer = method.build(st, weights, device=device)
     return FramePipeline(config, colorizer, stylizer, styles)
 
 
@@ -154,7 +145,7 @@ def actor_path(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | N
 
     from jobs.driver import worker_spec
     from jobs.plan import plan_job
-    from jobs.units import ActorInfo
+    from jobs.units.base import ActorInfo
     from jobs.worker import UnitProcessor
 
     fresh = manifest.model_copy(update={"output": manifest.output.model_copy(update={"prefix": f"{tmp}/actor"}),
@@ -260,7 +251,7 @@ def bench_methods(manifest: Manifest, *, style: str, size: int, frames: int, gat
         ``{method: {"frames": n, "seconds_per_frame": s, "frames_per_s": f}}``.
     """
     from colorstyle_core.loader import WeightsSource
-    from colorstyle_core.pipeline import PipelineConfig, StylizeStep
+    from colorstyle_core.pipeline_types import PipelineConfig, StylizeStep
     from colorstyle_core.style.gatys import StyleConfig
 
     threads = max(1, int(manifest.execution.cpus_per_actor))
@@ -269,26 +260,25 @@ def bench_methods(manifest: Manifest, *, style: str, size: int, frames: int, gat
     try:
         clip = _frames(manifest, frames)
         style_image = imageio.to_tensor(imageio.decode_image(Path(style).read_bytes(), style).pixels)
-        stylizers = {
-            "gatys": Stylizer.from_weights("vgg19", device=device, untrained_seed=0 if untrained else None),
-            "fast": FastStylizer.from_weights(WeightsSource(fast_model), device=device,
-                                              untrained_seed=None if fast_model else 0),
-            "arbitrary": ArbitraryStylizer.from_files(device=device, threads=threads),
-        }
         out: dict[str, dict[str, float]] = {}
-        for method, stylizer in stylizers.items():
-            fast = method != "gatys"
-            step = StylizeStep(() if method == "fast" else (style,), StyleConfig(steps=gatys_steps), size=size,
-                               method=method)
+        for method in METHODS:
+            step = StylizeStep((style,) if method.takes_styles else (), StyleConfig(steps=gatys_steps), size=size,
+                               method=method.name)
+            # a method that needs a trained model (fast): --fast-model, else generated weights (the same cost)
+            generated = fast_model is None if method.needs_model else untrained
+            source = WeightsSource(fast_model if method.needs_model else None)
+            weights = method.weights(step, source, generated)  # None where generated weights stand in
+            stylizer = method.build(step, weights, untrained_seed=0 if weights is None else None, device=device,
+                                    threads=threads)
             pipeline = FramePipeline(PipelineConfig(stylize=step), stylizer=stylizer,
-                                     styles=[] if method == "fast" else [style_image])
-            batch = clip if fast else clip[:gatys_frames]
-            pipeline.process(batch[:1] if fast else [])  # warm-up (feed-forward: first call allocates)
+                                     styles=[style_image] if method.takes_styles else [])
+            batch = clip if method.feed_forward else clip[:gatys_frames]
+            pipeline.process(batch[:1] if method.feed_forward else [])  # warm-up (feed-forward: first call allocates)
             start = time.perf_counter()
             for frame in batch:
                 pipeline.process([frame])
             seconds = (time.perf_counter() - start) / len(batch)
-            out[method] = {"frames": len(batch), "seconds_per_frame": seconds, "frames_per_s": 1.0 / seconds}
+            out[method.name] = {"frames": len(batch), "seconds_per_frame": seconds, "frames_per_s": 1.0 / seconds}
         return out
     finally:
         torch.set_num_threads(previous_threads)
@@ -337,12 +327,13 @@ def cmd_bench_methods(args: argparse.Namespace, manifest: Manifest) -> int:
     print(f"\nstylization methods on frames of {args.manifest} at {args.size} px, {threads} thread(s), "
           f"device {args.device}, torch {torch.__version__}")
     for method, f in figures.items():
-        extra = f" ({args.gatys_steps} L-BFGS steps)" if method == "gatys" else ""
+        extra = "" if METHODS.get(method).feed_forward else f" ({args.gatys_steps} L-BFGS steps)"
         print(f"  {method:9s} {f['frames_per_s']:10.4f} frames/s  {f['seconds_per_frame']:10.3f} s/frame "
               f"over {int(f['frames'])} frame(s){extra}")
-    gatys = figures["gatys"]["seconds_per_frame"]
-    for method in ("fast", "arbitrary"):
-        print(f"  {method} / gatys speed ratio: {gatys / figures[method]['seconds_per_frame']:.0f}x")
+    for slow in (m for m in METHODS if not m.feed_forward):
+        for fast in (m for m in METHODS if m.feed_forward):
+            ratio = figures[slow.name]["seconds_per_frame"] / figures[fast.name]["seconds_per_frame"]
+            print(f"  {fast.name} / {slow.name} speed ratio: {ratio:.0f}x")
     return 0
 
 

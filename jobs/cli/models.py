@@ -6,9 +6,8 @@ import argparse
 import json
 
 from colorstyle_core import loader, storage
-from colorstyle_core.models import layout
+from colorstyle_core.catalog import REGISTRY, get_spec, layout
 from colorstyle_core.models.vgg import layer_names
-from colorstyle_core.weights import REGISTRY, get_spec
 
 
 def cmd_models_layout(args: argparse.Namespace) -> int:

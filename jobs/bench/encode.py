@@ -5,7 +5,7 @@ at 1080p) with :class:`colorstyle_core.video.SegmentWriter` -- the job's own seg
 once per preset, and prints seconds per frame (wall, and CPU core-seconds of this process) and
 the size of the result. Asserts nothing.
 
-``python -m jobs.bench_encode [--presets medium veryfast] [--crf 18] [--height 1080] [--threads 2]``
+``python -m jobs.bench.encode [--presets medium veryfast] [--crf 18] [--height 1080] [--threads 2]``
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One command for a GPU node: ``python -m jobs.gpu_check``.
+"""One command for a GPU node: ``python -m jobs.bench.gpu_check``.
 
 Runs, on the first CUDA device, and prints one table:
 
@@ -53,7 +53,7 @@ def _gatys(rows: list[tuple[str, str]], precision: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.gpu_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jobs.bench.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--skip-tests", action="store_true")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -67,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _row(rows, "pytest -m gpu", "passed" if t.returncode == 0 else f"FAILED (exit {t.returncode})")
 
     from colorstyle_core.encoders import encoder_works
-    from jobs.bench import bench, bench_methods, prepare_inputs
-    from jobs.bench_colorizers import MODELS, SHARED, bench_cost
+    from colorstyle_core.style.methods import METHODS
+    from jobs.bench.colorizers import MODELS, SHARED, bench_cost
+    from jobs.bench.job import bench, bench_methods, prepare_inputs
     from jobs.manifest import load_manifest
 
     _row(rows, "h264_nvenc opens (output.video_encoder: auto uses it)", str(encoder_works("h264_nvenc")))
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     style = str(ROOT.parent / "shared" / "data" / "style" / "color" / "great_wave_hokusai.jpg")
     figures = bench_methods(manifest, style=style, size=512, frames=16, gatys_frames=1, gatys_steps=50,
                             fast_model=None, device="cuda", untrained=True)
-    for method in ("fast", "arbitrary"):
+    for method in (m.name for m in METHODS if m.feed_forward):
         _row(rows, f"{method} stylizer at 512 px", f"{figures[method]['frames_per_s']:.1f} frames/s")
     print("\n| check | result |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows))
     print(f"\ngpu_check: {time.perf_counter() - started:.0f} s")

@@ -6,7 +6,7 @@ import argparse
 
 from rich.console import Console
 
-from jobs.manifest import read_text
+from jobs.manifest_base import read_text
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ samples/s over all workers and per worker (median over the steps after the first
 ``--warmup``), seconds per step, and the wall time of the whole run (Ray Train start-up,
 data loading, checkpoints, validation included). Asserts nothing.
 
-``python -m jobs.bench_train [--workers 1 2] [--model eccv16] [--size 256] [--batch 8] [--steps 20]``
+``python -m jobs.bench.train [--workers 1 2] [--model eccv16] [--size 256] [--batch 8] [--steps 20]``
 """
 
 from __future__ import annotations

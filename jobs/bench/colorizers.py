@@ -1,4 +1,4 @@
-"""``python -m jobs.bench_colorizers``: the colorizers side by side, and how DDColor's ab should be upsampled.
+"""``python -m jobs.bench.colorizers``: the colorizers side by side, and how DDColor's ab should be upsampled.
 
 1. **Cost**: each colorizer (ECCV16, SIGGRAPH17, DDColor-T, DDColor-L) through the job's frame
    pipeline on the same grey photos, one image at a time, on the same device and threads:
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from colorstyle_core import color
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.pipeline import ColorizeStep, FramePipeline, PipelineConfig
-from colorstyle_core.weights import get_spec
-from jobs.cli_images import read_image
+from colorstyle_core.pipeline import FramePipeline
+from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
+from jobs.cli.images import read_image
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper")
@@ -55,7 +55,7 @@ def bench_cost(photos: list[Path], models: tuple[str, ...], device: str) -> list
             network = (time.perf_counter() - start) / len(images)
         params = sum(t.numel() for t in colorizer.net.state_dict().values())
         rows.append({"model": name, "params_m": params / 1e6, "checkpoint_mb": params * 4 / 1e6,
-                     "input": "x".join(str(v) for v in get_spec(name).preprocess.net_size),
+                     "input": "x".join(str(v) for v in colorizer.net_size),
                      "s_per_image": per_image, "network_s_per_image": network})
     return rows
 
@@ -89,7 +89,7 @@ def bench_upsampling(photos: list[Path], scales: tuple[int, ...] = (1, 2, 4)) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.bench_colorizers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jobs.bench.colorizers", description=__doc__.split("\n\n")[0])
     p.add_argument("--photos", type=int, default=4, help="grey photos from the shared data to time (default 4)")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated (default {','.join(MODELS)})")
     p.add_argument("--device", default="cpu")

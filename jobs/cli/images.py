@@ -17,23 +17,24 @@ import torch
 
 from colorstyle_core import color, imageio, loader, storage
 from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.hints import ColorHints, keyframe_hints, parse_hints
-from colorstyle_core.pipeline import (
+from colorstyle_core.pipeline import FramePipeline
+from colorstyle_core.pipeline_types import (
     DEFAULT_MAX_PIXELS,
     LARGE_IMAGE_PIXELS,
     ColorizeStep,
-    FramePipeline,
     FrameResult,
     PipelineConfig,
     StylizeStep,
 )
 from colorstyle_core.provenance import mark_untrained_logs
 from colorstyle_core.resample import band_as_float
-from colorstyle_core.style.feedforward import ArbitraryStylizer, FastStylizer
-from colorstyle_core.style.gatys import StyleConfig, Stylizer
+from colorstyle_core.style.gatys import StyleConfig
+from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.timing import Stage
-from colorstyle_core.weights import COLORIZERS, VGG_ARCHS
+from colorstyle_core.weights import VGG_ARCHS
 
 log = logging.getLogger("colorstyle")
 
@@ -182,49 +183,60 @@ def _write_losses(curves: dict[str, list[float]], uri: str, opts: dict | None) -
     storage.write_bytes_atomic(uri, buf.getvalue().encode(), opts)
 
 
-_GATYS_FLAGS = ("arch", "steps", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "style_scale",
-                "init", "seed", "content_layers", "style_layers", "losses_out")
+_STYLE_FLAGS = ("arch", "steps", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "style_scale",
+                "init", "seed", "content_layers", "style_layers")
+"""The ``stylize`` flags that are a method's own settings (``pipeline.stylize`` keys of the same names)."""
 
 
-def load_stylizer(args: argparse.Namespace) -> Stylizer | FastStylizer | ArbitraryStylizer:
-    """The stylizer ``--method`` names, with ``--weights`` (a fast checkpoint, or a prefix of the
-    arbitrary networks' ONNX files) or the default weights.
+def _method_flags_check(args: argparse.Namespace) -> None:
+    """Refuse flags that are another method's settings (and ``--losses-out`` for a method without losses).
 
     Raises:
-        UsageError: ``--method fast`` without ``--weights`` or ``--untrained-weights``.
+        UsageError: naming the flags and the method they belong to.
+    """
+    method = METHODS.get(args.method)
+    given = [name for name in _STYLE_FLAGS if getattr(args, name) is not None and name not in method.options]
+    given += ["losses_out"] if args.losses_out is not None and not method.losses else []
+    if given:
+        owners = sorted({m.name for m in METHODS
+                         if set(given) & set(m.options) or (m.losses and "losses_out" in given)})
+        raise UsageError(f"stylize: {', '.join('--' + n.replace('_', '-') for n in given)} apply to --method "
+                         f"{' or '.join(owners)} only")
+
+
+def load_stylizer(args: argparse.Namespace, step: StylizeStep):
+    """The model of the method ``--method`` names, with ``--weights`` (its checkpoint, or a prefix of its files)
+    or the default weights, or generated ones (``--untrained-weights``).
+
+    Raises:
+        UsageError: a method that needs a trained model without ``--weights`` or ``--untrained-weights``.
         colorstyle_core.loader.WeightsError: weights missing or not matching their hash.
     """
-    if args.method == "fast":
-        if args.weights is None and args.untrained_weights is None:
-            raise UsageError("stylize --method fast needs --weights: the checkpoint colorstyle train wrote")
-        return FastStylizer.from_weights(weights_source(args), device=args.device,
-                                         untrained_seed=args.untrained_weights)
-    if args.method == "arbitrary":
-        return ArbitraryStylizer.from_files(args.weights, storage.parse_options(args.storage_options),
-                                            device=args.device)
-    return Stylizer.from_weights(args.arch or "vgg19", weights_source(args), device=args.device,
-                                 pooling=args.pooling, untrained_seed=args.untrained_weights)
+    method = METHODS.get(args.method)
+    if method.needs_model and args.weights is None and args.untrained_weights is None:
+        raise UsageError(f"stylize --method {method.name} needs --weights: the checkpoint colorstyle train wrote")
+    weights = method.weights(step, weights_source(args), args.untrained_weights is not None)
+    return method.build(step, weights, untrained_seed=args.untrained_weights if weights is None else None,
+                        device=args.device)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     opts = storage.parse_options(args.storage_options)
-    if args.method != "gatys":
-        given = [f"--{name.replace('_', '-')}" for name in _GATYS_FLAGS if getattr(args, name) is not None]
-        if given:
-            raise UsageError(f"stylize: {', '.join(given)} apply to --method gatys only")
-    if len(args.paths) == 2 and args.method == "fast":
+    _method_flags_check(args)
+    method = METHODS.get(args.method)
+    if len(args.paths) == 2 and not method.takes_styles:
         content, style_list, output = args.paths[0], "", args.paths[1]
-    elif len(args.paths) == 3 and args.method != "fast":
+    elif len(args.paths) == 3 and method.takes_styles:
         content, style_list, output = args.paths
-    elif args.method == "fast":
-        raise UsageError("stylize --method fast takes CONTENT OUTPUT: the style is the trained network's")
+    elif not method.takes_styles:
+        raise UsageError(f"stylize --method {method.name} takes CONTENT OUTPUT: the style is the trained network's")
     else:
         raise UsageError(f"stylize --method {args.method} takes CONTENT STYLE[,STYLE2] OUTPUT")
     config = style_config_from_args(args)
     style_uris = tuple(uri for uri in style_list.split(",") if uri)
-    stylizer = load_stylizer(args)
     step = StylizeStep(style_uris, config, args.arch or "vgg19", args.pooling, args.size, keep_input_size=False,
                        method=args.method)
+    stylizer = load_stylizer(args, step)
     pipeline = FramePipeline(PipelineConfig(stylize=step), stylizer=stylizer,
                              styles=[read_image(uri, opts) for uri in style_uris])
     _announce(pipeline)
@@ -266,7 +278,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                        "the output format follows OUTPUT's suffix (.png .jpg .webp .tif).")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--model", choices=COLORIZERS, default="eccv16", help="network (default: eccv16)")
+    p.add_argument("--model", choices=COLORIZERS.names, default="eccv16", help="network (default: eccv16)")
     p.add_argument("--hints", metavar="FILE", help="siggraph17 colour hints: points as JSON "
                    '({"points": [[y, x, a, b], ...]}), CSV rows y,x,a,b, a keyframes file ({"keyframes": '
                    '[{"frame": 0, "image": "tinted.jpg", "mask": "mask.png"}]}); or a hint image (with --hint-mask)')
@@ -287,7 +299,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                        description="Stylize CONTENT with one or more STYLE images (comma-separated): "
                        "CONTENT STYLE[,STYLE2] OUTPUT; with --method fast: CONTENT OUTPUT (the network's style).")
     p.add_argument("paths", nargs="+", metavar="CONTENT [STYLE[,STYLE2]] OUTPUT")
-    p.add_argument("--method", choices=("gatys", "fast", "arbitrary"), default="gatys",
+    p.add_argument("--method", choices=METHODS.names, default="gatys",
                    help="gatys: optimisation (best, minutes); fast: a network trained by colorstyle train "
                    "(--weights); arbitrary: Magenta's arbitrary-style networks, any painting (default: gatys)")
     p.add_argument("--arch", choices=VGG_ARCHS, default=None, help="VGG network (default: vgg19)")

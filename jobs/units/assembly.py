@@ -1,8 +1,7 @@
-"""Video assembly: a video's staged frame ranges joined, in order, into its output (audio kept).
+"""Assembly: a video's staged frame ranges joined, in order, into its output (audio kept).
 
-Runs on an actor once every range of the video is done (:class:`jobs.units.AssemblyTask`),
-then measures the output's warping error when the job asks for it. I/O only: the joining
-itself is :func:`colorstyle_core.video.assemble`.
+Runs on an actor once every range of the video is done, then measures the output's warping
+error when the job asks for it. I/O only: the joining itself is :func:`colorstyle_core.video.assemble`.
 """
 
 from __future__ import annotations
@@ -11,27 +10,48 @@ import os
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 from colorstyle_core import storage
+from colorstyle_core.imageio import frame_tensor
 from colorstyle_core.temporal import measure_consistency
 from colorstyle_core.video import assemble, probe, read_frames
-from jobs.metrics import ConsistencyFigures
-from jobs.units import AssemblyResult, AssemblyTask, VideoPlan
-from jobs.worker import WorkerSpec, frame_tensor
+from jobs.metrics.tables import ConsistencyFigures
+from jobs.units.context import UnitContext
+from jobs.units.frame_ranges import VideoPlan
 
 
-def assemble_video(task: AssemblyTask, spec: WorkerSpec, description: str, encoder: str) -> AssemblyResult:
+@dataclass(frozen=True)
+class AssemblyTask:
+    """Join a video's segments into its output."""
+
+    video: VideoPlan
+    segment_uris: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AssemblyResult:
+    """What assembling a video produced (with its consistency figures when asked)."""
+
+    video_key: str
+    output_uri: str
+    frames: int
+    audio: str
+    seconds: float
+    consistency: ConsistencyFigures | None = None
+
+
+def assemble_video(task: AssemblyTask, ctx: UnitContext) -> AssemblyResult:
     """Join a video's staged segments into its output, then remove the staging files.
 
     Args:
         task: the video and its segments, in frame order.
-        spec: the job's worker settings (storage, encoder quality, consistency measurement).
-        description: the output's ``comment`` tag (provenance).
-        encoder: the H.264 encoder of a re-encode (:func:`colorstyle_core.encoders.h264_encoder`).
+        ctx: the actor's settings (storage, encoder and its quality, consistency measurement, provenance tag).
     Raises:
         VideoError: the segments do not hold the video's frames.
     """
     start = time.perf_counter()
+    spec = ctx.spec
     video = task.video
     suffix = ".gif" if video.info.is_gif else ".mp4"
     opts = spec.output_storage_options
@@ -46,16 +66,15 @@ def assemble_video(task: AssemblyTask, spec: WorkerSpec, description: str, encod
             fs.get_file(remote, path)
             local_segments.append(path)
         out_path = os.path.join(tmp, "output" + suffix)
-        audio = nullcontext(None) if video.info.is_gif else storage.open_source(video.uri,
-                                                                               spec.storage_options)
+        audio = nullcontext(None) if video.info.is_gif else storage.open_source(video.uri, spec.storage_options)
         with audio as source:
             report = assemble(local_segments, video.info, list(range(video.start, video.stop)), out_path,
                               audio_source=source, name=video.uri,
-                              metadata={"comment": description}, reencode=spec.reencode_videos,
-                              crf=spec.video_crf, preset=spec.video_preset, encoder=encoder,
+                              metadata={"comment": ctx.description}, reencode=spec.reencode_videos,
+                              crf=spec.video_crf, preset=spec.video_preset, encoder=ctx.encoder,
                               threads=spec.cpu_threads)
         storage.copy_file_atomic(out_path, video.output_uri, opts)
-        consistency = _consistency(spec, video, out_path) if spec.measure_consistency else None
+        consistency = _consistency(ctx, video, out_path) if spec.measure_consistency else None
     fs, staging = storage.filesystem(video.staging_prefix, opts)
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
@@ -63,10 +82,10 @@ def assemble_video(task: AssemblyTask, spec: WorkerSpec, description: str, encod
                           consistency)
 
 
-def _consistency(spec: WorkerSpec, video: VideoPlan, out_path: str) -> ConsistencyFigures:
+def _consistency(ctx: UnitContext, video: VideoPlan, out_path: str) -> ConsistencyFigures:
     """E_warp of the committed output against its input, overall and at range seams."""
     out_info = probe(out_path, video.output_uri)
-    with storage.open_source(video.uri, spec.storage_options) as source:
+    with storage.open_source(video.uri, ctx.spec.storage_options) as source:
         result = measure_consistency(
             (frame_tensor(rgb) for _, rgb in read_frames(out_path, out_info, 0, out_info.frame_count,
                                                          video.output_uri)),

@@ -8,7 +8,7 @@ every DIS preset and Farneback. Decoding, resizing and the gray -> L conversion 
 done before timing. Prints one row per (size, method) with the median, fastest and
 slowest time per pair over all timed pairs (after one warm-up call).
 
-    PYTHONPATH=. python jobs/bench_flow.py [--pairs 8] [--sizes 640x360,1280x720] [--threads N]
+    PYTHONPATH=. python jobs/bench/flow.py [--pairs 8] [--sizes 640x360,1280x720] [--threads N]
 
 Timings depend on the load of the machine: the load average is printed with them
 (on a busy machine ``--threads 1`` gives steadier numbers).

@@ -1,0 +1,228 @@
+"""Frame ranges: consecutive frames of one video per work unit, and what an actor does with one.
+
+A range decodes ``[read_start, stop)``, runs the frames through the pipeline's sequence
+(temporal chains warmed up on the frames before ``write_start``, handing over to the next
+range from ``handoff_start``), encodes ``[write_start, stop)`` into a staged segment and
+uploads it; the video's :class:`~jobs.units.assembly.AssemblyTask` joins the segments.
+Decoding ahead and encoding behind the network run on their own threads
+(:mod:`jobs.actor_threads`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import av
+import torch
+
+from colorstyle_core import imageio, storage
+from colorstyle_core.hints import ColorHints
+from colorstyle_core.imageio import frame_tensor
+from colorstyle_core.timing import Stage, StageTimer, added, scaled
+from colorstyle_core.video import SegmentWriter, VideoError, VideoInfo, read_frames
+from jobs.actor_threads import EncodeBehind, Overlap, decoded_batches
+from jobs.units.base import UnitResult
+from jobs.units.context import UnitContext, Written
+from jobs.units.hint_tracks import VideoHintsRef, range_hints
+
+log = logging.getLogger(__name__)
+
+ENCODE_AHEAD = 2
+"""Batches of processed frames that may wait for the encoder (memory bound of the overlap)."""
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """One video input and how it is cut.
+
+    Attributes:
+        key: short stable id of the video (from its URI).
+        uri, rel, output_uri: input, relative path, output (``.mp4``, or ``.gif`` for GIFs).
+        info: the probed video (all timestamps).
+        start, stop: selected frames ``[start, stop)``.
+        unit_ids: the frame-range units, in frame order.
+        staging_prefix: where range segments wait for assembly.
+        seams: first frame of every range after the first (where two units meet).
+        hints_uri: the video's keyframe hints file (SIGGRAPH17), or ``None``.
+    """
+
+    key: str
+    uri: str
+    rel: str
+    output_uri: str
+    info: VideoInfo
+    start: int
+    stop: int
+    unit_ids: tuple[str, ...]
+    staging_prefix: str
+    seams: tuple[int, ...] = ()
+    hints_uri: str | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """A work unit of consecutive video frames.
+
+    Frames ``[read_start, stop)`` are decoded and processed; only ``[write_start, stop)``
+    are written (``write_start > read_start`` when the unit warms up temporal state on
+    frames owned by the previous range).
+
+    Attributes:
+        unit_id: stable id.
+        video_key, video_uri: the video.
+        read_start, write_start, stop: frame indices.
+        info: the video's info, windowed to this range's timestamps.
+        segment_uri: where the encoded segment goes (staging).
+        handoff_start: with temporal consistency, where the next range starts warming up:
+            from there this range also runs the chain the next one will run and fades its
+            written frames into it (``None``: last range, or no temporal consistency).
+        hints: the video's keyframe hints, when it has some: the range starts after the
+            :class:`~jobs.units.hint_tracks.HintTrack` of its video has carried them through every shot.
+    """
+
+    unit_id: str
+    video_key: str
+    video_uri: str
+    read_start: int
+    write_start: int
+    stop: int
+    info: VideoInfo
+    segment_uri: str
+    handoff_start: int | None = None
+    hints: VideoHintsRef | None = None
+    kind: ClassVar[str] = "video"
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.write_start
+
+    @property
+    def input_uris(self) -> tuple[str, ...]:
+        return (self.video_uri,)
+
+    @property
+    def after(self) -> str | None:
+        """The unit that must finish first (its video's hint track), if any."""
+        return self.hints.track_unit_id if self.hints else None
+
+
+def _take(it: Iterator, n: int) -> list:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+class FrameRanges:
+    """The handler of frame ranges on one actor."""
+
+    def __init__(self, ctx: UnitContext):
+        self.ctx = ctx
+
+    def process(self, unit: FrameRange, attempt: int, submitted_at: float,
+                give_up: Callable[[], None] = lambda: None) -> UnitResult:
+        """Decode a frame range, process it, encode it into a staged segment, upload it.
+
+        ``give_up`` hands the actor's compute turn to the next unit once the last frame is through
+        the pipeline (with ``overlap_io``), before the encoder's flush and the upload.
+
+        Raises:
+            VideoError: the range cannot be decoded, or produced the wrong number of frames.
+            storage.StorageError, OSError: transient storage problems (the driver retries).
+        """
+        ctx = self.ctx
+        started = time.time()
+        queue_wait = max(0.0, started - submitted_at)
+        written: list[Written] = []
+        timer = ctx.timer()
+        batch_size = ctx.spec.batch_size
+        with tempfile.TemporaryDirectory(prefix="colorstyle-") as tmp:
+            local_segment = os.path.join(tmp, "segment.mkv")
+            opened = time.perf_counter()
+            # decode, network and encode overlap: the executors sit inside the source and the writer, so
+            # they have stopped (queued work cancelled on an error) before either is closed
+            with storage.open_source(unit.video_uri, ctx.spec.storage_options) as source, \
+                    Overlap("decode") as decoder:
+                read_s = time.perf_counter() - opened
+                frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
+                with self.segment_writer(local_segment, unit) as writer, Overlap("encode") as encoder:
+
+                    def encode(frame: Written) -> None:  # on the encoder's thread, frames in order
+                        start = time.perf_counter()
+                        writer.write(imageio.to_uint8_hwc(frame.result.image), frame.index)
+                        frame.stages = added(frame.stages, {Stage.ENCODE: time.perf_counter() - start})
+
+                    behind = EncodeBehind(encoder, encode, ENCODE_AHEAD * batch_size if ctx.overlap else 0)
+                    for frame in self._processed(frames, unit, timer, decoder):
+                        if frame.index < unit.write_start:
+                            continue  # warm-up frame: its output belongs to the previous range
+                        behind.submit(frame)
+                        written.append(frame)
+                        if len(written) % batch_size == 0:
+                            ctx.report(len(written))
+                    behind.finish()  # raises the encoder's error, if any
+                    encode_flush = time.perf_counter()
+                    if ctx.overlap:
+                        give_up()  # the next unit's network runs during this segment's flush and upload
+            write_start = time.perf_counter()
+            storage.copy_file_atomic(local_segment, unit.segment_uri, ctx.spec.output_storage_options)
+            write_s = time.perf_counter() - write_start
+        if len(written) != unit.frames:
+            raise VideoError(f"{unit.video_uri}: range {unit.unit_id} produced {len(written)} frames, "
+                             f"expected {unit.frames}")
+        # opening the source, the segment's final flush and its upload: shared by its frames
+        shared = scaled({Stage.READ: read_s, Stage.ENCODE: write_start - encode_flush, Stage.WRITE: write_s},
+                        1.0 / max(1, len(written)))
+        rows = tuple(ctx.frame_row(unit, unit.video_uri, unit.segment_uri,
+                                   dataclasses.replace(f, stages=added(f.stages, shared)), queue_wait, started)
+                     for f in written)
+        return UnitResult(unit.unit_id, rows, (), ctx.actor, started, time.time())
+
+    def _processed(self, frames: Iterator, unit: FrameRange, timer: StageTimer, decoder: Overlap
+                   ) -> Iterator[Written]:
+        """Decoded frames, a batch at a time, through the pipeline's sequence for this range."""
+        ctx = self.ctx
+        sequence = ctx.pipeline.sequence(unit.handoff_start, unit.stop)
+        with timer(Stage.READ):
+            hints: dict[int, ColorHints] = range_hints(unit, ctx) if unit.hints else {}
+        batch_size = ctx.spec.batch_size
+
+        def decode_batch() -> tuple[list[tuple[int, torch.Tensor]], float]:
+            start = time.perf_counter()
+            batch = [(i, frame_tensor(rgb)) for i, rgb in _take(frames, batch_size)]
+            return batch, time.perf_counter() - start
+
+        for batch, decode_s in decoded_batches(decode_batch, decoder, ahead=ctx.overlap):
+            decode = {Stage.DECODE: decode_s / len(batch)}
+            frame_hints = [hints.get(i) for i, _ in batch] if hints else None
+            results = sequence.process([i for i, _ in batch], torch.cat([t for _, t in batch]), frame_hints)
+            for (index, _), result in zip(batch, results):
+                count = len(hints[index].points) if index in hints else (0 if unit.hints else None)
+                yield Written(index, result, added(decode, result.stages), len(batch), count)
+
+    def segment_writer(self, path: str, unit: FrameRange) -> SegmentWriter:
+        """The range's encoder: this actor's H.264 encoder, x264 when NVENC refuses a session (a GPU's
+        concurrent-session limit; the assembly re-encodes a video whose ranges differ)."""
+        ctx = self.ctx
+        options = {"crf": ctx.spec.video_crf, "preset": ctx.spec.video_preset, "threads": ctx.spec.cpu_threads,
+                   "metadata": {"comment": ctx.description}, "intermediate": ctx.spec.reencode_videos}
+        if ctx.encoder != "libx264" and not ctx.spec.reencode_videos:
+            try:
+                return SegmentWriter(path, unit.info, encoder=ctx.encoder, **options)
+            except (av.error.FFmpegError, OSError) as e:
+                log.warning("%s: %s did not open (%s): this range is encoded with libx264", unit.video_uri,
+                            ctx.encoder, e)
+        return SegmentWriter(path, unit.info, **options)

@@ -1,0 +1,162 @@
+"""Hint tracks: a video's keyframe hints carried through its shots, as a work unit before its frame ranges.
+
+Done once per video, on an actor: the keyframes' points follow the optical flow forward and
+backward to the next keyframe or scene cut (:func:`colorstyle_core.keyframes.propagate`), and
+every frame's hints are written to staging (Parquet). The video's ranges then read their
+frames' hints (:func:`range_hints`), so a range knows the hints that reach it from a keyframe
+in an earlier range, and the hints are the same on both sides of every seam.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from colorstyle_core import color, storage
+from colorstyle_core.hints import ColorHints, keyframe_hints, keyframe_points, parse_hints
+from colorstyle_core.imageio import frame_tensor
+from colorstyle_core.keyframes import propagate
+from colorstyle_core.video import VideoInfo, read_frames
+from jobs.units.base import UnitResult
+from jobs.units.context import UnitContext
+
+log = logging.getLogger(__name__)
+
+HINT_TRACK_SCHEMA = pa.schema([
+    ("frame", pa.int64()), ("y", pa.float32()), ("x", pa.float32()), ("a", pa.float32()), ("b", pa.float32()),
+    ("weight", pa.float32()), ("keyframe", pa.int64()), ("patch", pa.int32()),
+])
+"""A video's keyframe hints carried through its shots: one row per hint point per frame."""
+
+
+@dataclass(frozen=True)
+class VideoHintsRef:
+    """Where a video's keyframe hints are: the restorer's file and, once carried through
+    the shots by its :class:`HintTrack`, the hints of every frame.
+
+    Attributes:
+        source_uri: the hints file (``{"keyframes": [...]}``).
+        tracks_uri: the carried hints (Parquet: frame, y, x, a, b, weight, keyframe), in staging.
+        track_unit_id: the :class:`HintTrack` that writes ``tracks_uri``.
+    """
+
+    source_uri: str
+    tracks_uri: str
+    track_unit_id: str
+
+
+@dataclass(frozen=True)
+class HintTrack:
+    """A work unit that carries a video's keyframe hints through its shots (before its frame ranges).
+
+    Attributes:
+        unit_id: stable id (``hints-<video key>``).
+        video_key, video_uri: the video.
+        info: the probed video.
+        start, stop: the frames processed.
+        hints: the hints file and where the carried hints go.
+        cut_threshold: scene-cut score (the colour step's temporal setting, else the default).
+    """
+
+    unit_id: str
+    video_key: str
+    video_uri: str
+    info: VideoInfo
+    start: int
+    stop: int
+    hints: VideoHintsRef
+    cut_threshold: float
+    kind: ClassVar[str] = "hints"
+
+    @property
+    def frames(self) -> int:
+        return 0  # writes no frames; its video's ranges do
+
+    @property
+    def input_uris(self) -> tuple[str, ...]:
+        return (self.video_uri,)
+
+    @property
+    def after(self) -> None:
+        return None
+
+
+class HintTracks:
+    """The handler of hint tracks on one actor."""
+
+    def __init__(self, ctx: UnitContext):
+        self.ctx = ctx
+
+    def process(self, unit: HintTrack, attempt: int, submitted_at: float,
+                give_up: Callable[[], None] = lambda: None) -> UnitResult:
+        """Carry a video's keyframe hints through its shots and write every frame's hints (Parquet) to staging.
+
+        Raises:
+            HintsError: keyframes labelled as one shot with a scene cut between them (permanent).
+            VideoError: the video cannot be decoded.
+        """
+        ctx = self.ctx
+        started = time.time()
+        opts = ctx.spec.storage_options
+        source = parse_hints(storage.read_bytes(unit.hints.source_uri, opts).decode("utf-8"), unit.hints.source_uri)
+        patches = {k.frame: k.patch for k in source.keyframes}
+
+        def read(start: int, stop: int) -> Iterator[tuple[int, torch.Tensor]]:
+            with storage.open_source(unit.video_uri, opts) as video:
+                for index, rgb in read_frames(video, unit.info, start, stop, unit.video_uri):
+                    yield index, color.rgb_to_l(frame_tensor(rgb))
+
+        points = {k.frame: keyframe_points(k, *ctx.keyframe_images(k),
+                                           lightness=next(read(k.frame, k.frame + 1))[1] if k.image else None)
+                  for k in source.keyframes}  # colours sampled from a keyframe image must exist at the film's L
+
+        carried = propagate(read, source.keyframes, unit.start, unit.stop, points_of=lambda k: points[k.frame],
+                            cut_threshold=unit.cut_threshold, name=unit.hints.source_uri)
+        rows = [{"frame": f, "y": h.y, "x": h.x, "a": h.a, "b": h.b, "weight": h.weight, "keyframe": h.keyframe,
+                 "patch": patches[h.keyframe]} for f, hs in sorted(carried.hints.items()) for h in hs]
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=HINT_TRACK_SCHEMA), buf, compression="zstd")
+        storage.write_bytes_atomic(unit.hints.tracks_uri, buf.getvalue(), ctx.spec.output_storage_options)
+        log.info("%s: keyframes %s carried over %d frames (scene cuts at %s)", unit.video_uri,
+                 [k.frame for k in source.keyframes], len(carried.hints), carried.cuts or "none")
+        return UnitResult(unit.unit_id, (), (), ctx.actor, started, time.time())
+
+
+class RangeWithHints(Protocol):
+    """What :func:`range_hints` reads of a frame range."""
+
+    read_start: int
+    stop: int
+    hints: VideoHintsRef | None
+
+
+def range_hints(unit: RangeWithHints, ctx: UnitContext) -> dict[int, ColorHints]:
+    """The hints of a range's frames: read from its video's carried hints; a keyframe with a colour
+    image and a mask gives its dense hint on its own frame."""
+    assert unit.hints is not None
+    table = pq.read_table(io.BytesIO(storage.read_bytes(unit.hints.tracks_uri, ctx.spec.output_storage_options)))
+    rows = table.filter(pc.and_(pc.greater_equal(table["frame"], unit.read_start),
+                                pc.less(table["frame"], unit.stop))).to_pylist()
+    source = parse_hints(storage.read_bytes(unit.hints.source_uri, ctx.spec.storage_options).decode("utf-8"),
+                         unit.hints.source_uri)
+    by_frame: dict[int, list[dict]] = {}
+    for r in rows:
+        by_frame.setdefault(r["frame"], []).append(r)
+    out = {}
+    for frame, points in by_frame.items():
+        out[frame] = ColorHints(points=tuple((r["y"], r["x"], r["a"], r["b"]) for r in points),
+                                patch=max(r["patch"] for r in points),
+                                weights=tuple(r["weight"] for r in points))
+    for keyframe in source.keyframes:
+        if keyframe.mask and unit.read_start <= keyframe.frame < unit.stop:
+            out[keyframe.frame] = keyframe_hints(keyframe, *ctx.keyframe_images(keyframe))
+    return out
