@@ -238,7 +238,7 @@ def test_a_bad_hints_file_fails_its_video_before_any_work(ray_local, shared, tmp
     assert report.exit_code == EXIT_FAILURES
     [failure] = report.failures
     assert failure.error_type == "HintsError"
-    assert "dev_kenburns_gray.json: keyframe 2 (frame 60): beyond the frames processed, [0, 48)" in failure.message
+    assert "dev_kenburns_gray.json:1: keyframes.1 (frame 60): beyond the frames processed, [0, 48)" in failure.message
     assert not (tmp_path / "out" / "dev_kenburns_gray.mp4").exists()
 
 

@@ -75,7 +75,7 @@ def test_unknown_keys_are_named_with_their_line():
                 stepz: 10
             execution:
               actor: 2
-        """)
+        """, "job.yaml")
     text = str(err.value)
     assert "job.yaml:8: pipeline.stylize.stepz: unknown key" in text
     assert "job.yaml:10: execution.actor: unknown key" in text
@@ -146,7 +146,7 @@ def test_plan_mirrors_relative_paths_and_records_problems(tree, tmp_path):
         output: {{prefix: {tmp_path / 'out'}}}
         pipeline: {{colorize: {{}}}}
         execution: {{images_per_shard: 2, frames_per_range: 10}}
-    """)
+    """, "job.yaml")
     plan = plan_job(m)
     outputs = sorted(i.output_uri for s in plan.shards for i in s.items)
     assert outputs == [str(tmp_path / "out" / p) for p in ("chelsea_cat.png", "coffee.png", "street/lighthouse.png")]
@@ -161,7 +161,7 @@ def test_plan_mirrors_relative_paths_and_records_problems(tree, tmp_path):
         inputs: [{{uri: {tree}/reel.mp4, frames: {{start: 60, end: 90}}}}]
         output: {{prefix: {tmp_path / 'out2'}}}
         pipeline: {{colorize: {{}}}}
-    """)
+    """, "job.yaml")
     problems = plan_job(m2).problems
     assert [p.error_type for p in problems] == ["FrameRangeError"] and "72 frames" in problems[0].message
 
@@ -171,7 +171,7 @@ def test_outputs_under_the_input_tree_are_never_read_back(tree):
         inputs: [{tree}/]
         output: {{prefix: {tree}/colorized}}
         pipeline: {{colorize: {{}}}}
-    """)
+    """, "job.yaml")
     (tree / "colorized").mkdir()
     shutil.copy(tree / "1920s" / "coffee.jpg", tree / "colorized" / "coffee.jpg")
     uris = [i.uri for s in plan_job(m).shards for i in s.items]
@@ -184,7 +184,7 @@ def test_output_collisions_are_reported(tree, tmp_path):
         inputs: [{tree}/1920s/]
         output: {{prefix: {tmp_path / 'o'}}}
         pipeline: {{colorize: {{}}}}
-    """)
+    """, "job.yaml")
     plan = plan_job(m)
     assert [p.error_type for p in plan.problems] == ["OutputCollision"]
 
@@ -195,7 +195,7 @@ def test_done_units_are_skipped_and_ids_are_stable(tree, tmp_path):
         output: {{prefix: {tmp_path / 'o'}}}
         pipeline: {{colorize: {{}}}}
         execution: {{images_per_shard: 8, frames_per_range: 30}}
-    """)
+    """, "job.yaml")
     first = plan_job(m)
     assert plan_job(m).shards == first.shards and plan_job(m).ranges == first.ranges
     done = DoneState(images={first.shards[0].items[0].uri}, ranges={first.ranges[0].unit_id})
