@@ -142,7 +142,7 @@ class SessionRay:
             return
         self.release()
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(include_dashboard=False, logging_level="ERROR", **kwargs)
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", **kwargs)  # never a stray cluster
         self.kwargs = kwargs
         self.starts += 1
 
