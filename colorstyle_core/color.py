@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from colorstyle_core.devices import eager_only
+
 # Linear sRGB -> XYZ (D65), the matrix scikit-image and the authors use.
 _XYZ_FROM_RGB = (
     (0.412453, 0.357580, 0.180423),
@@ -172,7 +174,7 @@ def project_to_gamut(lab: Tensor, *, solver: GamutSolver | None = None) -> Tenso
     return _move_outside(lin, y, outside, solver or nearest_at_luminance)
 
 
-@torch.compiler.disable  # data-dependent (only the pixels outside sRGB): always eager, also in compiled callers
+@eager_only  # data-dependent (only the pixels outside sRGB): always eager, also in compiled callers
 def _move_outside(lin: Tensor, y: Tensor, outside: Tensor, solver: GamutSolver) -> Tensor:
     """Move the ``outside`` (``(N, H, W)`` bool) pixels of ``lin`` (``(N, 3, H, W)``) to ``solver``'s answer."""
     lin = lin.contiguous()  # written in place through a view below (a no-op for the usual, contiguous lin)

@@ -28,16 +28,20 @@ from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
 from jobs.actor import PipelineActor
 from jobs.exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
+from jobs.feed import PlanFeed
+from jobs.listing import InputProblem
 from jobs.manifest import Manifest
 from jobs.metrics.store import MetricsStore
 from jobs.metrics.summary import summarize, summarize_job
-from jobs.metrics.tables import FailureRow
+from jobs.metrics.tables import STAGE_COLUMNS, FailureRow
+from jobs.metrics.writer import MetricsWriter
 from jobs.paths import staging_root
-from jobs.plan import Plan, plan_job
+from jobs.plan import Plan, Tally, header_estimate, plan_job, plan_stream
+from jobs.pool import PoolError, start_pool
 from jobs.progress import JobBoard, ProgressReporter
 from jobs.raycluster import connect_ray
 from jobs.resume import DoneState, load_done_state
-from jobs.scheduler import PoolError, Scheduler, start_pool
+from jobs.scheduler import Scheduler
 from jobs.units.base import ActorInfo, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -71,17 +75,27 @@ class RunOptions:
 
 @dataclass
 class RunReport:
-    """The outcome of one run: ``summary`` is this run's own figures, ``job_summary`` the whole job's."""
+    """The outcome of one run: ``summary`` is this run's own figures, ``job_summary`` the whole job's.
+
+    ``timings`` (seconds from the start of :func:`run_job`, wall clock unless said): ``resume_read_s``
+    (what earlier runs finished, read), ``plan_s`` (the whole input listed; with a bounded feed the
+    listing of a large job waits on the dispatch), ``first_unit_s`` (the first unit submitted),
+    ``driver_cpu_s`` and ``dispatch_cpu_s`` (this process's CPU seconds, all threads: the whole run,
+    and from the first unit submitted to the end of processing), ``units_recorded``,
+    ``metrics_flushes``, ``metrics_flush_s`` (the writer's seconds), ``part_files`` (the most part
+    files this run's writer had), ``consolidate_s`` (summary and job tables).
+    """
 
     job_id: str
     run_id: str
     exit_code: int
-    plan: Plan | None = None
+    plan: Plan | Tally | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     written: dict[str, str] = field(default_factory=dict)
     failures: list[FailureRow] = field(default_factory=list)
     actors: list[ActorInfo] = field(default_factory=list)
-    pool_ready_at: float | None = None  # when every actor had loaded its models (wall clock)
+    pool_ready_at: float | None = None  # when the first actor had loaded its models (wall clock): work starts
+    timings: dict[str, Any] = field(default_factory=dict)
     job_summary: dict[str, Any] = field(default_factory=dict)  # the whole job, as written to summary.json
 
 
@@ -101,7 +115,8 @@ def print_plan(plan: Plan, manifest: Manifest, console: Console) -> None:
                   f"{ex.images_per_shard} per shard)")
     for v in plan.videos:
         todo = sum(1 for r in plan.ranges if r.video_key == v.key)
-        console.print(f"  video {v.rel}: frames [{v.start}, {v.stop}) of {v.info.frame_count}, "
+        estimate = " (as its header states: the job probes it exactly)" if v.info.estimated else ""
+        console.print(f"  video {v.rel}: frames [{v.start}, {v.stop}) of {v.info.frame_count}{estimate}, "
                       f"{v.info.width}x{v.info.height} @ {float(v.info.average_rate):.3f} fps, "
                       f"{len(v.unit_ids)} ranges ({todo} to do) -> {v.output_uri}"
                       + (f"; keyframe hints {v.hints_uri}" if v.hints_uri else ""))
@@ -118,6 +133,16 @@ def print_plan(plan: Plan, manifest: Manifest, console: Console) -> None:
         shown = ", ".join(plan.ignored[:10]) + (f" and {len(plan.ignored) - 10} more" if len(plan.ignored) > 10 else "")
         console.print(f"  ignored {len(plan.ignored)} file{'s' if len(plan.ignored) != 1 else ''} that are not "
                       f"images or videos: {shown}", highlight=False)
+
+
+def print_listed(tally: Tally, console) -> None:
+    """The line printed once a run's inputs are all listed (its units started as they were found)."""
+    ignored = f"; {tally.ignored_count} other files ignored" if tally.ignored_count else ""
+    probes = f" (and {tally.probes} films without an index, planned once probed on the cluster)" \
+        if tally.probes else ""
+    console.print(f"  listed {tally.inputs_found} inputs: {tally.units} work units, {tally.frames} frames to "
+                  f"process{probes} ({tally.skipped_images} images and {tally.skipped_videos} videos already done; "
+                  f"{tally.problems} problems{ignored})", highlight=False)
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
@@ -213,82 +238,122 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
     job_id, run_id = manifest.resolved_job_id, new_run_id()
     store = MetricsStore(manifest.metrics_prefix, job_id, run_id, manifest.output_storage_options)
     report = RunReport(job_id, run_id, EXIT_OK)
-    failures: list[FailureRow] = []
+    start, start_cpu = time.time(), time.process_time()
 
     def cannot_start(e: Exception) -> RunReport:
         console.print(f"[bold red]error[/bold red]: {e}")
         report.exit_code = EXIT_FATAL
-        report.failures = [*failures, FailureRow(job_id, run_id, "", "", type(e).__name__, str(e), 0)]
+        report.failures = [FailureRow(job_id, run_id, "", "", type(e).__name__, str(e), 0)]
         return report
 
     try:  # reads only: a job that cannot start leaves nothing behind
         done = load_done_state(store, manifest)
-        plan = plan_job(manifest, done)
+        report.timings["resume_read_s"] = time.time() - start
+        if options.dry_run:
+            plan = plan_job(manifest, done, prober=lambda f: header_estimate(f, manifest.storage_options))
+            report.plan = plan
+            print_plan(plan, manifest, console)
+            return report
+        tally = Tally()
+        feed = PlanFeed(plan_stream(manifest, done, tally=tally), on_end=lambda: print_listed(tally, console))
+        head = _first_work(feed)  # the listing goes on in the background from here
     except storage.StorageError as e:
         return cannot_start(e)
-    report.plan = plan
-    print_plan(plan, manifest, console)
-    if options.dry_run:
-        return report
-    if not (plan.shards or plan.ranges or plan.videos or plan.problems):
-        return _nothing_to_do(manifest, store, plan, report, console)
-    failures += [FailureRow(job_id, run_id, p.input_uri, "", p.error_type, p.message, 0) for p in plan.problems]
+    report.plan = tally
+    if not head:
+        report.timings["plan_s"] = time.time() - start
+        return _nothing_to_do(manifest, store, tally, report, console)
+    only_problems = all(isinstance(item, InputProblem) for item in head)  # and the listing is over
+    for item in reversed(head):
+        feed.push_back(item)
+    console.print(f"[bold]job[/bold] {job_id}: listing inputs and starting the pool; output {manifest.output.prefix}, "
+                  f"metrics {manifest.metrics_prefix}", highlight=False)
     try:
         _check_styles(manifest)
         colorizer_weights, stylizer_weights = load_weights(manifest)
         store.check_writable()  # last: it creates the metrics prefix
     except (storage.StorageError, FatalJobError, loader.WeightsError) as e:
+        feed.close()
         return cannot_start(e)
 
-    start = time.time()
-    if plan.shards or plan.ranges or plan.videos:
+    writer = MetricsWriter(store)
+    sched = None
+    problems = [FailureRow(job_id, run_id, p.input_uri, "", p.error_type, p.message, 0)
+                for p in head] if only_problems else []
+    if problems:  # nothing to process: no pool
+        writer.add_failures(problems)
+    else:
         started_ray = connect_ray(options.address)
         try:
-            sched = _run_pool(manifest, plan, store, done, colorizer_weights, stylizer_weights, options, run_id,
+            sched = _run_pool(manifest, feed, writer, done, colorizer_weights, stylizer_weights, options, run_id,
                               console, report)
-            failures += sched.failures
         except PoolError as e:
             console.print(f"[bold red]error[/bold red]: {e}")
             report.exit_code = EXIT_FATAL
-            failures.append(FailureRow(job_id, run_id, "", "", type(e).__name__, str(e), 0))
+            writer.add_failures([FailureRow(job_id, run_id, "", "", type(e).__name__, str(e), 0)])
         finally:
+            feed.close()
             if started_ray:
                 ray.shutdown()
-    end = time.time()
+    writer.close()  # raises if the metrics could not be written: the outputs are there, a rerun redoes the records
+    end, end_cpu = time.time(), time.process_time()
+    dispatching = sched is not None and sched.first_submit_at is not None
+    report.timings.update(
+        plan_s=(feed.listed_at or end) - start, first_unit_s=(sched.first_submit_at - start) if dispatching else None,
+        driver_cpu_s=end_cpu - start_cpu, dispatch_cpu_s=(end_cpu - sched.first_submit_cpu) if dispatching else None,
+        units_recorded=writer.durable_units, metrics_flushes=writer.flushes, metrics_flush_s=writer.flush_seconds,
+        part_files=writer.max_parts)
     _remove_empty_staging(manifest, job_id)
-    frames = store.frames()
+    failures = sched.failures if sched else problems
+    failure_count = (sched.failure_count if sched else len(problems)) + (report.exit_code == EXIT_FATAL)
+    consolidating = time.time()
+    frames = store.table("frames", ["run_id", "actor", "total_s", "queue_wait_s", *STAGE_COLUMNS])
     ready = report.pool_ready_at or end
-    summary = summarize(frames, run_id, end - ready, len(failures), job_frames=frames.num_rows,
-                        skipped=plan.skipped_images + plan.skipped_videos, untrained=untrained)
+    summary = summarize(frames, run_id, end - ready, failure_count, job_frames=frames.num_rows,
+                        skipped=tally.skipped_images + tally.skipped_videos, untrained=untrained)
     n = summary["frames"]
     summary.update(job_id=job_id, startup_s=ready - start, end_to_end_s=end - start,
                    end_to_end_frames_per_s=n / (end - start) if n else 0.0,
                    manifest=manifest.redacted(), actors=[a.__dict__ for a in report.actors])
-    store.write_failures(failures)
     store.write_run_summary(summary)
     report.job_summary = summarize_job(store.run_summaries(), summary, job_frames=frames.num_rows)
-    report.written = store.consolidate(failures, report.job_summary)
+    report.written = store.consolidate(report.job_summary)
+    report.timings["consolidate_s"] = time.time() - consolidating
     report.summary, report.failures = summary, failures
     print_summary(summary, console)
     _print_job_line(report.job_summary, console)
     for f in failures:
         console.print(f"  [red]failed[/red] {f.input_uri or '(job)'}: {f.error_type}: {f.message}")
+    if failure_count > len(failures):
+        console.print(f"  ... and {failure_count - len(failures)} more failures (failures.parquet lists them all)")
     console.print(f"outputs: {manifest.output.prefix}")
     console.print(f"metrics: {manifest.metrics_prefix} (frames.parquet, units.parquet, failures.parquet, "
                   f"summary.json)")
     if report.exit_code != EXIT_FATAL:
-        report.exit_code = EXIT_FAILURES if failures else EXIT_OK
+        report.exit_code = EXIT_FAILURES if failure_count else EXIT_OK
     return report
 
 
-def _nothing_to_do(manifest: Manifest, store: MetricsStore, plan: Plan, report: RunReport, console) -> RunReport:
+def _first_work(feed: PlanFeed) -> list:
+    """The plan's items up to its first piece of work (a unit, a video, a film to probe); only problems, or
+    nothing, when the listing ends first."""
+    head = []
+    while (item := feed.take(timeout=86400.0)) is not None:
+        head.append(item)
+        if not isinstance(item, InputProblem):
+            break
+    return head
+
+
+def _nothing_to_do(manifest: Manifest, store: MetricsStore, tally: Tally, report: RunReport, console) -> RunReport:
     """A rerun of a finished job: report what the job did, write nothing."""
     job = store.job_summary() or {}
-    report.summary = summarize(store.frames(), report.run_id, 0.0, 0, job_frames=int(job.get("frames") or 0),
-                               skipped=plan.skipped_images + plan.skipped_videos,
+    report.summary = summarize(store.table("frames", ["run_id"]), report.run_id, 0.0, 0,
+                               job_frames=int(job.get("frames") or 0),
+                               skipped=tally.skipped_images + tally.skipped_videos,
                                untrained=manifest.pipeline.untrained_weights)
     report.job_summary = job
-    console.print(f"nothing to do: all {plan.skipped_images + plan.skipped_videos} inputs were finished by "
+    console.print(f"nothing to do: all {tally.skipped_images + tally.skipped_videos} inputs were finished by "
                   f"earlier runs; nothing was written (job summary: {manifest.metrics_prefix}/summary.json)")
     if job:
         _print_job_line(job, console)
@@ -330,30 +395,35 @@ def worker_spec(manifest: Manifest, job_id: str, run_id: str) -> WorkerSpec:
     )
 
 
-def _run_pool(manifest: Manifest, plan: Plan, store: MetricsStore, done: DoneState,
+def _run_pool(manifest: Manifest, feed: PlanFeed, writer: MetricsWriter, done: DoneState,
               colorizer_weights: ModelWeights | None, stylizer_weights: ModelWeights | None,
               options: RunOptions, run_id: str, console: Console, report: RunReport) -> Scheduler:
     ex = manifest.execution
-    spec = worker_spec(manifest, store.job_id, run_id)
+    spec = worker_spec(manifest, report.job_id, run_id)
     refs = {"colorizer": ray.put(colorizer_weights) if colorizer_weights else None,
             "stylizer": ray.put(stylizer_weights) if stylizer_weights else None}
     board_name = f"colorstyle-board-{run_id}"  # actors find it by name: a handle argument draws Ray's warning
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # lives with the driver
     board = ray.remote(JobBoard).options(name=board_name, num_cpus=0, max_restarts=0,
                                          scheduling_strategy=here).remote(refs)
-    actors, report.actors = start_pool(options.actor_class, ex, (spec, spec.cpu_threads, board_name),
-                                       options.actor_ready_timeout_s)
-    report.pool_ready_at = time.time()
-    for a in report.actors:
-        console.print(f"  {a.name}: node {a.hostname} device {a.device} gpu {a.gpu_id or '-'} pid {a.pid}")
+    pool = start_pool(options.actor_class, ex, (spec, spec.cpu_threads, board_name), options.actor_ready_timeout_s)
     label = f"frames ({UNTRAINED_TAG} weights)" if isinstance(console, _UntrainedConsole) else "frames"
-    with ProgressReporter(_rich(console), plan.frames_to_do, len(plan.shards) + len(plan.ranges) + len(plan.tracks),
-                          bar=options.progress, interval_s=options.log_interval_s, label=label,
-                          printer=console.print) as progress:
-        sched = Scheduler(actors, ex, plan, store, done, progress, board)
-        sched.run()
-        if progress.lines:
-            console.print(progress.line(), highlight=False)
-    for a in (*actors, board):
-        ray.kill(a)
+
+    def ready(info: ActorInfo) -> None:
+        report.pool_ready_at = report.pool_ready_at or time.time()
+        report.actors.append(info)
+        console.print(f"  {info.name}: node {info.hostname} device {info.device} gpu {info.gpu_id or '-'} "
+                      f"pid {info.pid}")
+
+    with ProgressReporter(_rich(console), 0, 0, bar=options.progress, interval_s=options.log_interval_s,
+                          label=label, printer=console.print) as progress:
+        sched = Scheduler(pool, ex, feed, writer, report.job_id, run_id, done, progress, board, on_ready=ready,
+                          storage_options=manifest.storage_options)
+        try:
+            sched.run()
+        finally:
+            if progress.lines:
+                console.print(progress.line(), highlight=False)
+            for a in (*pool.actors, board):
+                ray.kill(a)
     return sched

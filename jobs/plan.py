@@ -1,55 +1,102 @@
-"""From a manifest to work units: list inputs (fsspec), probe videos, cut shards and frame ranges.
+"""From a manifest to work units, as a stream: list inputs (fsspec), probe videos, cut shards and frame ranges.
 
-The cutting functions are pure and table-tested. Everything here runs in the driver
-process, before any actor starts, and records bad inputs as problems instead of
-stopping.
+:func:`plan_stream` yields work units while the inputs are still being listed, so the first
+units of an archive of a million stills start within seconds; nothing in it holds more than a
+shard of images, and videos are probed beside the listing. A film is probed from its header
+and index where they give every frame (MP4, MOV: a few MB, whatever its length;
+:func:`colorstyle_core.video.probe_index`), otherwise by the ``prober`` it is given (the driver's
+probes as Ray tasks on the cluster, so no film is read in full by the driver). :func:`plan_job`
+collects a stream into a :class:`Plan` (dry runs, ``validate``, the benchmarks, tests).
+
+The cutting functions are pure and table-tested. Bad inputs become problems (failure rows),
+never a stop.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-
-from fsspec.core import has_magic  # the glob test fsspec itself uses
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from colorstyle_core import storage
 from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
 from colorstyle_core.hints import HintsError, check_keyframes, parse_hints
 from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, image_size
-from colorstyle_core.video import VIDEO_SUFFIXES, VideoError, VideoInfo, probe
-from jobs.manifest import InputSpec, Manifest
-from jobs.paths import CONTROL_DIR, output_uri_for, staging_root, stem, suffix, under
+from colorstyle_core.video import VideoError, VideoInfo, probe, probe_header, probe_index
+from jobs.listing import InputFile, InputProblem, iter_files
+from jobs.manifest import Manifest
+from jobs.paths import output_uri_for, staging_root, stem, under
 from jobs.resume import DoneState
 from jobs.units.frame_ranges import FrameRange, VideoPlan
 from jobs.units.hint_tracks import HintTrack, VideoHintsRef
 from jobs.units.images import ImageItem, ImageShard
 
-
-@dataclass(frozen=True)
-class InputProblem:
-    """An input that cannot be processed, and why (becomes a failures-table row)."""
-
-    input_uri: str
-    error_type: str
-    message: str
+Prober = Callable[[InputFile], "VideoInfo | InputProblem"]
+"""Probes one video exactly (every frame's timestamp), or says why it cannot."""
 
 
 @dataclass(frozen=True)
-class InputFile:
-    """A listed input file."""
+class ProbeNeeded:
+    """A film whose header does not give every frame (MKV, AVI, MPEG, WebM, GIF): to be probed where reading it in
+    full costs the driver nothing (the scheduler sends :func:`probe_or_problem` to the cluster as a Ray task).
 
-    uri: str
-    rel: str
-    kind: str  # "image" or "video"
-    frames: tuple[int, int | None] | None = None
+    Attributes:
+        file: the video.
+        expand: its plan once probed: ``expand(info or problem)`` yields its :class:`VideoPlan`, hint track and ranges.
+    """
+
+    file: InputFile
+    expand: Callable[[VideoInfo | InputProblem], Iterator[PlanItem]]
+
+
+PlanItem = ImageShard | HintTrack | FrameRange | VideoPlan | InputProblem | ProbeNeeded
+"""What a plan stream yields: units, a video (before its units), a film to probe, or a problem of an input."""
+
+PROBE_THREADS = 8
+"""Films whose headers are read at once beside the listing (I/O bound)."""
+
+HEADER_BLOCK = 256 << 10
+"""Read size for a film's header and index: the demuxer's small reads are gathered into requests of 256 KB (a 2-hour
+film's MP4 index is 1-3 MB), instead of the 8 MB blocks that decoding a range reads."""
+
+
+@dataclass
+class Tally:
+    """What a plan stream has seen so far (complete once the stream is exhausted).
+
+    Attributes:
+        inputs_found: input files listed.
+        skipped_images, skipped_videos: finished by an earlier run.
+        problems: inputs that cannot be processed.
+        ignored: files skipped during listing (other suffixes): the first :data:`IGNORED_SHOWN`.
+        ignored_count: all of them.
+        frames, units: frames and work units yielded (a film probed on the cluster adds its own once probed).
+        probes: films without an index, yielded as :class:`ProbeNeeded`.
+        listing_done: the stream is exhausted.
+    """
+
+    inputs_found: int = 0
+    skipped_images: int = 0
+    skipped_videos: int = 0
+    problems: int = 0
+    ignored: list[str] = field(default_factory=list)
+    ignored_count: int = 0
+    frames: int = 0
+    units: int = 0
+    probes: int = 0
+    listing_done: bool = False
+
+    @property
+    def frames_to_do(self) -> int:
+        """Frames of the units yielded (all of the run's, once the stream is exhausted)."""
+        return self.frames
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a run will do.
+    """Everything a run will do (a collected :func:`plan_stream`).
 
     Attributes:
         job_id: the job.
@@ -124,263 +171,259 @@ def range_id(key: str, write_start: int, stop: int) -> str:
     return f"vid-{key}-{write_start:07d}-{stop:07d}"
 
 
-# ---- listing -------------------------------------------------------------------------------
+# ---- probing -------------------------------------------------------------------------------
 
 
-def _kind(path: str) -> str | None:
-    ext = suffix(path)
-    if ext in VIDEO_SUFFIXES:
-        return "video"
-    if ext in IMAGE_SUFFIXES:
-        return "image"
-    return None
+def probe_video(uri: str, storage_options) -> VideoInfo:
+    """Every frame's timestamp of a video on any fsspec URI: from its header and index where they have them
+    (:func:`colorstyle_core.video.probe_index`), else by demuxing it (:func:`colorstyle_core.video.probe`).
 
-
-def _escapes(rel: str) -> bool:
-    """Whether a relative path climbs out of its root once normalised (or is absolute)."""
-    try:
-        storage.join_under("root", rel)
-    except storage.UnsafePathError:
-        return True
-    return False
-
-
-def _glob_base(path: str) -> str:
-    parts = path.split("/")
-    for i, part in enumerate(parts):
-        if has_magic(part):
-            return "/".join(parts[:i])
-    return posixpath.dirname(path)
-
-
-def list_inputs(manifest: Manifest) -> tuple[list[InputFile], list[InputProblem], list[str]]:
-    """List every input file of a job manifest (:func:`list_files` of its inputs, its output excluded)."""
-    return list_files(manifest.inputs, manifest.storage_options, manifest.output.prefix,
-                      manifest.output_storage_options)
-
-
-def list_files(inputs: Sequence[InputSpec], storage_options: dict | None, output: str,
-               output_storage_options: dict | None = None) -> tuple[list[InputFile], list[InputProblem], list[str]]:
-    """List the image and video files that input entries name (files, prefixes, globs, list files).
-
-    Args:
-        inputs: the entries (a job's ``inputs``, a training run's ``data``).
-        output: a prefix whose files are never listed (what colorstyle writes is not read back in).
     Raises:
-        storage.StorageError: an input cannot be listed at all (credentials, connection):
-            a problem of the whole job, not of one input.
-
-    Returns:
-        ``(files, problems, ignored)``: files with their relative paths (sorted, no
-        duplicates, nothing under the output prefix), problems (missing prefix, empty
-        glob, unknown suffix, unreadable list file), and ignored files (other suffixes
-        found while listing a prefix or glob).
+        VideoError: not a readable video.
     """
-    opts = storage_options
-    out_fs, out_path = storage.filesystem(output, output_storage_options if output_storage_options is not None
-                                          else storage_options)
-    out_root = out_path.rstrip("/") + "/"
-    files: dict[str, InputFile] = {}
-    problems: list[InputProblem] = []
-    ignored: list[str] = []
-
-    def add(fs, path: str, rel: str, spec: InputSpec, explicit: bool) -> None:
-        uri = storage.unstrip(fs, path)
-        if (path.rstrip("/") + "/").startswith(out_root) and type(fs) is type(out_fs):
-            return  # never read our own outputs back in
-        if f"/{CONTROL_DIR}/" in f"/{rel}":
-            return
-        if _escapes(rel):
-            problems.append(InputProblem(uri, "UnsafePath", f"{uri}: its path relative to its input root, {rel!r}, "
-                                         "leaves that root (\"..\" segments); nothing is written for it"))
-            return
-        kind = _kind(path)
-        if kind is None:
-            if explicit:
-                problems.append(InputProblem(uri, "UnsupportedInput",
-                                             f"{uri}: not an image or video suffix ({suffix(path) or 'none'})"))
-            else:
-                ignored.append(uri)
-            return
-        frames = (spec.frames.start, spec.frames.end) if spec.frames else None
-        files.setdefault(uri, InputFile(uri, rel, kind, frames))
-
-    for spec in inputs:
-        if spec.list is not None:
-            _list_file(spec, opts, add, problems)
-            continue
-        assert spec.uri is not None
-        try:
-            with storage.errors(spec.uri, "list"):
-                fs, path = storage.filesystem(spec.uri, opts)
-                if has_magic(path):
-                    base = _glob_base(path)
-                    matches = [p for p in sorted(fs.glob(path)) if fs.isfile(p)]
-                    if not matches:
-                        problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the glob matched no files"))
-                    for p in matches:
-                        add(fs, p, posixpath.relpath(p, base) if base else p, spec, explicit=False)
-                elif fs.isdir(path):
-                    matches = sorted(fs.find(path))
-                    if not matches:
-                        problems.append(InputProblem(spec.uri, "EmptyInput", f"{spec.uri}: the prefix holds no files"))
-                    for p in matches:
-                        add(fs, p, posixpath.relpath(p, path.rstrip("/")), spec, explicit=False)
-                elif fs.isfile(path):
-                    add(fs, path, posixpath.basename(path), spec, explicit=True)
-                else:
-                    problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: no such file or prefix"))
-        except FileNotFoundError as e:
-            problems.append(InputProblem(spec.uri, "MissingInput", f"{spec.uri}: cannot list ({e})"))
-    return sorted(files.values(), key=lambda f: f.uri), problems, ignored
+    with storage.open_source(uri, storage_options) as source:
+        info = probe_index(source, uri)
+    if info is not None:
+        return info
+    with storage.open_source(uri, storage_options) as source:
+        return probe(source, uri)
 
 
-def _list_file(spec: InputSpec, opts, add, problems: list[InputProblem]) -> None:
-    assert spec.list is not None
+def probe_or_problem(f: InputFile, storage_options) -> VideoInfo | InputProblem:
+    """:func:`probe_video`, a bad video as a problem (a failure row) instead of an error."""
     try:
-        text = storage.read_bytes(spec.list, opts).decode("utf-8")
-    except (FileNotFoundError, UnicodeDecodeError) as e:
-        problems.append(InputProblem(spec.list, "MissingInput", f"{spec.list}: cannot read list file ({e})"))
-        return
-    list_dir = spec.list.rsplit("/", 1)[0] if "/" in spec.list else "."
-    entries = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not entries:
-        problems.append(InputProblem(spec.list, "EmptyInput", f"{spec.list}: the list file names no inputs"))
-        return
-    resolved = [e if "://" in e or e.startswith("/") else storage.join(list_dir, e) for e in entries]
-    pairs = [storage.filesystem(uri, opts) for uri in resolved]
-    paths = [p for _, p in pairs]
+        return probe_video(f.uri, storage_options)
+    except Exception as e:  # noqa: BLE001 -- whatever stops one video is that video's problem
+        return video_problem(f, e)
+
+
+def video_problem(f: InputFile, error: BaseException) -> InputProblem:
+    """The failure row of a video that cannot be probed (missing, not a video, unreadable)."""
+    if isinstance(error, FileNotFoundError):
+        return InputProblem(f.uri, "MissingInput", f"{f.uri}: no such file")
+    if isinstance(error, VideoError):
+        return InputProblem(f.uri, "VideoError", str(error))
+    return InputProblem(f.uri, "ReadError", f"{f.uri}: {error}")
+
+
+def index_or_none(f: InputFile, storage_options) -> VideoInfo | InputProblem | None:
+    """A film's exact timestamps from its header and index (a few MB), its problem, or ``None`` (it has no index)."""
     try:
-        common = posixpath.commonpath([posixpath.dirname(p) for p in paths])
-    except ValueError:  # mixed absolute/relative (different filesystems): keep full paths
-        common = ""
-    for uri, (fs, path) in zip(resolved, pairs):
-        with storage.errors(uri, "check"):
-            exists = fs.isfile(path)
-        if not exists:
-            problems.append(InputProblem(uri, "MissingInput", f"{uri} (listed in {spec.list}): no such file"))
-            continue
-        add(fs, path, posixpath.relpath(path, common) if common else path, spec, explicit=True)
+        with storage.open_source(f.uri, storage_options, block_size=HEADER_BLOCK) as source:
+            return probe_index(source, f.uri)
+    except Exception as e:  # noqa: BLE001 -- whatever stops one video is that video's problem
+        return video_problem(f, e)
+
+
+def header_estimate(f: InputFile, storage_options) -> VideoInfo | InputProblem:
+    """A film's frames as its header states them (dry runs: a few MB, :func:`colorstyle_core.video.probe_header`)."""
+    try:
+        with storage.open_source(f.uri, storage_options, block_size=HEADER_BLOCK) as source:
+            return probe_header(source, f.uri)
+    except Exception as e:  # noqa: BLE001
+        return video_problem(f, e)
 
 
 # ---- planning ------------------------------------------------------------------------------
 
 
-def probe_video(uri: str, storage_options) -> VideoInfo:
-    """:func:`colorstyle_core.video.probe` on any fsspec URI (streams; no full download)."""
-    with storage.open_source(uri, storage_options) as source:
-        return probe(source, uri)
-
-
-def plan_job(manifest: Manifest, done: DoneState | None = None, *, workers: int = 8) -> Plan:
-    """List, probe and cut the manifest's inputs into work units, skipping finished work.
+def plan_stream(manifest: Manifest, done: DoneState | None = None, *, prober: Prober | None = None,
+                tally: Tally | None = None) -> Iterator[PlanItem]:
+    """The work of a run, yielded while the inputs are listed: image shards as soon as a shard is full, each video
+    (a :class:`VideoPlan`, then its hint track and ranges) as soon as it is probed, problems as they are found.
 
     Args:
         manifest: the job (its temporal settings give the warm-up overlap of frame ranges).
-        done: what earlier runs finished (default: nothing).
-        workers: threads for probing videos (I/O bound).
+        done: what earlier runs finished (default: nothing); finished work is skipped and counted.
+        prober: probes a film whose header does not give every frame (in this process: tests, benchmarks;
+            :func:`header_estimate` for dry runs); ``None`` yields a :class:`ProbeNeeded` for it instead (the
+            driver: the scheduler probes it on the cluster).
+        tally: filled in as the stream goes.
+    Raises:
+        storage.StorageError: an input cannot be listed at all (credentials, connection).
     """
     done = done or DoneState()
-    job_id = manifest.resolved_job_id
-    files, problems, ignored = list_inputs(manifest)
+    tally = tally if tally is not None else Tally()
     ex = manifest.execution
-    overlap = manifest.pipeline.overlap
-    by_output: dict[str, str] = {}
-
-    def claim(f: InputFile, out: str) -> bool:
-        if out in by_output:
-            problems.append(InputProblem(f.uri, "OutputCollision",
-                                         f"{f.uri}: its output {out} is already the output of {by_output[out]}"))
-            return False
-        by_output[out] = f.uri
-        return True
-
-    hints = _files_under(manifest.pipeline.colorize.hints if manifest.pipeline.colorize else None, manifest,
-                         ".json", problems, "hint file")
+    colorize = manifest.pipeline.colorize
+    hints = _files_under(colorize.hints if colorize else None, manifest, ".json", "hint file")
     references = {stem(rel): uri for rel, uri in _files_under(manifest.metrics.reference, manifest, IMAGE_SUFFIXES,
-                                                                problems, "ground truth").items()}
-    both_steps = manifest.pipeline.colorize is not None and manifest.pipeline.stylize is not None
+                                                                "ground truth").items()}
+    outputs: dict[int, str] = {}  # hash of an output URI -> the input that claimed it
+    problems: list[InputProblem] = list(hints.pop(None, ())) + list(references.pop(None, ()))  # type: ignore
     images: list[ImageItem] = []
-    skipped_images = 0
-    for f in (f for f in files if f.kind == "image"):
-        try:
-            out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "image")
-            rel_stem = stem(f.rel)
-            reference = references.get(rel_stem)
-            colorized = under(manifest.metrics_prefix, "colorized", rel_stem + ".jpg") \
-                if manifest.output.save_colorized and both_steps else None
-            diffs = under(manifest.metrics_prefix, "diffs", rel_stem) if reference else None
-        except storage.UnsafePathError as e:
-            problems.append(InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it"))
-            continue
-        if not claim(f, out):
-            continue
-        if f.uri in done.images:
-            skipped_images += 1
-            continue
-        images.append(ImageItem(f.uri, f.rel, out, hints.get(rel_stem + ".json"), reference_uri=reference,
-                                colorized_uri=colorized, diff_prefix=diffs))
-    shards = tuple(ImageShard.of(group) for group in split_shards(images, ex.images_per_shard))
+    pending: list[tuple[InputFile, Future]] = []
 
-    video_files = [f for f in files if f.kind == "video"]
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(video_files)))) as pool:
-        probed = list(pool.map(lambda f: _probe_or_problem(f, manifest), video_files))
-    videos: list[VideoPlan] = []
-    ranges: list[FrameRange] = []
-    tracks: list[HintTrack] = []
-    skipped_videos = 0
-    staging = staging_root(manifest.output.prefix, job_id)
+    def claim(f: InputFile, out: str) -> InputProblem | None:
+        h = int.from_bytes(hashlib.blake2b(out.encode(), digest_size=8).digest(), "little")
+        if h in outputs:
+            return InputProblem(f.uri, "OutputCollision", f"{f.uri}: its output {out} is already the output of "
+                                f"{outputs[h]}")
+        outputs[h] = f.uri
+        return None
+
+    def shard(final: bool) -> Iterator[ImageShard]:
+        while len(images) >= ex.images_per_shard or (final and images):
+            group = images[: ex.images_per_shard]
+            del images[: ex.images_per_shard]
+            tally.units += 1
+            tally.frames += len(group)
+            yield ImageShard.of(group)
+
+    def problem(p: InputProblem) -> InputProblem:
+        tally.problems += 1
+        return p
+
+    def expand(f: InputFile) -> Callable[[VideoInfo | InputProblem], Iterator[PlanItem]]:
+        return lambda result: _video_items(manifest, done, f, result, hints, claim, tally)
+
+    def videos_ready(wait: bool) -> Iterator[PlanItem]:
+        while pending and (wait or pending[0][1].done()):
+            f, future = pending.pop(0)
+            result = future.result()
+            if result is None:  # no index: probed where it costs the driver nothing, or by the given prober
+                if prober is None:
+                    tally.probes += 1
+                    yield ProbeNeeded(f, expand(f))
+                    continue
+                result = prober(f)
+            yield from expand(f)(result)
+
+    with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="probe") as pool:
+        for p in problems:
+            yield problem(p)
+        for f in iter_files(manifest.inputs, manifest.storage_options, manifest.output.prefix,
+                            manifest.output_storage_options, tally):
+            if isinstance(f, InputProblem):
+                yield problem(f)
+                continue
+            tally.inputs_found += 1
+            if f.kind == "video":
+                if video_key(f.uri) in done.videos:  # assembled by an earlier run: not even its header is read
+                    tally.skipped_videos += 1
+                    if (collision := claim(f, _video_output(manifest, f))) is not None:
+                        yield problem(collision)
+                else:
+                    pending.append((f, pool.submit(index_or_none, f, manifest.storage_options)))
+            else:
+                item = _image_item(manifest, f, hints, references)
+                if isinstance(item, InputProblem):
+                    yield problem(item)
+                elif (collision := claim(f, item.output_uri)) is not None:
+                    yield problem(collision)
+                elif item.uri in done.images:
+                    tally.skipped_images += 1
+                else:
+                    images.append(item)
+                    yield from shard(final=False)
+            yield from videos_ready(wait=len(pending) >= 4 * PROBE_THREADS)
+        yield from shard(final=True)
+        yield from videos_ready(wait=True)
+    tally.listing_done = True
+
+
+def _image_item(manifest: Manifest, f: InputFile, hints: dict, references: dict) -> ImageItem | InputProblem:
+    both_steps = manifest.pipeline.colorize is not None and manifest.pipeline.stylize is not None
+    try:
+        out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "image")
+        rel_stem = stem(f.rel)
+        reference = references.get(rel_stem)
+        colorized = under(manifest.metrics_prefix, "colorized", rel_stem + ".jpg") \
+            if manifest.output.save_colorized and both_steps else None
+        diffs = under(manifest.metrics_prefix, "diffs", rel_stem) if reference else None
+    except storage.UnsafePathError as e:
+        return InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it")
+    return ImageItem(f.uri, f.rel, out, hints.get(rel_stem + ".json"), reference_uri=reference,
+                     colorized_uri=colorized, diff_prefix=diffs)
+
+
+def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: VideoInfo | InputProblem, hints: dict,
+                 claim: Callable[[InputFile, str], InputProblem | None], tally: Tally) -> Iterator[PlanItem]:
+    """A probed video: its :class:`VideoPlan`, hint track and frame ranges still to do (or its problem)."""
+    if isinstance(result, InputProblem):
+        tally.problems += 1
+        yield result
+        return
+    info = result
+    start, stop = 0, info.frame_count
+    if f.frames is not None:
+        start, end = f.frames
+        stop = info.frame_count if end is None else end
+        if start >= info.frame_count or stop > info.frame_count:
+            tally.problems += 1
+            yield InputProblem(f.uri, "FrameRangeError", f"{f.uri}: frames [{start}, {stop}) go beyond the video's "
+                               f"{info.frame_count} frames")
+            return
+    try:
+        out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video",
+                             is_gif=info.is_gif)
+    except storage.UnsafePathError as e:
+        tally.problems += 1
+        yield InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it")
+        return
+    if (collision := claim(f, out)) is not None:
+        tally.problems += 1
+        yield collision
+        return
+    key = video_key(f.uri)
+    job_id = manifest.resolved_job_id
+    video_staging = under(staging_root(manifest.output.prefix, job_id), key)
     colour = manifest.pipeline.colorize
     cut_threshold = colour.temporal.scene_cut_threshold if colour and colour.temporal else DEFAULT_CUT_THRESHOLD
-    for f, result in zip(video_files, probed):
-        if isinstance(result, InputProblem):
-            problems.append(result)
+    hints_uri = hints.get(f.rel + ".json") or hints.get(stem(f.rel) + ".json")
+    ref = None
+    track = None
+    if hints_uri is not None:
+        problem = _check_video_hints(hints_uri, manifest, info, start, stop, f.uri)
+        if problem is not None:
+            tally.problems += 1
+            yield problem
+            return
+        ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
+        if ref.track_unit_id not in done.ranges:
+            track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
+    overlap = manifest.pipeline.overlap
+    cuts = split_ranges(start, stop, manifest.execution.frames_per_range, overlap)
+    ids = tuple(range_id(key, w, s) for _, w, s in cuts)
+    yield VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, video_staging,
+                    seams=tuple(w for _, w, _ in cuts[1:]), hints_uri=hints_uri)
+    if track is not None:
+        tally.units += 1
+        yield track
+    for k, ((read_start, write_start, s), uid) in enumerate(zip(cuts, ids)):
+        if uid in done.ranges:
             continue
-        info = result
-        start, stop = 0, info.frame_count
-        if f.frames is not None:
-            start, end = f.frames
-            stop = info.frame_count if end is None else end
-            if start >= info.frame_count or stop > info.frame_count:
-                problems.append(InputProblem(f.uri, "FrameRangeError",
-                                             f"{f.uri}: frames [{start}, {stop}) go beyond the video's "
-                                             f"{info.frame_count} frames"))
-                continue
-        try:
-            out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video",
-                                 is_gif=info.is_gif)
-        except storage.UnsafePathError as e:
-            problems.append(InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it"))
-            continue
-        if not claim(f, out):
-            continue
-        key = video_key(f.uri)
-        if key in done.videos:
-            skipped_videos += 1
-            continue
-        video_staging = under(staging, key)
-        hints_uri = hints.get(f.rel + ".json") or hints.get(stem(f.rel) + ".json")
-        ref = None
-        if hints_uri is not None:
-            problem = _check_video_hints(hints_uri, manifest, info, start, stop, f.uri)
-            if problem is not None:
-                problems.append(problem)
-                continue
-            ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
-            if ref.track_unit_id not in done.ranges:
-                tracks.append(HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold))
-        cuts = split_ranges(start, stop, ex.frames_per_range, overlap)
-        ids = tuple(range_id(key, w, s) for _, w, s in cuts)
-        videos.append(VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, video_staging,
-                                seams=tuple(w for _, w, _ in cuts[1:]), hints_uri=hints_uri))
-        for k, ((read_start, write_start, s), uid) in enumerate(zip(cuts, ids)):
-            if uid in done.ranges:
-                continue
-            handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
-            ranges.append(FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                                     under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref))
-    return Plan(job_id, shards, tuple(videos), tuple(ranges), tuple(problems), len(files),
-                skipped_images, skipped_videos, tuple(ignored), tuple(tracks))
+        handoff = cuts[k + 1][0] if k + 1 < len(cuts) and overlap else None  # the next range's warm-up start
+        tally.units += 1
+        tally.frames += s - write_start
+        yield FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
+                         under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref)
+
+
+def _video_output(manifest: Manifest, f: InputFile) -> str:
+    """A finished video's output (its suffix from its own name: the header was not read)."""
+    try:
+        return output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video")
+    except storage.UnsafePathError:
+        return f.uri
+
+
+def plan_job(manifest: Manifest, done: DoneState | None = None, *, prober: Prober | None = None) -> Plan:
+    """:func:`plan_stream` collected: everything a run will do (dry runs, ``validate``, benchmarks, tests).
+
+    Args:
+        prober: for films without an index (default: :func:`probe_or_problem`, exact, in this process).
+    Raises:
+        storage.StorageError: an input cannot be listed at all.
+    """
+    tally = Tally()
+    shards, videos, ranges, tracks, problems = [], [], [], [], []
+    prober = prober or (lambda f: probe_or_problem(f, manifest.storage_options))
+    for item in plan_stream(manifest, done, prober=prober, tally=tally):
+        {ImageShard: shards, VideoPlan: videos, FrameRange: ranges, HintTrack: tracks,
+         InputProblem: problems}[type(item)].append(item)
+    return Plan(manifest.resolved_job_id, tuple(shards), tuple(videos), tuple(ranges), tuple(problems),
+                tally.inputs_found, tally.skipped_images, tally.skipped_videos, tuple(tally.ignored), tuple(tracks))
 
 
 def _check_video_hints(uri: str, manifest: Manifest, info: VideoInfo, start: int, stop: int,
@@ -402,21 +445,11 @@ def _check_video_hints(uri: str, manifest: Manifest, info: VideoInfo, start: int
     return None
 
 
-def _probe_or_problem(f: InputFile, manifest: Manifest) -> VideoInfo | InputProblem:
-    try:
-        return probe_video(f.uri, manifest.storage_options)
-    except VideoError as e:
-        return InputProblem(f.uri, "VideoError", str(e))
-    except (OSError, ValueError) as e:
-        return InputProblem(f.uri, "ReadError", f"{f.uri}: {e}")
-
-
-def _files_under(prefix: str | None, manifest: Manifest, suffixes: str | tuple[str, ...],
-                 problems: list[InputProblem], what: str) -> dict[str, str]:
+def _files_under(prefix: str | None, manifest: Manifest, suffixes: str | tuple[str, ...], what: str) -> dict:
     """``{path relative to prefix: URI}`` of the files with ``suffixes`` under ``prefix`` (hints, ground truth).
 
-    A file whose relative path leaves ``prefix`` (``..`` in an object key) is left out and
-    recorded as an ``UnsafePath`` problem; a missing prefix gives an empty mapping.
+    A file whose relative path leaves ``prefix`` (``..`` in an object key) is left out, its problem listed
+    under the key ``None``; a missing prefix gives an empty mapping.
 
     Raises:
         storage.StorageError: the prefix cannot be listed (credentials, connection).
@@ -430,15 +463,18 @@ def _files_under(prefix: str | None, manifest: Manifest, suffixes: str | tuple[s
     except FileNotFoundError:
         return {}
     base = root.rstrip("/")
-    out = {}
+    out: dict = {}
     for p in found:
         if not p.lower().endswith(suffixes):
             continue
         rel = posixpath.relpath(p, base)
         uri = storage.unstrip(fs, p)
-        if _escapes(rel):
-            problems.append(InputProblem(uri, "UnsafePath", f"{uri}: {what} whose path relative to {prefix} "
-                                         f"({rel!r}) leaves it; ignored"))
+        try:
+            storage.join_under("root", rel)
+        except storage.UnsafePathError:
+            out.setdefault(None, []).append(InputProblem(uri, "UnsafePath", f"{uri}: {what} whose path relative to "
+                                                         f"{prefix} ({rel!r}) leaves it; ignored"))
             continue
         out[rel] = uri
     return out
+

@@ -1,7 +1,7 @@
 """Progress of a running job: a bar that moves per frame batch in a terminal, a line at a fixed interval in logs.
 
 Actors report how many frames of their current unit are done after every batch to a
-tiny :class:`JobBoard` actor; the scheduler polls it about once a second and adds
+tiny :class:`JobBoard` actor; the scheduler polls it every half second (:class:`BoardReader`) and adds
 those in-flight frames to the frames of finished units. Where the output is not a
 terminal (``colorstyle submit``, cluster logs, files) a line is printed every
 ``interval_s`` seconds: done/total frames and units, frames/s, ETA and failures so far.
@@ -9,9 +9,12 @@ terminal (``colorstyle submit``, cluster logs, files) a line is printed every
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+import ray
+from ray.exceptions import RayError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -26,8 +29,9 @@ class JobBoard:
       arguments leave the object store), and the references live as long as the board:
       the whole run.
     * It holds the frames done so far of every unit attempt in flight: workers call
-      :meth:`report` (fire and forget) after each batch; the driver reads :meth:`snapshot`.
-      Keys are ``"<unit id>#<attempt>"`` so a retried unit starts from 0.
+      :meth:`report` (fire and forget) after each batch but a unit's last (the unit's result
+      counts those); the driver reads :meth:`snapshot` a few times a second, telling it which
+      attempts have ended since. Keys are ``"<unit id>#<attempt>"`` so a retried unit starts from 0.
 
     Args:
         weights: ``{"colorizer": ref, "stylizer": ref}`` (``None`` for a step that is off).
@@ -44,11 +48,57 @@ class JobBoard:
     def report(self, key: str, frames: int) -> None:
         self._done[key] = frames
 
-    def forget(self, key: str) -> None:
-        self._done.pop(key, None)
-
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self, ended: list[str] | None = None) -> dict[str, int]:
+        """Forget the ``ended`` attempts, then the frames done of every attempt still reported."""
+        for key in ended or ():
+            self._done.pop(key, None)
         return dict(self._done)
+
+
+PROGRESS_POLL_S = 0.5
+"""Seconds between two reads of the live progress board (one call, whatever the number of units in flight)."""
+
+log = logging.getLogger(__name__)
+
+
+class BoardReader:
+    """The scheduler's side of the :class:`JobBoard` actor: one snapshot call in flight at a time, asked for at most
+    every ``poll_s`` seconds and never waited on; the attempts that ended since the last call go with the next one
+    (the board forgets them), so a run of a million units keeps the board as small as the units in flight.
+
+    Args:
+        board: the board's actor handle (``None``: no live progress; :meth:`poll` returns ``None``).
+        poll_s: seconds between two snapshots.
+    """
+
+    def __init__(self, board, poll_s: float = PROGRESS_POLL_S):
+        self.board, self.poll_s = board, poll_s
+        self._snapshot: ray.ObjectRef | None = None
+        self._asked_at = 0.0
+        self._ended: list[str] = []
+
+    def ended(self, key: str) -> None:
+        """The attempt ``key`` (:func:`progress_key`) is over: the next snapshot call has the board forget it."""
+        if self.board is not None:
+            self._ended.append(key)
+
+    def poll(self) -> dict[str, int] | None:
+        """The snapshot asked for last time, if it has come (``{}`` if the call failed; live progress is a
+        nicety), else ``None``; asks for the next one when ``poll_s`` has passed."""
+        if self.board is None:
+            return None
+        live = None
+        if self._snapshot is not None and ray.wait([self._snapshot], timeout=0)[0]:
+            try:
+                live = ray.get(self._snapshot)
+            except RayError as e:
+                log.debug("progress snapshot failed: %s", e)
+                live = {}
+            self._snapshot = None
+        if self._snapshot is None and time.monotonic() - self._asked_at >= self.poll_s:
+            self._snapshot, self._ended = self.board.snapshot.remote(self._ended), []
+            self._asked_at = time.monotonic()
+        return live
 
 
 def progress_key(unit_id: str, attempt: int) -> str:
@@ -97,6 +147,17 @@ class ProgressReporter:
                                  disable=not (bar and terminal))
         self.lines = interval_s > 0 and not (bar and terminal)
         self.task = self.progress.add_task(label, total=total_frames, rate="")
+        self.listing = False
+
+    def planned(self, frames: int, units: int = 1) -> None:
+        """More work found while the inputs are still being listed."""
+        self.total_frames += frames
+        self.total_units += units
+        self.progress.update(self.task, total=self.total_frames)
+
+    def listed(self, listing: bool) -> None:
+        """Whether the inputs are still being listed (the totals still grow; no ETA yet)."""
+        self.listing = listing
 
     def __enter__(self) -> ProgressReporter:
         self.progress.__enter__()
@@ -131,9 +192,10 @@ class ProgressReporter:
         done, rate = self.done, self.rate()
         pct = 100.0 * done / self.total_frames if self.total_frames else 100.0
         eta = duration((self.total_frames - done) / rate) if rate > 0 and done < self.total_frames else "-"
+        so_far = " (listing inputs: totals so far)" if self.listing else ""
         return (f"progress: {done}/{self.total_frames} frames ({pct:.1f}%), {self.finished_units}/{self.total_units}"
-                f" units, {rate:.2f} frames/s, elapsed {duration(self.clock() - self.start)}, ETA {eta}, "
-                f"failures {self.failures}")
+                f" units{so_far}, {rate:.2f} frames/s, elapsed {duration(self.clock() - self.start)}, "
+                f"ETA {'-' if self.listing else eta}, failures {self.failures}")
 
     def _show(self) -> None:
         self.progress.update(self.task, completed=self.done, rate=f"{self.rate():.2f} fr/s")

@@ -88,6 +88,6 @@ class UnitProcessor:
             raise TypeError(f"no handler for a {type(unit).__name__}")
         with self.ctx.turn.hold() as give_up:
             reset_peak_rss()
-            self.ctx.progress_key = progress_key(unit.unit_id, attempt)
+            self.ctx.progress_key, self.ctx.progress_total = progress_key(unit.unit_id, attempt), unit.frames
             result = handler.process(unit, attempt, submitted_at, give_up)
         return dataclasses.replace(result, peak_rss_mb=peak_rss_mb())

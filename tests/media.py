@@ -8,7 +8,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from colorstyle_core.video import SegmentWriter, probe, read_frames
+from colorstyle_core.segments import SegmentWriter
+from colorstyle_core.video import probe, read_frames
 
 
 def mux_sine_audio(src: Path, dst: Path, *, codec: str = "aac", container: str = "mp4",
@@ -99,3 +100,44 @@ def write_bad_inputs(root: Path, shared: Path) -> dict[str, str]:
         "truncated.mp4": "VideoError",
         "unknown_codec.mkv": "VideoError",
     }
+
+
+def long_mp4(src: Path, dst: Path, repeats: int) -> int:
+    """``src``'s video packets copied ``repeats`` times one after the other into the MP4 ``dst`` (a long film
+    without encoding anything); returns its frame count."""
+    with av.open(str(src)) as inp:
+        vin = inp.streams.video[0]
+        packets = [(p.pts, p.dts, p.is_keyframe, bytes(p)) for p in inp.demux(vin) if p.size]
+        span = max(p[0] for p in packets) - min(p[0] for p in packets) + (packets[1][1] - packets[0][1])
+        with av.open(str(src)) as again, av.open(str(dst), "w", format="mp4") as out:
+            vout = out.add_stream_from_template(again.streams.video[0])
+            for k in range(repeats):
+                for pts, dts, key, data in packets:
+                    packet = av.Packet(data)
+                    packet.pts, packet.dts = pts + k * span, dts + k * span
+                    packet.is_keyframe = key
+                    packet.time_base = vin.time_base
+                    packet.stream = vout
+                    out.mux(packet)
+    return repeats * len(packets)
+
+
+def avi_with_wrong_frame_count(src: Path, dst: Path, claimed: int) -> int:
+    """``src`` re-encoded (MJPEG) into the AVI ``dst`` whose headers (``avih`` total frames, ``strh`` length) claim
+    ``claimed`` frames; returns the frames it really holds."""
+    info = probe(str(src), str(src))
+    with av.open(str(dst), "w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=info.average_rate)
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuvj420p"
+        for _, rgb in read_frames(str(src), info, 0, info.frame_count, str(src)):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    data = bytearray(dst.read_bytes())
+    avih = data.find(b"avih")
+    data[avih + 8 + 16: avih + 8 + 20] = claimed.to_bytes(4, "little")  # dwTotalFrames
+    strh = data.find(b"strh")
+    data[strh + 8 + 32: strh + 8 + 36] = claimed.to_bytes(4, "little")  # dwLength
+    dst.write_bytes(bytes(data))
+    return info.frame_count

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from colorstyle_core import color, cuts, flow
-from colorstyle_core.temporal import measure_consistency
+from colorstyle_core.video_metrics import measure_consistency
 
 GRAY_IMAGE = Path("data", "gray", "chelsea_cat.jpg")
 VIDEO = Path("data", "video", "dev_kenburns_gray.mp4")

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from colorstyle_core import encoders, video
+from colorstyle_core import encoders, segments, video
 from jobs.driver import worker_spec
 from jobs.manifest import parse_manifest
 from jobs.plan import plan_job
@@ -61,7 +61,7 @@ def test_overlap_is_on_for_gpu_actors_only_by_default(shared, tmp_path):
 def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
     processor, units = _processor_and_units(shared, tmp_path, True)
     calls = {"n": 0}
-    write = video.SegmentWriter.write
+    write = segments.SegmentWriter.write
 
     def failing(self, rgb, index):
         calls["n"] += 1
@@ -69,7 +69,7 @@ def test_an_encoder_failure_is_the_units_error(shared, tmp_path, monkeypatch):
             raise OSError("disk full (injected)")
         return write(self, rgb, index)
 
-    monkeypatch.setattr(video.SegmentWriter, "write", failing)
+    monkeypatch.setattr(segments.SegmentWriter, "write", failing)
     with pytest.raises(OSError, match="disk full"):
         processor.process(units[0], 0, 0.0)
     assert calls["n"] == 4  # nothing is written after the failed frame
@@ -85,7 +85,7 @@ def test_the_next_range_runs_during_a_segments_flush_only_with_the_overlap(share
     first_key, second_key = progress_key(first.unit_id, 0), progress_key(second.unit_id, 0)
     first_ran, second_ran = threading.Event(), threading.Event()
     seen_during_flush = []
-    close = video.SegmentWriter.close
+    close = segments.SegmentWriter.close
 
     def flushing(self):
         if not seen_during_flush:  # the first segment's flush: wait (bounded) for the second range to run
@@ -98,7 +98,7 @@ def test_the_next_range_runs_during_a_segments_flush_only_with_the_overlap(share
         (first_ran if key == first_key else second_ran).set()
 
     processor.on_progress = report
-    monkeypatch.setattr(video.SegmentWriter, "close", flushing)
+    monkeypatch.setattr(segments.SegmentWriter, "close", flushing)
     with ThreadPoolExecutor(2) as pool:
         results = [pool.submit(processor.process, first, 0, 0.0)]
         assert first_ran.wait(timeout=300)  # the first range holds the turn before the second is called
@@ -139,17 +139,17 @@ def test_ranges_encoded_differently_are_joined_by_reencoding(shared, tmp_path):
     source = shared / "data" / "video" / "dev_kenburns_gray.mp4"
     info = video.probe(str(source), "dev")
     frames = [rgb for _, rgb in video.read_frames(str(source), info, 0, 8, "dev")]
-    segments = []
+    parts = []
     for i, preset in enumerate(("ultrafast", "medium")):
         path = str(tmp_path / f"seg{i}.mkv")
-        with video.SegmentWriter(path, info, preset=preset) as writer:
+        with segments.SegmentWriter(path, info, preset=preset) as writer:
             for k in range(4 * i, 4 * i + 4):
                 writer.write(frames[k], k)
-        segments.append(path)
-    assert not video._same_stream_setup(segments, ["a", "b"])
-    assert video._same_stream_setup(segments[:1] * 2, ["a", "a"])
+        parts.append(path)
+    assert not segments._same_stream_setup(parts, ["a", "b"])
+    assert segments._same_stream_setup(parts[:1] * 2, ["a", "a"])
     out = str(tmp_path / "out.mp4")
-    video.assemble(segments, info, list(range(8)), out, name="dev")
+    segments.assemble(parts, info, list(range(8)), out, name="dev")
     joined = decoded_frames(out)
     assert len(joined) == 8
     assert all(abs(a.astype(int) - b.astype(int)).mean() < 3 for a, b in zip(joined, frames))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from colorstyle_core.video import SegmentWriter, VideoError, assemble, probe, read_frames
+from colorstyle_core.segments import SegmentWriter, assemble
+from colorstyle_core.video import VideoError, probe, read_frames
 from tests.media import audio_packet_payloads, decoded_frames, mux_sine_audio, write_bad_inputs
 
 

@@ -1,7 +1,7 @@
 """Benchmark: the encoder's share of a frame, per x264 preset, at one CRF (``output.video_preset``).
 
 Encodes the same decoded frames (a video, scaled to ``--height``; default the example video
-at 1080p) with :class:`colorstyle_core.video.SegmentWriter` -- the job's own segment encoder --
+at 1080p) with :class:`colorstyle_core.segments.SegmentWriter` -- the job's own segment encoder --
 once per preset, and prints seconds per frame (wall, and CPU core-seconds of this process) and
 the size of the result. Asserts nothing.
 
@@ -16,14 +16,15 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from colorstyle_core.video import SegmentWriter, probe, read_frames
+from colorstyle_core.segments import SegmentWriter
+from colorstyle_core.video import probe, read_frames
+from jobs.bench import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from :class:`colorstyle_core.timing.Stage`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -97,7 +98,8 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class ConsistencyFigures:
-    """Temporal consistency of one output video (``metrics.video_consistency``)."""
+    """Temporal consistency and colour of one output video (``metrics.video_consistency``;
+    :func:`colorstyle_core.video_metrics.measure_consistency`)."""
 
     e_warp: float  # warping error, scene cuts excluded
     e_warp_seams: float  # at pairs straddling frame-range seams
@@ -105,10 +107,17 @@ class ConsistencyFigures:
     e_warp_pairs: list[float]  # per consecutive pair (NaN at cuts)
     seams: list[int]  # first frame index of every range after the first
     scene_cuts: list[int]
+    cdc: float = math.nan  # colour distribution consistency (TCVC), every pair
+    cdc_without_cuts: float = math.nan  # the same, pairs straddling a scene cut left out
+    colourfulness: float = math.nan  # mean per frame (Hasler & Suesstrunk 2003)
+    input_cdc: float = math.nan  # the input's: what the content alone changes
+    input_colourfulness: float = math.nan
 
     COLUMNS: ClassVar[tuple[tuple[str, pa.DataType], ...]] = (
         ("e_warp", pa.float64()), ("e_warp_seams", pa.float64()), ("e_warp_inside", pa.float64()),
         ("e_warp_pairs", pa.list_(pa.float32())), ("seams", pa.list_(pa.int64())), ("scene_cuts", pa.list_(pa.int64())),
+        ("cdc", pa.float64()), ("cdc_without_cuts", pa.float64()), ("colourfulness", pa.float64()),
+        ("input_cdc", pa.float64()), ("input_colourfulness", pa.float64()),
     )
 
 

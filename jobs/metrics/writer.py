@@ -29,6 +29,9 @@ MAX_UNITS = 1024
 is about 0.3 MB per table (measured with ``python -m jobs.bench.scale``)."""
 MAX_SECONDS = 2.0
 """Default seconds between flushes when units come slowly: a driver killed loses at most this much bookkeeping."""
+FIRST_SECONDS = 0.25
+"""The first flush's interval; it doubles with each flush up to ``max_seconds`` (a short job's first
+records are durable at once, a long one settles to ``max_seconds``)."""
 FAN_IN = 16
 """Parts of one level merged into one of the next."""
 ATTEMPTS = 4
@@ -57,7 +60,9 @@ class MetricsWriter:
     Args:
         store: where the job's metrics live.
         max_units: units (and videos, failures) per flush.
-        max_seconds: at most this long between a unit's result and its record being durable.
+        max_seconds: at most this long between a unit's result and its record being durable (the first
+            flushes come sooner).
+        first_seconds: the first flush's interval (:data:`FIRST_SECONDS`), doubled at each flush up to ``max_seconds``.
         fan_in: parts of one level merged into one of the next.
     Raises:
         storage.StorageError, OSError: from :meth:`add_unit` & co or :meth:`close`, once a write has failed
@@ -65,10 +70,11 @@ class MetricsWriter:
     """
 
     def __init__(self, store: MetricsStore, *, max_units: int = MAX_UNITS, max_seconds: float = MAX_SECONDS,
-                 fan_in: int = FAN_IN):
+                 first_seconds: float = FIRST_SECONDS, fan_in: int = FAN_IN):
         if max_units < 1 or max_seconds <= 0 or fan_in < 2:
             raise ValueError(f"bad writer settings: max_units {max_units}, max_seconds {max_seconds}, fan_in {fan_in}")
         self.store, self.max_units, self.max_seconds, self.fan_in = store, max_units, max_seconds, fan_in
+        self.first_seconds = min(first_seconds, max_seconds)
         self._batch = _Batch()
         self._cond = threading.Condition()
         self._closing = False
@@ -137,17 +143,21 @@ class MetricsWriter:
         if self._error is not None:
             raise self._error
 
+    @property
+    def _interval(self) -> float:
+        return min(self.max_seconds, self.first_seconds * 2.0 ** min(self.flushes, 16))
+
     def _due(self) -> bool:
         b = self._batch
         return bool(len(b)) and (len(b) >= self.max_units or self._closing or
-                                 time.monotonic() - (b.first_at or 0.0) >= self.max_seconds)
+                                 time.monotonic() - (b.first_at or 0.0) >= self._interval)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._due() and not (self._closing and not len(self._batch)):
-                    wait = self.max_seconds if self._batch.first_at is None else \
-                        max(0.0, self.max_seconds - (time.monotonic() - self._batch.first_at))
+                    wait = self._interval if self._batch.first_at is None else \
+                        max(0.0, self._interval - (time.monotonic() - self._batch.first_at))
                     self._cond.wait(timeout=wait)
                 if self._closing and not len(self._batch):
                     return
@@ -188,7 +198,7 @@ class MetricsWriter:
                 names = levels[level][: self.fan_in]
                 merged = part_name(self.store.run_id, level + 1, self._seq)
                 self._seq += 1
-                _retry(lambda names=names, merged=merged: self.store.merge_parts(kind, names, merged))
+                _retry(lambda kind=kind, names=names, merged=merged: self.store.merge_parts(kind, names, merged))
                 levels[level] = levels[level][self.fan_in:]
                 levels.setdefault(level + 1, []).append(merged)
                 level += 1

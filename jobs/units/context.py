@@ -47,7 +47,8 @@ class UnitContext:
         description: the outputs' provenance tag (weights, UNTRAINED where it applies).
         encoder: this actor's H.264 encoder (NVENC where it opens on a GPU actor, else x264).
         overlap: decode and encode on their own threads beside the network (``spec.overlap_io``).
-        on_progress: told ``(unit attempt key, frames done so far)`` a batch at a time.
+        on_progress: told ``(unit attempt key, frames done so far)`` a batch at a time, but not of the unit's
+            last batch (its result says so): a shard of one batch costs no report.
         turn: whose turn it is at the models (an actor runs two calls at once).
     """
 
@@ -60,6 +61,7 @@ class UnitContext:
     on_progress: Callable[[str, int], None] | None = None
     turn: ComputeTurn = field(default_factory=ComputeTurn)
     progress_key: str = ""
+    progress_total: int = 0
 
     @classmethod
     def build(cls, spec: WorkerSpec, colorizer_weights: ModelWeights | None, stylizer_weights: ModelWeights | None,
@@ -88,7 +90,7 @@ class UnitContext:
 
     def report(self, frames: int) -> None:
         """Progress of the unit in hand: ``frames`` written so far."""
-        if self.on_progress is not None:
+        if self.on_progress is not None and frames < self.progress_total:
             self.on_progress(self.progress_key, frames)
 
     def timer(self) -> StageTimer:

@@ -25,8 +25,9 @@ import torch
 from colorstyle_core import imageio, storage
 from colorstyle_core.hints import ColorHints
 from colorstyle_core.imageio import frame_tensor
+from colorstyle_core.segments import SegmentWriter
 from colorstyle_core.timing import Stage, StageTimer, added, scaled
-from colorstyle_core.video import SegmentWriter, VideoError, VideoInfo, read_frames
+from colorstyle_core.video import VideoError, VideoInfo, read_frames
 from jobs.actor_threads import EncodeBehind, Overlap, decoded_batches
 from jobs.units.base import UnitResult
 from jobs.units.context import UnitContext, Written
