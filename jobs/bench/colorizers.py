@@ -27,9 +27,10 @@ from colorstyle_core import color
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.pipeline import FramePipeline
 from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
+from jobs.bench import SHARED_DATA
 from jobs.cli.images import read_image
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED = SHARED_DATA
 MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper")
 
 

@@ -24,14 +24,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from jobs.bench import SHARED_DATA
 
 METHODS = (("dis", "ultrafast"), ("dis", "fast"), ("dis", "medium"), ("farneback", None))
 
 
 def default_video() -> Path:
-    shared = Path(os.environ.get("COLORSTYLE_SHARED", REPO.parent / "shared"))
-    return shared / "data" / "video" / "dev_kenburns_gray.mp4"
+    return SHARED_DATA / "video" / "dev_kenburns_gray.mp4"
 
 
 def parse_size(text: str) -> tuple[int, int]:

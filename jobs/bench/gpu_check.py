@@ -22,11 +22,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from jobs.bench import REPO, SHARED_DATA
 
 
 def _row(rows: list[tuple[str, str]], what: str, value: str) -> None:
@@ -63,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"GPU check on {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     started = time.perf_counter()
     if not args.skip_tests:
-        t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT)
+        t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=REPO)
         _row(rows, "pytest -m gpu", "passed" if t.returncode == 0 else f"FAILED (exit {t.returncode})")
 
     from colorstyle_core.encoders import encoder_works
@@ -76,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [("bench.yaml", "fp32", False), ("bench.yaml", "bf16", False), ("bench-1080p.yaml", "fp32", False),
             ("bench-1080p.yaml", "fp32", True)]  # the 8-minute budget: bf16 at 360p, compile_colour at 1080p
     for name, precision, compile_colour in runs:
-        manifest = load_manifest(str(ROOT / "manifests" / name))
+        manifest = load_manifest(str(REPO / "manifests" / name))
         prepare_inputs(manifest)
         m = manifest.model_copy(update={
             "pipeline": manifest.pipeline.model_copy(update={"untrained_weights": True}),
@@ -94,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{r['s_per_image']:.3f} ({r['network_s_per_image']:.3f})")
     for precision in ("fp32", "bf16"):
         _gatys(rows, precision)
-    manifest = load_manifest(str(ROOT / "manifests" / "bench.yaml"))
-    style = str(ROOT.parent / "shared" / "data" / "style" / "color" / "great_wave_hokusai.jpg")
+    manifest = load_manifest(str(REPO / "manifests" / "bench.yaml"))
+    style = str(SHARED_DATA / "style" / "color" / "great_wave_hokusai.jpg")
     figures = bench_methods(manifest, style=style, size=512, frames=16, gatys_frames=1, gatys_steps=50,
                             fast_model=None, device="cuda", untrained=True)
     for method in (m.name for m in METHODS if m.feed_forward):

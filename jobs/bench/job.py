@@ -40,8 +40,10 @@ from colorstyle_core.pipeline_types import ModelWeights
 from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import saved
 from colorstyle_core.video import read_frames
+from jobs.bench import SHARED_DATA
+from jobs.listing import list_files
 from jobs.manifest import Manifest, OutputSpec, load_manifest
-from jobs.plan import list_inputs, probe_video
+from jobs.plan import probe_video
 
 
 def _checkpoint_files(manifest: Manifest, cw: ModelWeights | None, sw: ModelWeights | None, tmp: str
@@ -84,7 +86,8 @@ def _pipeline_from_files(manifest: Manifest, checkpoints: dict[str, tuple[str, s
 
 
 def _frames(manifest: Manifest, limit: int | None) -> list[torch.Tensor]:
-    files, _, _ = list_inputs(manifest)
+    files, _, _ = list_files(manifest.inputs, manifest.storage_options, manifest.output.prefix,
+                             manifest.output_storage_options)
     frames: list[torch.Tensor] = []
     for f in files:
         if f.kind == "video":
@@ -114,7 +117,7 @@ def prepare_inputs(manifest: Manifest) -> list[str]:
         if name not in PREPARED_CLIPS or Path(uri).exists():
             continue
         source, (width, height) = PREPARED_CLIPS[name]
-        shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / source
+        shared = SHARED_DATA / source
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
         partial = Path(uri).with_suffix(".partial.mp4")
         with av.open(str(shared)) as src, av.open(str(partial), "w") as dst:
@@ -317,8 +320,7 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench_methods(args: argparse.Namespace, manifest: Manifest) -> int:
     st = manifest.pipeline.stylize
-    default_style = str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "style" / "color" /
-                        "great_wave_hokusai.jpg")
+    default_style = str(SHARED_DATA / "style" / "color" / "great_wave_hokusai.jpg")
     style = args.style or (st.styles[0] if st and st.styles else default_style)
     figures = bench_methods(manifest, style=style, size=args.size, frames=args.frames, gatys_frames=args.gatys_frames,
                             gatys_steps=args.gatys_steps, fast_model=args.fast_model, device=args.device,

@@ -24,7 +24,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from jobs.bench import SHARED_DATA
+
+SHARED = SHARED_DATA
 
 
 def _child_peak_mb(argv: list[str]) -> tuple[float, float]:

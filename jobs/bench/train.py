@@ -24,10 +24,11 @@ import pyarrow.parquet as pq
 import yaml
 from rich.console import Console
 
+from jobs.bench import SHARED_DATA
 from jobs.train.driver import TrainOptions, run_training
 from jobs.train.manifest import TrainManifest
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def main(argv: Sequence[str] | None = None) -> int:
