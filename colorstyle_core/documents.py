@@ -75,12 +75,25 @@ def node_at(root: yaml.Node | None, loc: tuple) -> tuple[yaml.Node | None, tuple
     return found, tuple(shown)
 
 
+BOUNDS = {"greater_than": "more than {gt}", "greater_than_equal": "at least {ge}", "less_than": "less than {lt}",
+          "less_than_equal": "at most {le}"}
+"""Messages for pydantic's bound errors (``Field(ge=...)``), from the bound in the error's context."""
+
+
 def _message(error: dict[str, Any]) -> str:
-    kind = error["type"]
+    kind, ctx = error["type"], error.get("ctx") or {}
+    got = error.get("input")
     if kind in EXPECTED:
-        got = error.get("input")
         shown = "" if kind in ("missing", "extra_forbidden") or isinstance(got, dict) else f", got {got!r}"
         return EXPECTED[kind] + shown
+    if kind == "literal_error" and "expected" in ctx:
+        return f"expected {ctx['expected']}, got {got!r}"
+    if kind == "union_tag_not_found" and "discriminator" in ctx:
+        return f"missing {ctx['discriminator'].strip(chr(39))} (which kind of document this is)"
+    if kind == "union_tag_invalid" and "expected_tags" in ctx:
+        return f"expected one of {ctx['expected_tags']}, got {ctx.get('tag', got)!r}"
+    if kind in BOUNDS:
+        return f"expected a value {BOUNDS[kind].format(**ctx)}, got {got!r}"
     return str(error["msg"]).removeprefix("Value error, ")
 
 

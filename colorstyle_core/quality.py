@@ -407,3 +407,4 @@ def ab_error_heatmap(pred: np.ndarray, ref: np.ndarray, clamp: float = DEFAULT_A
     c = _check_clamp(clamp, 300.0, "Lab ab units")
     e = ab_error_map(pred, ref)
     return np.rint(np.minimum(e, c) * (255.0 / c)).astype(np.uint8)
+

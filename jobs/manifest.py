@@ -95,6 +95,16 @@ class TemporalSpec(Model):
     scene_cut_threshold: float = Field(_TEMPORAL.scene_cut_threshold, gt=0, le=1)
     steps_after_first: int | None = Field(_TEMPORAL.steps_after_first, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        """``temporal: true`` / ``false`` is ``{enabled: true}`` / ``{enabled: false}``."""
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if not isinstance(value, (dict, TemporalSpec)):
+            raise ValueError(f"expected true/false or a mapping with {', '.join(cls.model_fields)}; got {value!r}")
+        return value
+
     def settings(self, kind: Literal["color", "style"]) -> TemporalSettings | None:
         """The chain settings for a ``color`` or ``style`` step; ``None`` when disabled."""
         if not self.enabled:

@@ -150,8 +150,9 @@ def test_large_images_in_bands_equal_the_whole_image(shared, tiny):
     pipe = FramePipeline(PipelineConfig(colorize=ColorizeStep("ddcolor_paper_tiny", "clip")), colorizer=tiny)
     whole = pipe.process([image.float() / 255])[0].image
     banded = pipe.process_large(image, band_rows=100).image
-    diff = (color.to_uint8(whole).int() - banded.int()).abs()
-    assert diff.float().mean() < 0.01 and diff.max() <= 1
+    # compared before the whole image is rounded to 8 bits: rounding's half level plus float32's disagreement
+    # between the two summation orders (far below 0.05 level), not a share of pixels that holds on one CPU
+    assert (whole.double() * 255 - banded.double()).abs().max() <= 0.5 + 0.05
 
 
 # ---- weights ------------------------------------------------------------------------------------------

@@ -176,8 +176,8 @@ def test_an_image_that_kills_its_actor_does_not_take_its_shard_with_it(shared, t
 
 
 def test_large_stills_in_bands_match_the_unbanded_path(shared):
+    from colorstyle_core.color import to_uint8
     from colorstyle_core.colorizer import Colorizer
-    from colorstyle_core.imageio import to_uint8_hwc
     from colorstyle_core.pipeline import FramePipeline
     from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig, StylizeStep
     from colorstyle_core.style.gatys import StyleConfig, Stylizer
@@ -188,19 +188,29 @@ def test_large_stills_in_bands_match_the_unbanded_path(shared):
     style = load_rgb(shared / "data" / "style" / "color" / "great_wave_hokusai.jpg", 64)
     gray = load_rgb(shared / "data" / "gray" / "coffee.jpg", 600)[:, :1]
     u8 = (gray * 255).round().to(dtype=__import__("torch").uint8)  # 8-bit input, as large scans are decoded
+    def levels(image) -> np.ndarray:  # before rounding to 8 bits: (H, W, 3) float64 in 0..255
+        return image[0].permute(1, 2, 0).double().numpy() * (1.0 if image.dtype == __import__("torch").uint8 else 255.0)
+
+    # The banded path rounds to 8 bits; the plain one is compared before rounding, so the bound is what rounding
+    # can do (half a level) plus float32's disagreement between two summation orders (far below 0.05 level),
+    # whatever the CPU: never a share of pixels that happens to hold on one machine.
     only = FramePipeline(PipelineConfig(colorize=ColorizeStep()), colorizer=colorizer)
+    plain = levels(only.process([gray])[0].image)
     for image in (gray, u8):
-        banded = to_uint8_hwc(only.process_large(image, band_rows=37).image).astype(int)
-        plain = to_uint8_hwc(only.process([gray])[0].image).astype(int)
+        banded = levels(only.process_large(image, band_rows=37).image)
         assert banded.shape == plain.shape
-        assert np.abs(banded - plain).max() <= 1 and (banded != plain).mean() < 1e-3  # float rounding only
+        assert np.abs(banded - plain).max() <= 0.5 + 0.05  # float rounding only
     step = StylizeStep(("wave",), StyleConfig(steps=2), "vgg16", size=64)
     both = FramePipeline(PipelineConfig(colorize=ColorizeStep(), stylize=step), colorizer, stylizer, [style])
     banded, plain = both.process_large(u8, band_rows=50), both.process([gray])[0]
     assert banded.image.dtype == __import__("torch").uint8 and banded.image.shape[-2:] == gray.shape[-2:]
-    assert np.abs(to_uint8_hwc(banded.colorized).astype(int) - to_uint8_hwc(plain.colorized).astype(int)).max() <= 1
-    diff = np.abs(to_uint8_hwc(banded.image).astype(int) - to_uint8_hwc(plain.image).astype(int))
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.02  # the same content reached the stylizer
+    assert np.abs(levels(banded.colorized) - levels(plain.colorized)).max() <= 0.5 + 0.05
+    # The stylizer's input differs by the banded path's rounding (at most half a level); starting from that
+    # content, two steps carry the difference through, so once both outputs are rounded to 8 bits no pixel is
+    # more than one level apart (the same content reached the stylizer). No share of such pixels is asserted.
+    stylized = [levels(r.image if r.image.dtype == __import__("torch").uint8 else to_uint8(r.image))
+                for r in (banded, plain)]
+    assert np.abs(stylized[0] - stylized[1]).max() <= 1
     assert banded.curves["total"] == pytest.approx(plain.curves["total"], rel=1e-5)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import job_manifest
 
 from colorstyle_core.catalog import REGISTRY, build, generated_state_dict
 from colorstyle_core.colorizer import Colorizer
@@ -17,7 +18,6 @@ from jobs.cli import build_parser
 from jobs.manifest import ColorizeSpec, StylizeSpec
 from jobs.manifest_base import ManifestError
 from jobs.train.manifest import FINETUNABLE
-from conftest import job_manifest
 
 
 @dataclass(frozen=True)

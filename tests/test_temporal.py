@@ -13,13 +13,8 @@ from conftest import QUIET
 from colorstyle_core import color
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.style.gatys import StyleConfig, Stylizer
-from colorstyle_core.temporal import (
-    ABStabilizer,
-    StyleChain,
-    TemporalSettings,
-    handoff_weight,
-    measure_consistency,
-)
+from colorstyle_core.temporal import ABStabilizer, StyleChain, TemporalSettings, handoff_weight
+from colorstyle_core.video_metrics import measure_consistency
 from jobs.driver import EXIT_OK, run_job
 from jobs.manifest import parse_manifest
 from jobs.manifest_base import ManifestError
@@ -179,7 +174,8 @@ def test_stabilized_video_is_steadier_seamless_and_keeps_l(runs, shared):
 def test_eval_video_json_is_strict_and_says_what_was_measured(runs, shared, tmp_path, capsys):
     import json
 
-    from colorstyle_core.video import SegmentWriter, probe, read_frames
+    from colorstyle_core.segments import SegmentWriter
+    from colorstyle_core.video import probe, read_frames
     from jobs.cli import main
 
     src = shared / "data" / "video" / "dev_kenburns_gray.mp4"
@@ -204,3 +200,34 @@ def test_eval_video_json_is_strict_and_says_what_was_measured(runs, shared, tmp_
     assert report["e_warp_ratio_to_reference"] == pytest.approx(report["e_warp"] / report["reference_e_warp"])
     assert main(["eval", "video", str(src), str(on)]) == 2  # 72 input frames against 32: one clear error
     assert "frames" in capsys.readouterr().err
+
+
+def test_cdc_and_colourfulness_match_their_definitions_in_eval_and_in_the_videos_table(runs, shared, tmp_path,
+                                                                                       capsys):
+    import json
+
+    from reference_metrics import hasler_colourfulness, tcvc_cdc
+
+    from colorstyle_core.segments import SegmentWriter
+    from colorstyle_core.video import probe, read_frames
+    from jobs.cli import main
+
+    src = shared / "data" / "video" / "dev_kenburns_gray.mp4"
+    info = probe(str(src), str(src))
+    clip = tmp_path / "input-20-52.mkv"  # the frames the job processed
+    with SegmentWriter(str(clip), info.window(20, 52), crf=0) as writer:
+        for i, rgb in read_frames(str(src), info, 20, 52, str(src)):
+            writer.write(rgb, i)
+    out = runs["on"][0] / "dev_kenburns_gray.mp4"
+    frames = decoded_frames(out)
+    expected_cdc = tcvc_cdc(frames)
+    expected_cf = float(np.mean([hasler_colourfulness(f) for f in frames]))
+    row = pq.read_table(runs["on"][1].written["videos"]).to_pylist()[0]
+    assert row["cdc"] == pytest.approx(expected_cdc, rel=0.01)  # computed at assembly, from the same frames
+    assert row["colourfulness"] == pytest.approx(expected_cf, rel=0.01) and row["input_colourfulness"] == 0.0
+    assert row["cdc_without_cuts"] < row["cdc"]  # the pairs across the cut at frame 36 left out
+    assert main(["eval", "video", str(clip), str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cdc"] == pytest.approx(expected_cdc, rel=0.01) and report["cdc"] == pytest.approx(row["cdc"])
+    assert report["colourfulness"] == pytest.approx(expected_cf, rel=0.01)
+    assert report["cdc_without_cuts"] == pytest.approx(row["cdc_without_cuts"])

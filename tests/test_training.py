@@ -436,3 +436,47 @@ def test_training_reads_and_writes_object_storage(data, ray_local, s3):
     assert fs.glob(f"{bucket}/models/run1/ray-train/*/checkpoint_*")
     state, resolved = loader.load_verified_state_dict(get_spec("eccv16"), loader.WeightsSource(checkpoint, None, opts))
     assert resolved.sha256.startswith(checkpoint.rsplit("-", 1)[1][:8])
+
+
+# ---- problems found before training, and problems no retry would solve --------------------------------------
+
+
+def test_vgg_weights_for_the_other_network_stop_the_run_on_the_driver(shared, tmp_path):
+    from colorstyle_core.catalog import save_generated
+
+    vgg19 = tmp_path / "vgg19-weights.pth"
+    digest = save_generated("vgg19", str(vgg19))
+    path = tmp_path / "train.yaml"
+    path.write_text(textwrap.dedent(f"""
+        train:
+          kind: stylizer
+          styles: [{shared}/data/style/color/great_wave_hokusai.jpg]
+          data: [{shared}/data/color/]
+          output: {tmp_path}/out
+          vgg_weights: {{uri: {vgg19}, sha256: {digest}}}
+          steps: 4
+        execution: {{workers: 2, cpus_per_worker: 1}}
+    """))  # train.vgg left at its default, vgg16
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "train", str(path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(vgg19) in errors[0] and "train.vgg is vgg16" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "RayTrainWorker" not in done.stderr + done.stdout
+    assert not (tmp_path / "out" / "ray-train").exists()  # Ray Train never started
+
+
+def test_a_problem_every_worker_meets_ends_the_run_without_retries(ray_local, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for i in range(3):  # listed by the driver (it does not decode), unreadable on every worker
+        (archive / f"scan{i}.jpg").write_text("not a JPEG")
+    manifest = parse_train_manifest(textwrap.dedent(f"""
+        train: {{kind: colorizer, untrained_init: true, data: ["{archive}/"], validation: 0.0, output: "{tmp_path}/out",
+                 steps: 4, batch_size: 2, size: 32}}
+        execution: {{workers: 2, cpus_per_worker: 1, max_failures: 3}}
+    """))
+    report = run_training(manifest, TrainOptions())
+    assert report.exit_code == 1
+    assert report.error.startswith("SetupError: no usable training data") and "scan0.jpg" in report.error

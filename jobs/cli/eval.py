@@ -17,8 +17,8 @@ import sys
 import numpy as np
 
 from colorstyle_core import imageio, quality, storage
-from colorstyle_core.temporal import measure_consistency
 from colorstyle_core.video import probe, read_frames
+from colorstyle_core.video_metrics import measure_consistency
 from jobs.paths import CONTROL_DIR
 
 
@@ -51,6 +51,8 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
         method=args.flow, preset=preset,
     )
     ratio = result.e_warp / result.reference_e_warp if result.reference_e_warp > 0 else math.nan
+    image_cf = quality.colorfulness(_rgb8(args.reference_image, opts)) if args.reference_image else math.nan
+    reference_cf = result.reference_colourfulness if args.reference else image_cf
     report = {
         "input": args.input, "output": args.output, "reference": args.reference,
         "flow": {"method": result.method, "preset": result.preset},
@@ -60,6 +62,11 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
         "valid_mask_fraction": result.trusted,
         "reference_diff": result.reference_diff, "reference_e_warp": result.reference_e_warp,
         "e_warp_ratio_to_reference": ratio,
+        "cdc": result.cdc, "cdc_without_cuts": result.cdc_without_cuts, "colourfulness": result.colourfulness,
+        "input_cdc": result.input_cdc, "input_colourfulness": result.input_colourfulness,
+        "reference_cdc": result.reference_cdc, "reference_colourfulness": result.reference_colourfulness,
+        "reference_image": args.reference_image, "reference_image_colourfulness": image_cf,
+        "delta_colourfulness": result.colourfulness - reference_cf,
         "per_pair": list(result.per_pair),
     }
     if args.json:
@@ -71,9 +78,18 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
           f"{100 * result.trusted:.1f}% of pixels trusted by the masks)")
     if seams:
         print(f"  at seams {seams}: {result.e_warp_seams:.6g}; elsewhere: {result.e_warp_inside:.6g}")
+    print(f"CDC {result.cdc:.6g} (TCVC: every pair of frames 1, 2 and 4 apart); {result.cdc_without_cuts:.6g} "
+          f"without the pairs across scene cuts; colourfulness {result.colourfulness:.2f} "
+          f"(the input's: CDC {result.input_cdc:.6g}, colourfulness {result.input_colourfulness:.2f})")
     if args.reference:
         print(f"  reference {args.reference}: E_warp {result.reference_e_warp:.6g} with the same flow "
-              f"(ratio {ratio:.3f}); mean |RGB| difference {result.reference_diff:.4f} (0..1)")
+              f"(ratio {ratio:.3f}); mean |RGB| difference {result.reference_diff:.4f} (0..1); CDC "
+              f"{result.reference_cdc:.6g}, colourfulness {result.reference_colourfulness:.2f}")
+    if args.reference_image:
+        print(f"  reference image {args.reference_image}: colourfulness {image_cf:.2f}")
+    if args.reference or args.reference_image:
+        print(f"  delta colourfulness (output - {'reference' if args.reference else 'reference image'}): "
+              f"{result.colourfulness - reference_cf:+.2f}")
     return 0
 
 
@@ -163,14 +179,21 @@ def cmd_eval_images(args: argparse.Namespace) -> int:
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``eval video`` and ``eval images``."""
     evaluate = sub.add_parser("eval", help="measure results").add_subparsers(dest="eval_cmd", required=True)
-    p = evaluate.add_parser("video", help="temporal consistency: warping error E_warp (Lai et al. 2018)",
+    p = evaluate.add_parser("video", help="a video's temporal consistency and colour: E_warp (Lai et al. 2018), "
+                            "CDC (TCVC 2021), colourfulness (Hasler & Suesstrunk 2003)",
                             description="E_warp of OUTPUT with optical flow and occlusion masks from INPUT (mean "
                             "over consecutive frame pairs of the masked squared difference between a frame and the "
                             "next one warped back; scene cuts left out), optionally at frame-range seams and "
-                            "against a per-frame reference.")
+                            "against a per-frame reference; CDC, colour distribution consistency (Jensen-Shannon "
+                            "divergence of per-channel colour histograms of frames 1, 2 and 4 apart, as TCVC's "
+                            "calculate_cdc; also without the pairs across scene cuts); mean colourfulness per frame; "
+                            "the same for INPUT and the reference.")
     p.add_argument("input", help="the source video (gives flow and masks)")
     p.add_argument("output", help="the processed video")
-    p.add_argument("--reference", metavar="VIDEO", help="e.g. the per-frame result: report the mean difference")
+    p.add_argument("--reference", metavar="VIDEO", help="e.g. the per-frame result: its mean difference, E_warp, CDC "
+                   "and colourfulness, and delta colourfulness against it")
+    p.add_argument("--reference-image", metavar="IMAGE", help="a colour image (a period photo of the scene): delta "
+                   "colourfulness against it (when no --reference video is given)")
     p.add_argument("--seams", metavar="F1,F2", help="first frames of work units, to report E_warp at the seams")
     p.add_argument("--flow", choices=("dis", "farneback"), default="dis")
     p.add_argument("--preset", choices=("ultrafast", "fast", "medium"), default="medium")

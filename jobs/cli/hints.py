@@ -21,7 +21,8 @@ import torch
 from colorstyle_core import color, imageio, storage
 from colorstyle_core.hints import check_keyframes, keyframe_points, parse_hints
 from colorstyle_core.keyframes import HintPoint, propagate
-from colorstyle_core.video import SegmentWriter, assemble, probe, read_frames
+from colorstyle_core.segments import SegmentWriter, assemble
+from colorstyle_core.video import probe, read_frames
 
 
 def _frame_l(rgb: np.ndarray) -> torch.Tensor:

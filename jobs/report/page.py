@@ -317,7 +317,10 @@ def video_section(page: Page) -> dict[str, Any] | None:
             ewarp = {"all": fmt(r.get("e_warp"), ".5f"), "seams": fmt(r.get("e_warp_seams"), ".5f"),
                      "inside": fmt(r.get("e_warp_inside"), ".5f"),
                      "seam_list": ", ".join(map(str, r.get("seams") or [])) or "none",
-                     "cuts": ", ".join(map(str, r.get("scene_cuts") or [])) or "none"}
+                     "cuts": ", ".join(map(str, r.get("scene_cuts") or [])) or "none",
+                     "cdc": fmt(r.get("cdc"), ".5f"), "cdc_without_cuts": fmt(r.get("cdc_without_cuts"), ".5f"),
+                     "input_cdc": fmt(r.get("input_cdc"), ".5f"), "colourfulness": fmt(r.get("colourfulness"), ".1f"),
+                     "input_colourfulness": fmt(r.get("input_colourfulness"), ".1f")}
         items.append({
             "title": storage.basename(r["input_uri"] or "?"), "output_uri": r["output_uri"],
             "output_label": _short(r["output_uri"] or "", page.output_prefix),

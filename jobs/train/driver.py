@@ -119,7 +119,7 @@ def plan_training(manifest: TrainManifest) -> TrainPlan:
         storage.StorageError: the data cannot be listed at all.
         TrainingError: no image or video file was found.
     """
-    from jobs.plan import list_files
+    from jobs.listing import list_files
 
     spec = manifest.train
     files, problems, ignored = list_files(spec.data, manifest.storage_options, spec.output)
@@ -248,7 +248,7 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
         started (workers kept failing beyond ``execution.max_failures``), 2 = it could not
         start (no data, bad weights, unwritable output, unreachable storage).
     """
-    from jobs.train.tasks import load_start
+    from jobs.train.tasks import check_start, load_start
 
     console = console or Console(stderr=True, soft_wrap=True)
     manifest = absolute_output(manifest)
@@ -277,6 +277,7 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
                                 "there are none to learn from")
         print_plan(manifest, plan, console)
         start = load_start(manifest)
+        check_start(manifest, start)
         styles = load_styles(manifest)
         if options.dry_run:
             return report
@@ -287,9 +288,11 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
 
-    from jobs.train.loop import train_loop_per_worker
+    from jobs.train.loop import FatalNote, train_loop_per_worker
 
     started_ray = connect_ray(options.address)
+    note_name = f"colorstyle-train-fatal-{report.run}"
+    note = ray.remote(FatalNote).options(name=note_name, num_cpus=0).remote()
     try:
         storage_path, filesystem = _ray_storage(paths)
         config = {
@@ -301,6 +304,7 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
             "skipped": list(plan.skipped),
             "threads": max(1, int(manifest.execution.cpus_per_worker)),
             "code_version": code_version(),
+            "fatal_note": note_name,
         }
         trainer = TorchTrainer(
             train_loop_per_worker, train_loop_config=config, scaling_config=_scaling(manifest),
@@ -314,7 +318,13 @@ def run_training(manifest: TrainManifest, options: TrainOptions = TrainOptions()
             console.print(f"[bold red]training failed[/bold red]: {e}")
             report.exit_code, report.error = EXIT_FAILURES, str(e)
             return report
+        fatal = ray.get(note.get.remote())
+        if fatal:  # a worker met what every attempt would meet: not retried
+            console.print(f"[bold red]training failed[/bold red]: {fatal}")
+            report.exit_code, report.error = EXIT_FAILURES, fatal
+            return report
     finally:
+        ray.kill(note)
         if started_ray:
             ray.shutdown()
     report.summary = json.loads(storage.read_bytes(paths.summary, paths.options))

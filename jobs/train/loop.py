@@ -32,7 +32,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from colorstyle_core import imageio, storage
+from colorstyle_core import imageio, loader, storage
 from colorstyle_core.training.data import Source, batch, load_pairs, load_source
 from jobs.train.manifest import TrainManifest
 from jobs.train.outputs import METRICS_SCHEMA, VALIDATION_SCHEMA, TrainPaths, export_checkpoint
@@ -65,20 +65,37 @@ def _gather(value: Any) -> list[Any]:
     return [value]
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train's entry point (one call per worker).
+class SetupError(ValueError):
+    """A run that cannot train, the same on every worker and every attempt (no usable data)."""
 
-    ``config``: ``manifest`` (the training manifest as plain data), ``start`` (object
-    reference to the verified starting weights, or ``None``), ``train`` / ``validation``
-    (the sources, as ``[uri, kind]``), ``threads``.
+
+RECURRING = (SetupError, loader.WeightsError, imageio.ImageDecodeError)
+"""Errors of a worker's setup that a retry would meet again (the driver checks them first; a worker
+that meets one anyway ends the run with it instead of being restarted ``max_failures`` times)."""
+
+
+class FatalNote:
+    """Where a worker leaves the error that ends the run without a retry (a Ray actor named per run, created by
+    the driver): Ray Train keeps only the metrics reported with a checkpoint, so the error cannot travel as one."""
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    def set(self, message: str) -> None:
+        """Keep the first worker's message (every worker meets the same error)."""
+        self.message = self.message or message
+
+    def get(self) -> str | None:
+        return self.message
+
+
+def _setup(config: dict[str, Any], manifest: TrainManifest, rank: int, world: int):
+    """The task, this worker's images (and frame pairs), the task's facts and the files skipped.
+
+    Raises:
+        SetupError, colorstyle_core.loader.WeightsError: see :data:`RECURRING`.
     """
-    manifest = TrainManifest.model_validate(config["manifest"])
     spec = manifest.train
-    paths = TrainPaths(spec.output, manifest.storage_options)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    torch.manual_seed(spec.seed)
     start_weights = ray.get(config["start"]) if config.get("start") is not None else None
     styles = ray.get(config["styles"]) if config.get("styles") is not None else ()
     task = make_task(manifest, start_weights, styles)
@@ -89,7 +106,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     pool = [image for _, image in named]
     skipped = list(config.get("skipped", [])) + [s for part in _gather(skipped) for s in part]
     if sum(_gather(len(pool))) == 0:  # no colour material anywhere
-        raise ValueError("no usable training data: " + "; ".join(f"{s['uri']}: {s['reason']}" for s in skipped))
+        raise SetupError("no usable training data: " + "; ".join(f"{s['uri']}: {s['reason']}" for s in skipped))
     if not pool:  # fewer usable files than workers: this one borrows every usable file
         named, _ = _load_pool(sources, spec.size, spec.frames_per_video, spec.seed, manifest.storage_options)
         pool = [image for _, image in named]
@@ -99,9 +116,32 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         pairs_pool = _load_pairs(mine, spec.size, spec.frames_per_video, spec.seed, manifest.storage_options)
         facts["temporal_pairs"] = sum(_gather(len(pairs_pool)))
         if facts["temporal_pairs"] == 0:
-            raise ValueError("temporal_weight is set but no video in the data has two consecutive colour frames")
+            raise SetupError("temporal_weight is set but no video in the data has two consecutive colour frames")
         if not pairs_pool:
             pairs_pool = _load_pairs(sources, spec.size, spec.frames_per_video, spec.seed, manifest.storage_options)
+
+    return task, pool, pairs_pool, facts, skipped
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's entry point (one call per worker).
+
+    ``config``: ``manifest`` (the training manifest as plain data), ``start`` (object
+    reference to the verified starting weights, or ``None``), ``train`` / ``validation``
+    (the sources, as ``[uri, kind]``), ``threads``, ``fatal_note`` (the name of the run's :class:`FatalNote`).
+    """
+    manifest = TrainManifest.model_validate(config["manifest"])
+    spec = manifest.train
+    paths = TrainPaths(spec.output, manifest.storage_options)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    torch.manual_seed(spec.seed)
+    try:  # what every attempt would meet alike is reported once, not retried by max_failures
+        task, pool, pairs_pool, facts, skipped = _setup(config, manifest, rank, world)
+    except RECURRING as e:
+        ray.get(ray.get_actor(config["fatal_note"]).set.remote(f"{type(e).__name__}: {e}"))
+        return
 
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(task.module)

@@ -83,7 +83,7 @@ class ColorizerTask(_Task):
         self.name = spec.model
         net = build(spec.model)
         state = start.state_dict() if start is not None else generated_state_dict(spec.model, spec.seed)
-        net.load_state_dict(state, strict=True)
+        loader.load_strict(net, state, start.provenance.origin if start is not None else "generated weights")
         self.start_state = {k: v.clone() for k, v in net.state_dict().items()}
         self.start_provenance = start.provenance if start is not None else Provenance.generated(spec.model, spec.seed)
         self.module: nn.Module = ColorizerModule(net, spec.train_blocks)
@@ -256,6 +256,35 @@ def load_start(manifest: TrainManifest) -> ModelWeights | None:
     state_dict, resolved = loader.load_verified_state_dict(get_spec(name), manifest.weights_source(ref),
                                                            key_filter=key_filter)
     return ModelWeights.from_state_dict(name, state_dict, Provenance.from_resolved(name, resolved))
+
+
+def check_start(manifest: TrainManifest, start: ModelWeights | None) -> None:
+    """The starting weights' layout against the network the run trains, key by key and shape by shape (in the
+    driver, on the meta device: no memory, no worker started), so a mismatch is one line before anything runs.
+
+    Raises:
+        colorstyle_core.loader.WeightsLayoutError: naming the weights file, the network the manifest chose
+            and the keys or shapes that differ.
+    """
+    if start is None:
+        return
+    spec = manifest.train
+    if isinstance(spec, ColorizerTraining):
+        chosen, setting = spec.model, "train.model"
+        with torch.device("meta"):
+            net: nn.Module = build(spec.model)
+    else:
+        assert isinstance(spec, StylizerTraining)
+        chosen, setting = spec.vgg, "train.vgg"
+        contract = get_spec(spec.vgg).preprocess
+        assert isinstance(contract, ImageNetContract)
+        with torch.device("meta"):
+            net = VGGFeatures(spec.vgg, contract)
+    try:
+        loader.load_strict(net, start.state_dict(), start.provenance.origin)
+    except loader.WeightsLayoutError as e:
+        raise loader.WeightsLayoutError(f"{e}; {setting} is {chosen}: are these weights for another network?"
+                                        ) from None
 
 
 def make_task(manifest: TrainManifest, start: ModelWeights | None,

@@ -1,7 +1,7 @@
 """Assembly: a video's staged frame ranges joined, in order, into its output (audio kept).
 
 Runs on an actor once every range of the video is done, then measures the output's warping
-error when the job asks for it. I/O only: the joining itself is :func:`colorstyle_core.video.assemble`.
+error when the job asks for it. I/O only: the joining itself is :func:`colorstyle_core.segments.assemble`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from colorstyle_core import storage
 from colorstyle_core.imageio import frame_tensor
-from colorstyle_core.temporal import measure_consistency
-from colorstyle_core.video import assemble, probe, read_frames
+from colorstyle_core.segments import assemble
+from colorstyle_core.video import probe, read_frames
+from colorstyle_core.video_metrics import measure_consistency
 from jobs.metrics.tables import ConsistencyFigures
 from jobs.units.context import UnitContext
 from jobs.units.frame_ranges import VideoPlan
@@ -83,7 +84,8 @@ def assemble_video(task: AssemblyTask, ctx: UnitContext) -> AssemblyResult:
 
 
 def _consistency(ctx: UnitContext, video: VideoPlan, out_path: str) -> ConsistencyFigures:
-    """E_warp of the committed output against its input, overall and at range seams."""
+    """E_warp of the committed output against its input, overall and at range seams; CDC and colourfulness of
+    both (from the same decoded frames)."""
     out_info = probe(out_path, video.output_uri)
     with storage.open_source(video.uri, ctx.spec.storage_options) as source:
         result = measure_consistency(
@@ -93,4 +95,6 @@ def _consistency(ctx: UnitContext, video: VideoPlan, out_path: str) -> Consisten
             seams=[s - video.start for s in video.seams],
         )
     return ConsistencyFigures(result.e_warp, result.e_warp_seams, result.e_warp_inside, list(result.per_pair),
-                              list(video.seams), [c + video.start for c in result.cuts])
+                              list(video.seams), [c + video.start for c in result.cuts], cdc=result.cdc,
+                              cdc_without_cuts=result.cdc_without_cuts, colourfulness=result.colourfulness,
+                              input_cdc=result.input_cdc, input_colourfulness=result.input_colourfulness)
