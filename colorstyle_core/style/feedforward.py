@@ -203,6 +203,9 @@ class ArbitraryStylizer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
+        # onnxruntime's threads spin after each run (by default) and take the cores from torch's resizing and
+        # colour maths right after it: on 2 cores that made those 5-10x slower (jobs/bench/stylizers.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._predict = ort.InferenceSession(predict_model, options, providers=providers)
         self._transform = ort.InferenceSession(transform_model, options, providers=providers)
         contract = ARBITRARY_PREDICT.preprocess
@@ -266,7 +269,8 @@ class ArbitraryStylizer:
         """Stylize a batch, one frame at a time (the exported networks take one 384 x 384 frame).
 
         Each frame's longer side is resized to 384 (anti-aliased bilinear), the square filled
-        by reflection, stylized, cropped and resized back to the frame's size (bicubic).
+        by reflection, stylized, cropped and resized back to the frame's size (bicubic): the
+        three stages :meth:`to_network`, :meth:`transfer` and :meth:`from_network`.
 
         Args:
             content: ``(N, C, H, W)`` float32 in ``[0, 1]`` (C = 1 or 3).
@@ -275,20 +279,39 @@ class ArbitraryStylizer:
         Returns:
             ``(N, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
         """
+        x = self.rgb(content)
+        small, size = self.to_network(x)
+        return self.from_network(self.transfer(small, vector, size), x, preserve_color)
+
+    @staticmethod
+    def rgb(content: Tensor) -> Tensor:
+        """``content`` as ``(N, 3, H, W)`` float32 on the CPU (grey expanded to three channels)."""
         x = content.float().cpu()
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    def to_network(self, x: Tensor) -> tuple[np.ndarray, tuple[int, int]]:
+        """The frames at the network's size: ``(N, 384, 384, 3)`` float32 NHWC, and the ``(h, w)`` they fill
+        before the reflected border."""
         h, w = x.shape[-2:]
         side = self.contract.content_size
         scale = side / max(h, w)
         sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-        small = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-        small = _reflect_to(small, side)
-        outs = []
-        for frame in small.permute(0, 2, 3, 1).contiguous().numpy():
-            y = self._transform.run(None, {self._content_name: frame[None], self._vector_name: vector})[0]
-            outs.append(torch.from_numpy(np.ascontiguousarray(y[0, :sh, :sw])))
-        out = torch.stack(outs).permute(0, 3, 1, 2)
-        if (sh, sw) != (h, w):
+        small = x.clamp(0, 1) if (sh, sw) == (h, w) else F.interpolate(
+            x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+        return _reflect_to(small, side).permute(0, 2, 3, 1).contiguous().numpy(), (sh, sw)
+
+    def transfer(self, small: np.ndarray, vector: np.ndarray, size: tuple[int, int]) -> Tensor:
+        """The transfer network on each frame of :meth:`to_network`'s output, cropped to ``size``:
+        ``(N, 3, h, w)`` float32 (a view of NHWC memory)."""
+        sh, sw = size
+        outs = [self._transform.run(None, {self._content_name: frame[None], self._vector_name: vector})[0][0, :sh, :sw]
+                for frame in small]
+        return torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2)
+
+    def from_network(self, out: Tensor, x: Tensor, preserve_color: bool = False) -> Tensor:
+        """``out`` back at the frames' size (bicubic), clamped to ``[0, 1]``, with the content's ab if asked."""
+        h, w = x.shape[-2:]
+        if tuple(out.shape[-2:]) != (h, w):
             out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False)
         out = out.clamp_(0.0, 1.0)
         return keep_content_color(out, x) if preserve_color else out
