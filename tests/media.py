@@ -122,14 +122,15 @@ def long_mp4(src: Path, dst: Path, repeats: int) -> int:
     return repeats * len(packets)
 
 
-def avi_with_wrong_frame_count(src: Path, dst: Path, claimed: int) -> int:
-    """``src`` re-encoded (MJPEG) into the AVI ``dst`` whose headers (``avih`` total frames, ``strh`` length) claim
-    ``claimed`` frames; returns the frames it really holds."""
+def avi_with_wrong_frame_count(src: Path, dst: Path, claimed: int, frames: int | None = None) -> int:
+    """The first ``frames`` frames of ``src`` (all by default) re-encoded (MJPEG) into the AVI ``dst`` whose headers
+    (``avih`` total frames, ``strh`` length) claim ``claimed`` frames; returns the frames it really holds."""
     info = probe(str(src), str(src))
+    count = min(frames or info.frame_count, info.frame_count)
     with av.open(str(dst), "w", format="avi") as out:
         stream = out.add_stream("mjpeg", rate=info.average_rate)
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuvj420p"
-        for _, rgb in read_frames(str(src), info, 0, info.frame_count, str(src)):
+        for _, rgb in read_frames(str(src), info, 0, count, str(src)):
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode(None):
@@ -140,4 +141,4 @@ def avi_with_wrong_frame_count(src: Path, dst: Path, claimed: int) -> int:
     strh = data.find(b"strh")
     data[strh + 8 + 32: strh + 8 + 36] = claimed.to_bytes(4, "little")  # dwLength
     dst.write_bytes(bytes(data))
-    return info.frame_count
+    return count
