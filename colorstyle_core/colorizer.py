@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from colorstyle_core import color
+from colorstyle_core import color, lab8
 from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.colorizers.entry import ColorizerEntry
 from colorstyle_core.devices import Precision, autocast, resolve_device
@@ -285,3 +285,33 @@ class Colorizer:
                       ) -> list[Tensor]:
         """Colorize images of mixed sizes with one network batch: each ``(C, H, W)`` -> ``(3, H, W)``."""
         return [self.compose(l[None], ab[None])[0] for l, ab in self.predict_ab_list(images, hints)]
+
+
+@torch.inference_mode()
+def colorize_rgb8(colorizer: Colorizer, frames: Tensor) -> Tensor | None:
+    """Colorize 8-bit frames on the CPU in one pass per pixel around the network (video on CPU actors).
+
+    The network's input is made as :meth:`Colorizer.predict_ab` makes it (from one channel when the frames are
+    gray); its ab goes with the frames through the post-processing's
+    :meth:`~colorstyle_core.colorizers.entry.Post.join_rgb8`, which gives :meth:`Colorizer.__call__`'s output
+    rounded to 8 bits without a float copy of the frames (one level apart on rare pixels: see
+    :mod:`colorstyle_core.lab8`).
+
+    Args:
+        frames: ``(N, 3, H, W)`` uint8 sRGB in channels-last memory (a view of the decoder's
+            ``(N, H, W, 3)`` arrays), on the CPU.
+    Returns:
+        ``(N, 3, H, W)`` uint8 sRGB, channels-last (a view of ``(N, H, W, 3)`` arrays); ``None`` where
+        this colorizer has no such pass (the model on a GPU, an authors' post-processing, no numba),
+        and the caller takes the float path.
+    """
+    if (not colorizer.post.rgb8 or colorizer.device.type != "cpu" or frames.dtype != torch.uint8 or frames.ndim != 4
+            or frames.shape[1] != 3 or not frames.permute(0, 2, 3, 1).is_contiguous()):
+        return None
+    rgb8 = frames.permute(0, 2, 3, 1).numpy()
+    if lab8.is_gray(rgb8):
+        net_in = colorizer.entry.recipe.network_input_gray(frames[:, :1].float().div_(255.0), colorizer.net_size)
+    else:
+        net_in = colorizer.entry.recipe.network_input(frames.contiguous().float().div_(255.0), colorizer.net_size)
+    out = colorizer.post.join_rgb8(rgb8, colorizer._network(net_in, None, None), torch.get_num_threads())
+    return torch.from_numpy(out).permute(0, 3, 1, 2)

@@ -35,10 +35,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from colorstyle_core import lab8
 from colorstyle_core.color import as_rgb, to_uint8
-from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.colorizer import Colorizer, colorize_rgb8
 from colorstyle_core.devices import Precision, resolve_device, tune_for
 from colorstyle_core.hints import ColorHints, HintPull
+from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import BAND_PIXELS, FrameResult, ModelWeights, PipelineConfig
 from colorstyle_core.resample import (
     BandedDownscale,
@@ -132,6 +134,11 @@ class FramePipeline:
         tune_for(resolve_device(device))
         return cls(config, colorizer, stylizer, styles)
 
+    def prepare_video(self) -> None:
+        """Load the one-pass 8-bit join (:func:`~.lab8.warm_up`) before the first frame, if this pipeline uses it."""
+        if self.colorizer and not self.stylizer and self.device.type == "cpu" and self.colorizer.post.rgb8:
+            lab8.warm_up()
+
     # ---- what the models are -----------------------------------------------------------
 
     @property
@@ -179,13 +186,18 @@ class FramePipeline:
 
         Args:
             images: each ``(1, C, H, W)`` float32 in ``[0, 1]`` (C = 1 gray or 3 sRGB), or one
-                ``(N, C, H, W)`` batch; any device.
+                ``(N, C, H, W)`` batch; any device. Or video frames as decoded (:func:`~.imageio.frames_rgb8`),
+                which a colorizer alone on the CPU takes in one pass (:func:`~.colorizer.colorize_rgb8`: uint8 out).
             hints: SIGGRAPH17 colour hints, one per image (or ``None``).
         Returns:
             One :class:`FrameResult` per image, in order; ``colorized`` set when both steps run.
         Raises:
             ValueError, colorstyle_core.hints.HintsError: hints that do not fit.
         """
+        if isinstance(images, Tensor) and images.dtype == torch.uint8:
+            if (results := _rgb8_results(self, images, hints)) is not None:
+                return results
+            images = frames_float(images.to(self.device))  # a GPU gets the 8-bit frames: a quarter of the bytes
         batch = list(images.split(1)) if isinstance(images, Tensor) else list(images)
         if not batch:
             return []
@@ -295,6 +307,22 @@ class FramePipeline:
             stop: one past the range's last frame (needed with ``handoff_start``).
         """
         return FrameSequence(self, handoff_start, stop)
+
+
+def _rgb8_results(pipeline: FramePipeline, frames: Tensor, hints: Sequence[ColorHints | None] | None
+                  ) -> list[FrameResult] | None:
+    """8-bit frames as decoded through :func:`~.colorizer.colorize_rgb8` when the pipeline is a colorizer alone
+    without hints; ``None`` where it is not, or that colorizer has no such pass (the caller takes the float path)."""
+    if pipeline.colorizer is None or pipeline.stylizer is not None or (
+            hints is not None and any(h is not None and not h.empty for h in hints)):
+        return None
+    timer = pipeline.timer()
+    with timer(Stage.COLORIZE):
+        out = colorize_rgb8(pipeline.colorizer, frames)
+    if out is None:
+        return None
+    share = scaled(timer.take(), 1.0 / len(out))
+    return [FrameResult(image, None, {}, dict(share)) for image in out.split(1)]
 
 
 def _u8_view(hwc: np.ndarray) -> Tensor:

@@ -19,6 +19,7 @@ from torch import Tensor
 from colorstyle_core.color import as_rgb
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.hints import ColorHints
+from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import FrameResult, PipelineConfig
 from colorstyle_core.resample import resize_longer, resize_to
 from colorstyle_core.style.methods.entry import ShotChain, StyleOp
@@ -85,7 +86,8 @@ class FrameSequence:
 
         Args:
             indices: the frames' indices in the video, consecutive, continuing the previous call.
-            frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call.
+            frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call, or decoded frames
+                (``(N, 3, H, W)`` uint8, :func:`~colorstyle_core.imageio.frames_rgb8`).
             hints: SIGGRAPH17 hints per frame (keyframes carried through the shot), or ``None``.
         Returns:
             One :class:`FrameResult` per frame, in order.
@@ -97,7 +99,7 @@ class FrameSequence:
             return p.process(frames, hints)
         timer = p.timer()
         with timer(Stage.PREPROCESS):
-            x = frames.to(p.device)
+            x = frames_float(frames.to(p.device))
         lightness = ab_pred = None
         with timer(Stage.COLORIZE):
             if p.colorizer is not None:

@@ -39,6 +39,9 @@ class DDColorRecipe:
     def network_input(self, images: Tensor, size: tuple[int, int]) -> Tensor:
         return ddcolor_input(resize_bilinear(images, size))
 
+    def network_input_gray(self, gray: Tensor, size: tuple[int, int]) -> Tensor:
+        return ddcolor_input(color.as_rgb(resize_bilinear(gray, size)))
+
     def network_input_banded(self, images: Tensor, size: tuple[int, int], band_rows: int,
                              device: torch.device) -> Tensor:
         return ddcolor_input(resize_bilinear_banded(images, size, band_rows).to(device))

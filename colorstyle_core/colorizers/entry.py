@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from colorstyle_core import color
+from colorstyle_core import color, lab8
 from colorstyle_core.devices import compiled
 from colorstyle_core.resample import resize_band, resize_bilinear, resize_matrix, resize_nearest_band
 from colorstyle_core.synthetic import Generation
@@ -50,6 +51,15 @@ class Post(Protocol):
 
     def compose_eager(self, lab: Tensor) -> Tensor:
         """:meth:`compose` of an ``(N, 3, h, w)`` Lab image, never compiled (for samples of a frame)."""
+        ...
+
+    rgb8: bool
+    """Whether :meth:`join_rgb8` is there (here: numba imports, and the L-preserving join)."""
+
+    def join_rgb8(self, rgb8: np.ndarray, ab: Tensor, threads: int) -> np.ndarray:
+        """8-bit frames and their network ab (``(N, H, W, 3)`` uint8, ``(N, 2, h, w)`` float32 on the CPU) ->
+        ``(N, H, W, 3)`` uint8 sRGB: :meth:`lightness`, :meth:`upsample`, :meth:`compose` and rounding in one
+        pass on ``threads`` threads (:func:`colorstyle_core.lab8.join_to_rgb8`). Only where :attr:`rgb8`."""
         ...
 
 
@@ -90,6 +100,13 @@ class LabJoin:
     def compose_eager(self, lab: Tensor) -> Tensor:
         return color.lab_to_rgb(lab, self.gamut)
 
+    @property
+    def rgb8(self) -> bool:
+        return self.gamut == "preserve-l" and lab8.available()
+
+    def join_rgb8(self, rgb8: np.ndarray, ab: Tensor, threads: int) -> np.ndarray:
+        return lab8.join_to_rgb8(rgb8, ab.numpy(), threads)
+
 
 class OpenCVLab:
     """An authors' pipeline in OpenCV's float Lab (DDColor's ``--gamut clip``): L of the original and the
@@ -111,12 +128,22 @@ class OpenCVLab:
     def compose_eager(self, lab: Tensor) -> Tensor:
         return color.lab_to_rgb_opencv(lab)
 
+    rgb8 = False
+
+    def join_rgb8(self, rgb8: np.ndarray, ab: Tensor, threads: int) -> np.ndarray:
+        raise NotImplementedError("OpenCV's Lab join has no 8-bit pass")
+
 
 class Recipe(Protocol):
     """A colorizer's own pre- and post-processing (its authors' inference code)."""
 
     def network_input(self, images: Tensor, size: tuple[int, int]) -> Tensor:
         """``(N, C, H, W)`` sRGB or gray in ``[0, 1]`` -> the network's input at ``size`` (network resolution)."""
+        ...
+
+    def network_input_gray(self, gray: Tensor, size: tuple[int, int]) -> Tensor:
+        """:meth:`network_input` of gray images given as their one channel (``(N, 1, H, W)`` in ``[0, 1]``,
+        R = G = B): the resize runs on one channel instead of three, the result is the same."""
         ...
 
     def network_input_banded(self, images: Tensor, size: tuple[int, int], band_rows: int,

@@ -31,6 +31,9 @@ class ZhangRecipe:
     def network_input(self, images: Tensor, size: tuple[int, int]) -> Tensor:
         return color.rgb_to_l(resize_like_pil_bicubic(images, size))
 
+    def network_input_gray(self, gray: Tensor, size: tuple[int, int]) -> Tensor:
+        return color.rgb_to_l(color.as_rgb(resize_like_pil_bicubic(gray, size)))
+
     def network_input_banded(self, images: Tensor, size: tuple[int, int], band_rows: int,
                              device: torch.device) -> Tensor:
         return color.rgb_to_l(resize_like_pil_bicubic_banded(images, size, band_rows).to(device))

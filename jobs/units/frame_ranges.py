@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import av
-import torch
+import numpy as np
 
 from colorstyle_core import imageio, storage
 from colorstyle_core.hints import ColorHints
-from colorstyle_core.imageio import frame_tensor
+from colorstyle_core.imageio import frames_rgb8
 from colorstyle_core.segments import SegmentWriter
 from colorstyle_core.timing import Stage, StageTimer, added, scaled
 from colorstyle_core.video import VideoError, VideoInfo, read_frames
@@ -201,15 +201,15 @@ class FrameRanges:
             hints: dict[int, ColorHints] = range_hints(unit, ctx) if unit.hints else {}
         batch_size = ctx.spec.batch_size
 
-        def decode_batch() -> tuple[list[tuple[int, torch.Tensor]], float]:
+        def decode_batch() -> tuple[list[tuple[int, np.ndarray]], float]:
             start = time.perf_counter()
-            batch = [(i, frame_tensor(rgb)) for i, rgb in _take(frames, batch_size)]
+            batch = _take(frames, batch_size)
             return batch, time.perf_counter() - start
 
         for batch, decode_s in decoded_batches(decode_batch, decoder, ahead=ctx.overlap):
             decode = {Stage.DECODE: decode_s / len(batch)}
             frame_hints = [hints.get(i) for i, _ in batch] if hints else None
-            results = sequence.process([i for i, _ in batch], torch.cat([t for _, t in batch]), frame_hints)
+            results = sequence.process([i for i, _ in batch], frames_rgb8([rgb for _, rgb in batch]), frame_hints)
             for (index, _), result in zip(batch, results):
                 count = len(hints[index].points) if index in hints else (0 if unit.hints else None)
                 yield Written(index, result, added(decode, result.stages), len(batch), count)
