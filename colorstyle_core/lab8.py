@@ -155,9 +155,3 @@ def is_gray(rgb8: np.ndarray) -> bool:
     lab8_kernels.gray_rows(np.ascontiguousarray(rgb8), rows)
     return bool(rows.all())
 
-
-def warm_up() -> None:
-    """Load (or compile, the first time on a machine: about 5 s) the kernels and make the tables, so the
-    first frames do not wait for them. Does nothing where :func:`available` is false."""
-    if available():
-        join_to_rgb8(np.zeros((1, 2, 2, 3), dtype=np.uint8), np.zeros((1, 2, 1, 1), dtype=np.float32), threads=1)

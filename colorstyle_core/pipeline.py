@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from colorstyle_core import lab8
 from colorstyle_core.color import as_rgb, to_uint8
 from colorstyle_core.colorizer import Colorizer, colorize_rgb8
 from colorstyle_core.devices import Precision, resolve_device, tune_for
@@ -133,11 +132,6 @@ class FramePipeline:
                                                    precision=precision)
         tune_for(resolve_device(device))
         return cls(config, colorizer, stylizer, styles)
-
-    def prepare_video(self) -> None:
-        """Load the one-pass 8-bit join (:func:`~.lab8.warm_up`) before the first frame, if this pipeline uses it."""
-        if self.colorizer and not self.stylizer and self.device.type == "cpu" and self.colorizer.post.rgb8:
-            lab8.warm_up()
 
     # ---- what the models are -----------------------------------------------------------
 

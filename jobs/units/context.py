@@ -77,7 +77,6 @@ class UnitContext:
                                        stylizer_weights=stylizer_weights, untrained_seed=spec.untrained_seed,
                                        device=spec.device, precision=spec.precision,  # type: ignore[arg-type]
                                        compile_colour=spec.compile_colour)
-        pipeline.prepare_video()
         cuda = pipeline.device.type == "cuda"
         encoder, note = h264_encoder(spec.video_encoder, cuda)
         if note:
