@@ -309,9 +309,10 @@ def colorize_rgb8(colorizer: Colorizer, frames: Tensor) -> Tensor | None:
             or frames.shape[1] != 3 or not frames.permute(0, 2, 3, 1).is_contiguous()):
         return None
     rgb8 = frames.permute(0, 2, 3, 1).numpy()
-    if lab8.is_gray(rgb8):
+    threads = torch.get_num_threads()
+    if lab8.is_gray(rgb8, threads):
         net_in = colorizer.entry.recipe.network_input_gray(frames[:, :1].float().div_(255.0), colorizer.net_size)
     else:
         net_in = colorizer.entry.recipe.network_input(frames.contiguous().float().div_(255.0), colorizer.net_size)
-    out = colorizer.post.join_rgb8(rgb8, colorizer._network(net_in, None, None), torch.get_num_threads())
+    out = colorizer.post.join_rgb8(rgb8, colorizer._network(net_in, None, None), threads)
     return torch.from_numpy(out).permute(0, 3, 1, 2)

@@ -24,8 +24,10 @@ ab tripled to push half the pixels outside sRGB), 0.00008-0.0003 % of values.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -34,6 +36,25 @@ from colorstyle_core import color
 
 log = logging.getLogger(__name__)
 
+
+@contextlib.contextmanager
+def _kernel_threads(threads: int | None) -> Iterator[None]:
+    """Run numba kernels on ``threads`` threads and leave torch's thread count as it was.
+
+    numba's ``omp`` threading layer shares the OpenMP runtime with torch, and a parallel launch sets
+    the calling thread's OpenMP thread count to numba's (the machine's cores): without this, an actor
+    given one CPU would run its network on every core after its first 8-bit join, and its outputs would
+    change with that (a convolution's sums in another order).
+    """
+    import numba
+
+    torch_threads = torch.get_num_threads()
+    if threads:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
 
 
 @functools.cache
@@ -117,8 +138,6 @@ def join_to_rgb8(rgb8: np.ndarray, ab: np.ndarray, threads: int | None = None) -
         raise ValueError(f"join_to_rgb8 expects (N, H, W, 3) uint8 frames, got {rgb8.shape} {rgb8.dtype}")
     if ab.ndim != 4 or ab.shape[:2] != (rgb8.shape[0], 2):
         raise ValueError(f"join_to_rgb8 expects (N, 2, h, w) ab for {rgb8.shape[0]} frames, got {ab.shape}")
-    import numba
-
     from colorstyle_core import lab8_kernels
 
     n, h, w, _ = rgb8.shape
@@ -126,23 +145,20 @@ def join_to_rgb8(rgb8: np.ndarray, ab: np.ndarray, threads: int | None = None) -
     xi0, xi1, xlam = _bilinear_taps(ab.shape[3], w)
     lin_of_level, l_of_gray, _, bounds, start, m = _tables()
     out = np.empty((n, h, w, 3), dtype=np.uint8)
-    previous = numba.get_num_threads()
-    if threads:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        ab = np.ascontiguousarray(ab, dtype=np.float32)
-        cols = np.empty((n, ab.shape[2], w, 2), dtype=np.float32)
+    ab = np.ascontiguousarray(ab, dtype=np.float32)
+    cols = np.empty((n, ab.shape[2], w, 2), dtype=np.float32)
+    with _kernel_threads(threads):
         lab8_kernels.ab_columns(ab, xi0, xi1, xlam, cols)
         lab8_kernels.join(np.ascontiguousarray(rgb8), cols, yi0, yi1, ylam, lin_of_level, l_of_gray, bounds, start, m,
                           out)
-    finally:
-        numba.set_num_threads(previous)
     return out
 
 
 
-def is_gray(rgb8: np.ndarray) -> bool:
+def is_gray(rgb8: np.ndarray, threads: int | None = None) -> bool:
     """Whether every pixel of ``(N, H, W, 3)`` uint8 frames has R = G = B (a black-and-white film as decoded).
+
+    ``threads``: numba threads (default: numba's, the machine's cores).
 
     Raises:
         ValueError: not ``(N, H, W, 3)`` uint8.
@@ -152,6 +168,7 @@ def is_gray(rgb8: np.ndarray) -> bool:
     from colorstyle_core import lab8_kernels
 
     rows = np.empty(rgb8.shape[0] * rgb8.shape[1], dtype=np.bool_)
-    lab8_kernels.gray_rows(np.ascontiguousarray(rgb8), rows)
+    with _kernel_threads(threads):
+        lab8_kernels.gray_rows(np.ascontiguousarray(rgb8), rows)
     return bool(rows.all())
 

@@ -92,6 +92,20 @@ def test_join_rejects_bad_shapes():
         lab8.join_to_rgb8(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((1, 2, 2, 2), np.float32))
 
 
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_kernels_leave_torchs_thread_count_alone(threads):
+    """numba's OpenMP layer is torch's: an actor given one CPU must keep one torch thread after a join."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frames = np.zeros((2, 8, 8, 3), np.uint8)
+        lab8.join_to_rgb8(frames, np.zeros((2, 2, 4, 4), np.float32), threads)
+        lab8.is_gray(frames, threads)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("model", ["eccv16", "ddcolor_paper_tiny"])
 def test_gray_network_input_is_the_three_channel_one(shared, model):
     recipe = Colorizer.from_weights(model, device="cpu", untrained_seed=0).entry.recipe
