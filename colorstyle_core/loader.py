@@ -224,6 +224,10 @@ def resolve(
         WeightsIntegrityError: a file was found but its hash does not match.
     """
     cache_dir = cache_dir or default_cache_dir()
+    if not spec.sha256 and not expected_hash(spec, source)[0]:
+        raise WeightsUnavailableError(f"{spec.name!r} ({spec.filename}): its published sha256 is not recorded "
+                                      "(it could not be established offline), so the file cannot be checked: give "
+                                      "its location with its sha256 ({uri, sha256} / --weights-sha256)")
     if source.uri:
         return _resolve_user_uri(spec, source, cache_dir)
     if not spec.url:

@@ -35,6 +35,7 @@ from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.timing import Stage
 from colorstyle_core.weights import VGG_ARCHS
+from jobs.cli import exemplar
 
 log = logging.getLogger("colorstyle")
 
@@ -120,6 +121,10 @@ def load_hints(args: argparse.Namespace, opts: dict | None, image: torch.Tensor 
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
+    if args.model == exemplar.MODEL:
+        return exemplar.cmd_colorize_exemplar(args)
+    if args.reference or args.image_size:
+        raise UsageError(f"--reference and --image-size are for --model {exemplar.MODEL}")
     opts = storage.parse_options(args.storage_options)
     colorizer = Colorizer.from_weights(args.model, weights_source(args), device=args.device, gamut=args.gamut,
                                        untrained_seed=args.untrained_weights)
@@ -261,7 +266,8 @@ def add_weight_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="URI", help="checkpoint location (path or fsspec URI); "
                    "default: $COLORSTYLE_CACHE, then the published URL")
     p.add_argument("--weights-sha256", metavar="HEX", help="full sha256 of --weights when it is not the "
-                   "published file (default: hash in its file name, else the published hash)")
+                   "published file (default: hash in its file name, else the published hash); deepexemplar: "
+                   "FILE=HEX,FILE=HEX for the files in --weights PREFIX (or a SHA256SUMS file there)")
     p.add_argument("--untrained-weights", metavar="SEED", type=int, nargs="?", const=0, default=None,
                    help="smoke runs only: use generated UNTRAINED weights (output is marked as such)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
@@ -273,12 +279,18 @@ def add_weight_flags(p: argparse.ArgumentParser) -> None:
 
 def add_image_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``colorize`` and ``stylize``."""
-    p = sub.add_parser("colorize", help="colorize one image (Zhang et al., DDColor)",
-                       description="Colorize one image. INPUT/OUTPUT are paths or fsspec URIs; "
-                       "the output format follows OUTPUT's suffix (.png .jpg .webp .tif).")
+    p = sub.add_parser("colorize", help="colorize one image (Zhang et al., DDColor; deepexemplar: a folder of "
+                       "frames too)", description="Colorize one image. INPUT/OUTPUT are paths or fsspec URIs; "
+                       "the output format follows OUTPUT's suffix (.png .jpg .webp .tif). With --model deepexemplar "
+                       "INPUT may be a folder of numbered frames (one shot, colorized in order) and OUTPUT a folder.")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--model", choices=COLORIZERS.names, default="eccv16", help="network (default: eccv16)")
+    p.add_argument("--model", choices=(*COLORIZERS.names, exemplar.MODEL), default="eccv16",
+                   help="network (default: eccv16)")
+    p.add_argument("--reference", metavar="IMAGE", help=f"{exemplar.MODEL}: the colour photo whose colours to carry "
+                   "over (Zhang et al., Deep Exemplar-based Video Colorization, CVPR 2019)")
+    p.add_argument("--image-size", metavar="H,W", help=f"{exemplar.MODEL}: the authors' --image_size (default "
+                   "432,768; the network works at half of it; multiples of 16)")
     p.add_argument("--hints", metavar="FILE", help="siggraph17 colour hints: points as JSON "
                    '({"points": [[y, x, a, b], ...]}), CSV rows y,x,a,b, a keyframes file ({"keyframes": '
                    '[{"frame": 0, "image": "tinted.jpg", "mask": "mask.png"}]}); or a hint image (with --hint-mask)')
@@ -291,7 +303,8 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                    help="preserve-l keeps L exactly (default); clip = the model's authors' pipeline (Zhang et al.: "
                    "scikit-image's clipping; DDColor: nearest ab upsampling and OpenCV's Lab)")
     p.add_argument("--save-ab", metavar="URI", help="also write the network's ab at its own resolution "
-                   "(.npy, float32, shape (2, h, w): 512 x 512 for DDColor, 256 x 256 for Zhang et al.)")
+                   "(.npy, float32, shape (2, h, w): 512 x 512 for DDColor, 256 x 256 for Zhang et al., 216 x 384 "
+                   f"for {exemplar.MODEL}, whose folder inputs take a folder here: <stem>_ab.npy per frame)")
     add_weight_flags(p)
     p.set_defaults(func=cmd_colorize)
 

@@ -1,0 +1,392 @@
+"""Colour from a reference photo: Deep Exemplar-based Video Colorization (Zhang et al., CVPR 2019).
+
+A frame's gray and a colour reference are matched through VGG19 features (:class:`WarpNet`: the
+reference's colours warped onto the frame, with a confidence map); :class:`ColorVidNet` then
+predicts the frame's ab from its L, the warped ab, the confidence and **the previous frame's
+output**, so a shot's colours stay steady (the first frame of a chain gets zeros, as in the authors'
+test script). Everything runs at the working size, half the authors' ``--image_size`` (432 x 768 ->
+216 x 384).
+
+Two output pipelines (``gamut``):
+
+- ``preserve-l`` (colorstyle's default): any frame size; the frame's L and the reference are
+  resized (bilinear, antialiased) to the working size, the network's ab upsampled bilinearly to
+  the frame's size and joined with its full-resolution L (output L = input L,
+  :func:`colorstyle_core.color.lab_to_rgb`). No gain, no smoothing: the network's ab as trained.
+- ``clip``: the authors' test script (``test.py`` of zhangmozhe/Deep-Exemplar-based-Video-Colorization,
+  commit 2c41bdf): every image resized with scikit-image to cover ``image_size`` and centre-cropped
+  (8-bit, truncated), scikit-image's Lab, the working size by bilinear halving, the reference's RGB
+  for its VGG features from its Lab by the authors' formula, the ab upsampled x2 bilinearly, x 1.25,
+  smoothed by OpenCV contrib's fast global smoother guided by the 8-bit L (lambda 500, sigma 4),
+  scikit-image's Lab -> sRGB, clipped and truncated to 8 bits. The output has the authors' geometry
+  (``image_size``), not the input's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from colorstyle_core import color, storage
+from colorstyle_core.loader import WeightsError, WeightsSource, load_strict, load_verified_state_dict
+from colorstyle_core.models import layout_of
+from colorstyle_core.models.deepexemplar import ColorVidNet, ExemplarVGG19, WarpNet, normalize_features
+from colorstyle_core.synthetic import UNTRAINED_TAG, generate
+from colorstyle_core.weights import WeightSpec
+
+AUTHORS_IMAGE_SIZE = (432, 768)
+"""The authors' ``--image_size`` default ``(height, width)`` in pixels; the network works at half of it."""
+TEMPERATURE = 1e-10
+"""The correspondence softmax's temperature in the authors' test script (winner takes all)."""
+AB_GAIN = 1.25
+"""The authors' gain on the upsampled ab (``clip`` only)."""
+SMOOTHER_LAMBDA, SMOOTHER_SIGMA = 500.0, 4.0
+"""The authors' fast global smoother: lambda and sigma_color (``clip`` only)."""
+
+_RELEASE = ("https://github.com/zhangmozhe/Deep-Exemplar-based-Video-Colorization/releases/download/v1.0/"
+            "colorization_checkpoint.zip")
+_REFERENCE = ("Zhang, He, Liao, Sander, Yuan, Bermak, Chen. Deep Exemplar-based Video Colorization. CVPR 2019. "
+              "Published inside colorization_checkpoint.zip (release v1.0) as {member}; its sha256 is not "
+              "recorded here (it could not be established offline): give the file with its sha256.")
+
+
+def _spec(name: str, member: str) -> WeightSpec:
+    return WeightSpec(name=name, kind="colorizer", url=_RELEASE, sha256="", license="MIT (the authors' repository)",
+                      reference=_REFERENCE.format(member=member), preprocess=None,
+                      file_name=member.rsplit("/", 1)[-1])
+
+
+WEIGHTS: Mapping[str, WeightSpec] = {
+    "vgg": _spec("deepexemplar_vgg19", "data/vgg19_conv.pth"),
+    "warpnet": _spec("deepexemplar_nonlocal", "checkpoints/video_moredata_l1/nonlocal_net_iter_76000.pth"),
+    "colornet": _spec("deepexemplar_colornet", "checkpoints/video_moredata_l1/colornet_iter_76000.pth"),
+}
+"""The three published files, by role; ``spec.filename`` is the authors' file name. The authors' test
+script also loads ``vgg19_gray.pth``, which inference never uses: it is not needed here."""
+
+BUILDERS: Mapping[str, type[nn.Module]] = {"vgg": ExemplarVGG19, "warpnet": WarpNet, "colornet": ColorVidNet}
+
+
+def generated_weights(seed: int) -> dict[str, dict[str, Tensor]]:
+    """Seeded UNTRAINED weights in the three published layouts, by role (PReLU slopes 0.25, as initialised;
+    the last convolution scaled so that ab stays in tens, not at tanh's +-128)."""
+    out = {}
+    for i, (role, build) in enumerate(BUILDERS.items()):
+        sd = generate(layout_of(build), seed * 3 + i)
+        for key, value in sd.items():
+            if value.shape == (1,) and key.endswith(".weight"):  # PReLU
+                sd[key] = torch.full((1,), 0.25)
+        if role == "colornet":  # ab of a trained magnitude, not tanh's saturation
+            sd["conv10_ab.weight"] = sd["conv10_ab.weight"] * 0.05
+        out[role] = sd
+    return out
+
+
+def read_sha256sums(prefix: str, storage_options: Mapping[str, object] | None = None) -> dict[str, str]:
+    """``{file name: sha256}`` from ``<prefix>/SHA256SUMS`` (``sha256sum``'s output), or ``{}`` if absent."""
+    uri = storage.join(prefix, "SHA256SUMS")
+    try:
+        with storage.open_read(uri, storage_options) as f:
+            text = f.read().decode()
+    except FileNotFoundError:
+        return {}
+    sums = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0]
+    return sums
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A prepared reference: its Lab at the working size and its VGG activations.
+
+    Attributes:
+        lab: ``(1, 3, h, w)`` float32 Lab, L centred (``L - 50``).
+        features: the normalised ``relu2_2 ... relu5_2`` activations (:func:`normalize_features`).
+        name: where it came from (for reports and errors).
+    """
+
+    lab: Tensor
+    features: list[Tensor]
+    name: str
+
+
+@dataclass
+class ChainState:
+    """The recurrence between frames of a shot: the previous frame's Lab at the working size
+    (``(1, 3, h, w)`` float32, L centred), ``None`` at the start of a chain."""
+
+    previous: Tensor | None = None
+
+
+class ExemplarColorizer:
+    """The three networks, loaded once, and the two pipelines of the module.
+
+    Args:
+        nets: ``{"vgg", "warpnet", "colornet"}`` modules, weights loaded.
+        weights_tag: the loaded files' sha256 prefixes (or :data:`UNTRAINED_TAG`), for provenance.
+        gamut: ``preserve-l`` or ``clip`` (see the module).
+        image_size: the authors' ``--image_size`` ``(height, width)``; the working size is half of it.
+        device: where the networks run.
+    Attributes:
+        network_ab: the last frame's network ab, ``(1, 2, h, w)`` float32 on the CPU (``--save-ab``).
+    """
+
+    def __init__(self, nets: Mapping[str, nn.Module], weights_tag: str, gamut: color.GamutMode = "preserve-l",
+                 image_size: tuple[int, int] = AUTHORS_IMAGE_SIZE, device: str | torch.device = "cpu"):
+        if image_size[0] % 16 or image_size[1] % 16:
+            raise ValueError(f"image_size {image_size} must be multiples of 16 (the VGG's five poolings at half size)")
+        self.device = torch.device(device)
+        self.vgg, self.warpnet, self.colornet = (nets[r].eval().requires_grad_(False).to(self.device)
+                                                 for r in ("vgg", "warpnet", "colornet"))
+        self.weights_tag = weights_tag
+        self.gamut: color.GamutMode = gamut
+        self.image_size = image_size
+        self.work_size = (image_size[0] // 2, image_size[1] // 2)
+        self.network_ab: Tensor | None = None
+
+    @classmethod
+    def from_state_dicts(cls, state_dicts: Mapping[str, Mapping[str, Tensor]], weights_tag: str,
+                         **kwargs) -> ExemplarColorizer:
+        """Build the three networks and load ``state_dicts`` (by role) strictly.
+
+        Raises:
+            colorstyle_core.loader.WeightsLayoutError: a file's keys or shapes are not the published layout.
+        """
+        nets = {}
+        for role, build in BUILDERS.items():
+            nets[role] = build()
+            load_strict(nets[role], state_dicts[role], f"{WEIGHTS[role].filename}")
+        return cls(nets, weights_tag, **kwargs)
+
+    @classmethod
+    def from_seed(cls, seed: int, **kwargs) -> ExemplarColorizer:
+        """Generated UNTRAINED weights (tests and explicit smoke runs)."""
+        return cls.from_state_dicts(generated_weights(seed), f"{UNTRAINED_TAG}(seed={seed})", **kwargs)
+
+    @classmethod
+    def from_prefix(cls, prefix: str, sha256: Mapping[str, str] | None = None,
+                    storage_options: Mapping[str, object] | None = None, **kwargs) -> ExemplarColorizer:
+        """Load the three files by the authors' names from ``prefix`` (a folder or object-store prefix).
+
+        Every file is hash-checked: its sha256 from ``sha256`` (``{file name: hex}``), else from
+        ``<prefix>/SHA256SUMS``; a file with neither is refused (the published hashes are not recorded).
+
+        Raises:
+            colorstyle_core.loader.WeightsError: a file missing, without a hash, corrupt, or of the wrong layout.
+        """
+        sums = {**read_sha256sums(prefix, storage_options), **(sha256 or {})}
+        state_dicts, tags = {}, []
+        for role, spec in WEIGHTS.items():
+            digest = sums.get(spec.filename)
+            if not digest:
+                raise WeightsError(f"{storage.join(prefix, spec.filename)}: no sha256 for it; the published file's "
+                                   "is not recorded here: give it (--weights-sha256 NAME=HEX, weights.sha256, "
+                                   "or a SHA256SUMS file beside the checkpoints)")
+            source = WeightsSource(storage.join(prefix, spec.filename), digest, storage_options)
+            state_dicts[role], resolved = load_verified_state_dict(spec, source)
+            tags.append(f"{spec.filename}:{resolved.sha256[:12]}")
+        return cls.from_state_dicts(state_dicts, ",".join(tags), **kwargs)
+
+    # ---- references -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reference(self, rgb8: np.ndarray, name: str = "reference") -> Reference:
+        """Prepare a colour reference: ``(H, W, 3)`` uint8 (or float32 in ``[0, 1]``) sRGB -> :class:`Reference`
+        at the working size.
+
+        Raises:
+            ValueError: not such an image.
+        """
+        _check_image(rgb8, name, floats=True)
+        if self.gamut == "clip":
+            lab = F.interpolate(authors_lab(_as_uint8(rgb8), self.image_size), scale_factor=0.5, mode="bilinear")
+            rgb = authors_lab_to_rgb(torch.cat((lab[:, :1] + 50.0, lab[:, 1:]), dim=1))
+        else:
+            rgb = _to_work(_as_float(rgb8), self.work_size)
+            lab = color.rgb_to_lab(rgb)
+            lab = torch.cat((lab[:, :1] - 50.0, lab[:, 1:]), dim=1)
+        lab, rgb = lab.to(self.device), rgb.to(self.device)
+        return Reference(lab, normalize_features(self.vgg(rgb)), name)
+
+    # ---- frames ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def network(self, l_work: Tensor, reference: Reference, state: ChainState) -> Tensor:
+        """One step of the recurrence: ``(1, 1, h, w)`` centred L at the working size -> ``(1, 2, h, w)`` ab.
+
+        Updates ``state.previous`` to this frame's Lab (the next frame's input).
+        """
+        l_work = l_work.to(self.device)
+        gray = ((l_work + 50.0) / 100.0).expand(-1, 3, -1, -1)  # the authors' gray2rgb_batch
+        features = normalize_features(self.vgg(gray))
+        warped, confidence = self.warpnet(reference.lab, features, reference.features, TEMPERATURE)
+        previous = state.previous if state.previous is not None else torch.zeros_like(reference.lab)
+        ab = self.colornet(torch.cat((l_work, warped[:, 1:3], confidence, previous), dim=1))
+        state.previous = torch.cat((l_work, ab), dim=1)
+        self.network_ab = ab.float().cpu()
+        return ab
+
+    def colorize(self, rgb: np.ndarray, reference: Reference, state: ChainState) -> np.ndarray:
+        """Colorize one frame (the next of ``state``'s chain).
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8, or float32 in ``[0, 1]`` (16-bit scans; ``clip`` rounds it to 8 bits).
+            reference: from :meth:`reference`.
+            state: the chain this frame continues (updated).
+        Returns:
+            uint8 sRGB: ``(H, W, 3)`` under ``preserve-l`` (L kept), ``image_size + (3,)`` under ``clip``.
+        Raises:
+            ValueError: not such an image.
+        """
+        _check_image(rgb, "frame", floats=True)
+        if self.gamut == "clip":
+            return self._colorize_authors(_as_uint8(rgb), reference, state)
+        lightness = color.rgb_to_l(_as_float(rgb))
+        ab = self.network(_to_work(lightness, self.work_size) - 50.0, reference, state).float().cpu()
+        up = F.interpolate(ab, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+        out = color.lab_to_rgb(torch.cat((lightness, up), dim=1), "preserve-l")
+        return color.to_uint8(out)[0].permute(1, 2, 0).numpy()
+
+    def _colorize_authors(self, rgb8: np.ndarray, reference: Reference, state: ChainState) -> np.ndarray:
+        lab_large = authors_lab(rgb8, self.image_size)
+        lab = F.interpolate(lab_large, scale_factor=0.5, mode="bilinear")
+        ab = self.network(lab[:, :1], reference, state).float().cpu()
+        up = F.interpolate(ab, scale_factor=2, mode="bilinear") * AB_GAIN
+        l_large = lab_large[:, :1]
+        guide = ((l_large * 1.0 + 50.0) * 255 / 100)[0, 0].numpy().astype(np.uint8)
+        smoother = _fast_global_smoother(guide)
+        a, b = (smoother.filter(up[0, c].numpy()) for c in (0, 1))
+        lab_out = torch.cat((l_large * 1.0 + 50.0, torch.from_numpy(np.stack((a, b)))[None]), dim=1)[0]
+        from skimage import color as skcolor
+
+        rgb = skcolor.lab2rgb(lab_out.numpy().astype(np.float64).transpose(1, 2, 0))
+        return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+    def colorize_sequence(self, frames: Sequence[np.ndarray], reference: Reference,
+                          state: ChainState | None = None) -> list[np.ndarray]:
+        """Colorize consecutive frames of one shot in order (one chain); see :meth:`colorize`."""
+        state = state or ChainState()
+        return [self.colorize(f, reference, state) for f in frames]
+
+
+def _check_image(rgb: np.ndarray, name: str, floats: bool = False) -> None:
+    dtypes = (np.uint8, np.float32) if floats else (np.uint8,)
+    if not isinstance(rgb, np.ndarray) or rgb.dtype not in dtypes or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{name}: expected an (H, W, 3) {' or '.join(np.dtype(d).name for d in dtypes)} image, "
+                         f"got {getattr(rgb, 'shape', None)} {getattr(rgb, 'dtype', type(rgb).__name__)}")
+
+
+def _as_float(rgb: np.ndarray) -> Tensor:
+    """``(H, W, 3)`` uint8 or float32 in ``[0, 1]`` -> ``(1, 3, H, W)`` float32 in ``[0, 1]``."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    return t.float() / 255.0 if t.dtype == torch.uint8 else t.contiguous()
+
+
+def _as_uint8(rgb: np.ndarray) -> np.ndarray:
+    return rgb if rgb.dtype == np.uint8 else (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _to_work(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(N, C, H, W)`` float -> ``size`` bilinearly with antialiasing (colorstyle's default pipeline)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+# ---- the authors' pre- and post-processing (``clip``) --------------------------------------------
+
+_AUTHORS_RGB_FROM_XYZ = ((3.24048134, -0.96925495, 0.05564664), (-1.53715152, 1.87599, -0.20404134),
+                         (-0.49853633, 0.04155593, 1.05731107))
+"""The authors' XYZ -> linear sRGB matrix, laid out for row vectors (``rgb = xyz @ M``)."""
+
+
+def cover_crop(rgb8: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The authors' ``CenterPad``: resize (scikit-image, antialiased, reflect) so the image covers
+    ``size`` ``(height, width)`` keeping its aspect, centre-crop, truncate to 8 bits.
+
+    ``(H, W, 3)`` uint8 -> ``size + (3,)`` uint8.
+    """
+    from skimage.transform import resize
+
+    height, width = size
+    h0, w0 = rgb8.shape[:2]
+    ratio = height / width
+    if h0 / w0 == ratio:
+        if h0 == height:
+            return rgb8
+        new = [int(x * height / h0) for x in (h0, w0)]
+        return resize(rgb8, new, mode="reflect", preserve_range=True, clip=False, anti_aliasing=True).astype(np.uint8)
+    out = np.zeros((height, width, 3))
+    if h0 / w0 > ratio:
+        new = [int(x * width / w0) for x in (h0, w0)]
+        big = resize(rgb8, new, mode="reflect", preserve_range=True, clip=False, anti_aliasing=True)
+        top = (big.shape[0] - height) // 2
+        out[:] = big[top:top + height]
+    else:
+        new = [int(x * height / h0) for x in (h0, w0)]
+        big = resize(rgb8, new, mode="reflect", preserve_range=True, clip=False, anti_aliasing=True)
+        left = (big.shape[1] - width) // 2
+        out[:] = big[:, left:left + width]
+    return out.astype(np.uint8)
+
+
+def authors_lab(rgb8: np.ndarray, size: tuple[int, int]) -> Tensor:
+    """The authors' frame transform: :func:`cover_crop`, scikit-image's ``rgb2lab`` (float64), float32,
+    L centred. ``(H, W, 3)`` uint8 -> ``(1, 3, *size)`` float32."""
+    from skimage import color as skcolor
+
+    lab = torch.from_numpy(skcolor.rgb2lab(cover_crop(rgb8, size)).transpose((2, 0, 1))).float()
+    lab[0:1].sub_(50).div_(1)
+    return lab[None]
+
+
+def authors_lab_to_rgb(lab: Tensor) -> Tensor:
+    """The authors' ``tensor_lab2rgb``: ``(N, 3, H, W)`` float32 Lab (L in ``[0, 100]``) -> sRGB in ``[0, 1]``.
+
+    CIE Lab -> XYZ (D65, the linear segment below 0.2068966 as ``(t - 16/116) / 7.787``), their
+    XYZ -> linear sRGB matrix, the sRGB curve, clipped; in their operation order (float32)."""
+    n, _, h, w = lab.shape
+    lab = lab.transpose(1, 2).transpose(2, 3)
+    lightness, a, b = lab[..., 0:1], lab[..., 1:2], lab[..., 2:]
+    y = (lightness + 16.0) / 116.0
+    x = (a / 500.0) + y
+    z = y - (b / 200.0)
+    z = z.clone()
+    z[z < 0] = 0
+    xyz = torch.cat((x, y, z), dim=3)
+    cube = xyz > 0.2068966  # masked, as they do: torch's pow on a gathered vector, not on the strided tensor
+    lin = xyz.clone()
+    lin[cube] = torch.pow(xyz[cube], 3.0)
+    lin[~cube] = (xyz[~cube] - 16.0 / 116.0) / 7.787
+    lin[..., 0] = lin[..., 0] * 0.95047
+    lin[..., 2] = lin[..., 2] * 1.08883
+    matrix = torch.tensor(_AUTHORS_RGB_FROM_XYZ, dtype=torch.float64).to(lab.dtype)
+    rgb = torch.mm(lin.view(-1, 3), matrix).view(n, h, w, 3).transpose(2, 3).transpose(1, 2)
+    curve = rgb > 0.0031308
+    out = rgb.clone()
+    out[curve] = 1.055 * torch.pow(rgb[curve], 1 / 2.4) - 0.055
+    out[~curve] = rgb[~curve] * 12.92
+    return out.clamp(0, 1)
+
+
+def _fast_global_smoother(guide: np.ndarray):
+    """OpenCV contrib's fast global smoother (Min et al. 2014) guided by ``guide`` ``(H, W)`` uint8.
+
+    Raises:
+        RuntimeError: the installed OpenCV has no contrib modules.
+    """
+    import cv2
+
+    if not hasattr(cv2, "ximgproc"):
+        raise RuntimeError("the authors' pipeline (gamut clip) needs OpenCV's contrib modules: install "
+                           "opencv-contrib-python-headless instead of opencv-python-headless")
+    return cv2.ximgproc.createFastGlobalSmootherFilter(guide, SMOOTHER_LAMBDA, SMOOTHER_SIGMA)
+

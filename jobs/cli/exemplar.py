@@ -1,0 +1,137 @@
+"""``colorstyle colorize --model deepexemplar``: colour from a reference photo, for a still or a folder of frames.
+
+A folder (local or an object-store prefix) of numbered frames (PNG, TIFF incl. 16-bit, JPEG) is
+one shot: its frames are colorized in their numeric order as one chain (each frame gets the
+previous frame's output, :mod:`colorstyle_core.exemplar`) and written to OUTPUT under the same
+names. A single image is a still (a chain of one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import re
+
+import numpy as np
+
+from colorstyle_core import imageio, storage
+from colorstyle_core.exemplar import ChainState, ExemplarColorizer
+from colorstyle_core.synthetic import UNTRAINED_NOTE
+
+log = logging.getLogger("colorstyle")
+
+MODEL = "deepexemplar"
+
+
+def numbered(names: list[str]) -> list[str]:
+    """Frame names in the order of the numbers in them (``f2.png`` before ``f10.png``), then by name."""
+    def key(name: str) -> tuple[int, str]:
+        digits = "".join(re.findall(r"\d", storage.basename(name)))
+        return (int(digits) if digits else -1, name)
+    return sorted(names, key=key)
+
+
+def list_frames(prefix: str, opts: dict | None) -> list[str]:
+    """The image files directly under ``prefix`` (by suffix, :data:`~colorstyle_core.imageio.IMAGE_SUFFIXES`),
+    numbered order.
+
+    Raises:
+        ValueError: none there.
+    """
+    fs, path = storage.filesystem(prefix, opts)
+    names = [storage.unstrip(fs, p) for p in fs.ls(path, detail=False)
+             if p.lower().endswith(imageio.IMAGE_SUFFIXES)]
+    if not names:
+        raise ValueError(f"{prefix}: no frames (files ending in {', '.join(imageio.IMAGE_SUFFIXES)})")
+    return numbered(names)
+
+
+def _is_folder(uri: str, opts: dict | None) -> bool:
+    fs, path = storage.filesystem(uri, opts)
+    return fs.isdir(path)
+
+
+def _read_rgb(uri: str, opts: dict | None, max_pixels: int | None) -> np.ndarray:
+    """``(H, W, 3)`` float32 in ``[0, 1]`` (gray sources repeated to three channels)."""
+    decoded = imageio.decode_image(storage.read_bytes(uri, opts), uri, max_pixels, "--max-pixels")
+    pixels = decoded.pixels.astype(np.float32, copy=False)
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+def _sha256_flags(text: str | None) -> dict[str, str]:
+    """``--weights-sha256 NAME=HEX,NAME=HEX`` -> ``{file name: hex}``.
+
+    Raises:
+        ValueError: an item without ``=``.
+    """
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        name, sep, digest = item.partition("=")
+        if not sep:
+            raise ValueError(f"--weights-sha256 {item!r}: with --model {MODEL} give FILE=HEX for each checkpoint "
+                             "(or a SHA256SUMS file beside them)")
+        out[name.strip()] = digest.strip()
+    return out
+
+
+def load(args: argparse.Namespace, opts: dict | None) -> ExemplarColorizer:
+    """The colorizer from ``--weights PREFIX`` (or ``--untrained-weights``), ``--gamut``, ``--image-size``.
+
+    Raises:
+        ValueError: no weights given, or a bad ``--image-size``.
+        colorstyle_core.loader.WeightsError: a checkpoint missing, without a hash, corrupt or of another layout.
+    """
+    size = tuple(int(v) for v in args.image_size.split(",")) if args.image_size else None
+    kwargs = {"gamut": args.gamut, "device": "cuda" if args.device == "auto" and _cuda() else
+              ("cpu" if args.device == "auto" else args.device)}
+    if size:
+        if len(size) != 2:
+            raise ValueError(f"--image-size {args.image_size!r}: give HEIGHT,WIDTH")
+        kwargs["image_size"] = size
+    if args.untrained_weights is not None:
+        log.warning("%s", UNTRAINED_NOTE)
+        return ExemplarColorizer.from_seed(args.untrained_weights, **kwargs)
+    if not args.weights:
+        raise ValueError(f"--model {MODEL} needs --weights PREFIX: the folder holding the authors' "
+                         "vgg19_conv.pth, nonlocal_net_iter_76000.pth and colornet_iter_76000.pth")
+    return ExemplarColorizer.from_prefix(args.weights, _sha256_flags(args.weights_sha256), opts, **kwargs)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
+    """``colorstyle colorize INPUT OUTPUT --model deepexemplar --reference REF ...``."""
+    opts = storage.parse_options(args.storage_options)
+    if not args.reference:
+        raise ValueError(f"--model {MODEL} needs --reference REF (a colour photo whose colours to carry over)")
+    if args.hints:
+        raise ValueError(f"--model {MODEL} takes a --reference, not --hints")
+    colorizer = load(args, opts)
+    reference = colorizer.reference(_as_8bit(_read_rgb(args.reference, opts, args.max_pixels)), args.reference)
+    folder = _is_folder(args.input, opts)
+    frames = list_frames(args.input, opts) if folder else [args.input]
+    state = ChainState()
+    for uri in frames:
+        out = colorizer.colorize(_read_rgb(uri, opts, args.max_pixels), reference, state)
+        name = storage.basename(uri)
+        target = storage.join(args.output, name) if folder else args.output
+        data = imageio.encode_image(out, target, f"colorstyle {MODEL} {colorizer.weights_tag} "
+                                    f"reference={args.reference}")
+        storage.write_bytes_atomic(target, data, opts)
+        if args.save_ab:
+            buf = io.BytesIO()
+            np.save(buf, colorizer.network_ab[0].numpy().astype(np.float32))
+            stem = name.rsplit(".", 1)[0]
+            ab_uri = storage.join(args.save_ab, f"{stem}_ab.npy") if folder else args.save_ab
+            storage.write_bytes_atomic(ab_uri, buf.getvalue(), opts)
+        print(target)
+    return 0
+
+
+def _as_8bit(rgb: np.ndarray) -> np.ndarray:
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)

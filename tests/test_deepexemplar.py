@@ -1,0 +1,142 @@
+"""Deep Exemplar-based Video Colorization: the authors' layouts, their pipeline's outputs, ours, the command."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorstyle_core import color
+from colorstyle_core.exemplar import WEIGHTS, ChainState, ExemplarColorizer, generated_weights
+from colorstyle_core.loader import WeightsError, WeightsLayoutError
+from tests.goldens.deepexemplar_inputs import CASES, SEED, case_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "data" / "golden_deepexemplar.npz"
+
+
+SMALL = (96, 160)
+"""A small ``image_size`` for the tests (working size 48 x 80): the same code as 432 x 768, a 20th of the work."""
+
+
+@pytest.fixture(scope="module")
+def colorizer() -> ExemplarColorizer:
+    return ExemplarColorizer.from_seed(SEED, image_size=SMALL)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    """The three generated checkpoints under the authors' file names, and their SHA256SUMS."""
+    root = tmp_path_factory.mktemp("deepexemplar")
+    lines = []
+    for role, sd in generated_weights(SEED).items():
+        path = root / WEIGHTS[role].filename
+        torch.save(sd, path)
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}")
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_authors_pipeline_matches_their_code(shared, case):
+    """``gamut="clip"`` against goldens from the authors' test.py (tests/goldens/make_deepexemplar_goldens.py),
+    same generated weights, one torch thread as they were made: the same 8-bit frames (see README for the
+    tolerance), the 8-frame shot included (each frame takes the previous one's output)."""
+    golden = np.load(GOLDEN)
+    frames, reference = case_inputs(case)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ex = ExemplarColorizer.from_seed(SEED, gamut="clip", image_size=case.image_size)
+        out = np.stack(ex.colorize_sequence(frames, ex.reference(reference)))
+    finally:
+        torch.set_num_threads(before)
+    expected = golden[case.name]
+    assert out.shape == expected.shape == (case.frames, *case.image_size, 3)
+    diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (diff.max(), (diff > 0).mean())
+
+
+def test_checkpoints_load_strictly_from_a_prefix_with_their_hashes(weights_dir, colorizer):
+    loaded = ExemplarColorizer.from_prefix(str(weights_dir))
+    for role in ("vgg", "warpnet", "colornet"):
+        ours, theirs = getattr(colorizer, role).state_dict(), getattr(loaded, role).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert "colornet_iter_76000.pth:" in loaded.weights_tag
+
+
+def test_a_checkpoint_without_a_hash_or_with_another_layout_is_refused(weights_dir, tmp_path):
+    for name in ("vgg19_conv.pth", "nonlocal_net_iter_76000.pth", "colornet_iter_76000.pth"):
+        (tmp_path / name).write_bytes((weights_dir / name).read_bytes())
+    with pytest.raises(WeightsError, match="no sha256"):  # the published hashes are not recorded
+        ExemplarColorizer.from_prefix(str(tmp_path))
+    sd = generated_weights(SEED)["colornet"]
+    del sd["conv10_ab.bias"]
+    torch.save(sd, tmp_path / "colornet_iter_76000.pth")
+    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.glob("*.pth")}
+    with pytest.raises(WeightsLayoutError, match="conv10_ab.bias"):
+        ExemplarColorizer.from_prefix(str(tmp_path), sums)
+    sums["colornet_iter_76000.pth"] = "0" * 64
+    with pytest.raises(WeightsError, match="does not match"):
+        ExemplarColorizer.from_prefix(str(tmp_path), sums)
+
+
+def test_any_frame_size_keeps_its_lightness_and_the_chain_carries_colour(shared, colorizer):
+    reference = np.asarray(Image.open(shared / "data" / "color" / "lighthouse.jpg").convert("RGB"))
+    frame = np.asarray(Image.open(shared / "data" / "gray" / "lighthouse.jpg").convert("RGB").resize((301, 167)))
+    ref = colorizer.reference(reference)
+    state = ChainState()
+    first = colorizer.colorize(frame, ref, state)
+    ab_first = colorizer.network_ab.clone()
+    second = colorizer.colorize(frame, ref, state)
+    assert first.shape == frame.shape and first.dtype == np.uint8
+    assert colorizer.network_ab.shape == (1, 2, 48, 80)
+    assert not torch.equal(colorizer.network_ab, ab_first)  # the previous frame's output is an input
+    again = colorizer.colorize(frame, ref, ChainState())  # a new chain starts from zeros again
+    assert np.array_equal(again, first) and not np.array_equal(second, first)
+    as_l = lambda rgb: color.rgb_to_l(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)  # noqa: E731
+    assert (as_l(first) - as_l(frame)).abs().max() < 0.5  # L kept, to 8-bit rounding
+    assert colorizer.colorize(frame.astype(np.float32) / 255, ref, ChainState()).shape == frame.shape
+
+
+def test_a_4k_still_runs_at_the_working_size(colorizer):
+    """A 3840 x 2160 frame: the networks at the working size, only the Lab join at full size."""
+    gen = np.random.default_rng(0)
+    frame = np.repeat(gen.integers(0, 256, (2160, 3840, 1), dtype=np.uint8), 3, axis=2)
+    ref = colorizer.reference(gen.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    out = colorizer.colorize(frame, ref, ChainState())
+    assert out.shape == (2160, 3840, 3) and colorizer.network_ab.shape == (1, 2, 48, 80)
+
+
+def test_bad_images_are_named(colorizer):
+    with pytest.raises(ValueError, match="frame: expected an \\(H, W, 3\\)"):
+        colorizer.colorize(np.zeros((4, 4), np.uint8), None, ChainState())
+    with pytest.raises(ValueError, match="image_size"):
+        ExemplarColorizer.from_seed(SEED, image_size=(100, 200))
+
+
+def test_command_colorizes_a_folder_of_frames_in_order(shared, weights_dir, tmp_path):
+    frames_dir, out_dir, ab_dir = tmp_path / "frames", tmp_path / "out", tmp_path / "ab"
+    frames_dir.mkdir()
+    frames, reference = case_inputs(CASES[1])
+    for i, frame in enumerate(frames[:3]):  # 16-bit TIFF, as film scans come
+        Image.fromarray(frame[..., 0].astype(np.uint16) * 257).save(frames_dir / f"scan_{i + 9}.tif")
+    Image.fromarray(reference).save(tmp_path / "ref.png")
+    cmd = [sys.executable, "-m", "jobs.cli", "colorize", str(frames_dir), str(out_dir), "--model", "deepexemplar",
+           "--reference", str(tmp_path / "ref.png"), "--weights", str(weights_dir), "--save-ab", str(ab_dir),
+           "--image-size", "96,160", "--device", "cpu"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [Path(p).name for p in done.stdout.split()] == ["scan_9.tif", "scan_10.tif", "scan_11.tif"]
+    assert sorted(p.name for p in ab_dir.iterdir()) == ["scan_10_ab.npy", "scan_11_ab.npy", "scan_9_ab.npy"]
+    assert np.load(ab_dir / "scan_9_ab.npy").shape == (2, 48, 80)
+    assert np.asarray(Image.open(out_dir / "scan_10.tif")).shape == (120, 200, 3)
+    refused = subprocess.run(cmd[:-6] + ["--weights", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode == 2 and "nowhere" in refused.stderr
