@@ -24,6 +24,8 @@ Two output pipelines (``gamut``):
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,12 +35,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorstyle_core import color, storage
+from colorstyle_core.colorizers.entry import LabJoin
+from colorstyle_core.devices import resolve_device
 from colorstyle_core.loader import WeightsError, WeightsSource, load_strict, load_verified_state_dict
 from colorstyle_core.models import layout_of
 from colorstyle_core.models.deepexemplar import ColorVidNet, ExemplarVGG19, WarpNet, normalize_features
-from colorstyle_core.synthetic import UNTRAINED_TAG, generate
+from colorstyle_core.provenance import Provenance
+from colorstyle_core.synthetic import generate
 from colorstyle_core.weights import WeightSpec
 
+EXEMPLAR_MODEL = "deepexemplar"
+"""The method's name in manifests and on the command line."""
 AUTHORS_IMAGE_SIZE = (432, 768)
 """The authors' ``--image_size`` default ``(height, width)`` in pixels; the network works at half of it."""
 TEMPERATURE = 1e-10
@@ -121,39 +128,115 @@ class Reference:
 @dataclass
 class ChainState:
     """The recurrence between frames of a shot: the previous frame's Lab at the working size
-    (``(1, 3, h, w)`` float32, L centred), ``None`` at the start of a chain."""
+    (``(1, 3, h, w)`` float32, L centred), ``None`` at the start of a chain.
+
+    Attributes:
+        cut_threshold: in a job, :func:`colorstyle_core.cuts.cut_score` between consecutive frames' L above
+            which the chain restarts (a new shot must not take the last one's colours); ``None``: never
+            (the authors' script, a folder that is one shot).
+        last_l: the previous frame's L at the working size, for the cut test.
+        restarts: how many times the chain restarted at a cut.
+    """
 
     previous: Tensor | None = None
+    cut_threshold: float | None = None
+    last_l: Tensor | None = None
+    restarts: int = 0
+
+
+def load_state_dicts(prefix: str, sha256: Mapping[str, str] | None = None,
+                     storage_options: Mapping[str, object] | None = None
+                     ) -> tuple[dict[str, dict[str, Tensor]], Provenance]:
+    """Read and verify the three files by the authors' names under ``prefix`` (a folder or object-store prefix).
+
+    Every file is hash-checked: its sha256 from ``sha256`` (``{file name: hex}``), else from
+    ``<prefix>/SHA256SUMS``; a file with neither is refused (the published hashes are not recorded).
+
+    Returns:
+        ``({role: state_dict}, provenance)``; the provenance's sha256 is that of the three files' digests.
+    Raises:
+        colorstyle_core.loader.WeightsError: a file missing, without a hash or corrupt.
+    """
+    sums = {**read_sha256sums(prefix, storage_options), **(sha256 or {})}
+    state_dicts, digests = {}, []
+    for role, spec in WEIGHTS.items():
+        digest = sums.get(spec.filename)
+        if not digest:
+            raise WeightsError(f"{storage.join(prefix, spec.filename)}: no sha256 for it; the published file's "
+                               "is not recorded here: give it (--weights-sha256 NAME=HEX, weights.sha256, "
+                               "or a SHA256SUMS file beside the checkpoints)")
+        source = WeightsSource(storage.join(prefix, spec.filename), digest, storage_options)
+        state_dicts[role], resolved = load_verified_state_dict(spec, source)
+        digests.append(f"{resolved.sha256}  {spec.filename}")
+    fingerprint = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    return state_dicts, Provenance(EXEMPLAR_MODEL, fingerprint, prefix)
+
+
+def flatten(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """The three networks' tensors as one state dict (``role/key``), to ship to actors as one weight set."""
+    return {f"{role}/{k}": v for role, sd in state_dicts.items() for k, v in sd.items()}
+
+
+def unflatten(flat: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    """:func:`flatten`'s inverse: ``{role: state_dict}``."""
+    out: dict[str, dict[str, Tensor]] = {role: {} for role in BUILDERS}
+    for key, value in flat.items():
+        role, _, name = key.partition("/")
+        out[role][name] = value
+    return out
 
 
 class ExemplarColorizer:
     """The three networks, loaded once, and the two pipelines of the module.
 
+    Besides :meth:`reference` / :meth:`colorize` (the command, a folder as one shot), it answers what
+    the frame pipeline asks of a colorizer in a job (:meth:`predict_ab_list`, :meth:`compose`; a
+    sequence's chain through :meth:`new_chain` and :meth:`step_ab`), with the job's reference
+    (:meth:`set_reference`).
+
     Args:
         nets: ``{"vgg", "warpnet", "colornet"}`` modules, weights loaded.
-        weights_tag: the loaded files' sha256 prefixes (or :data:`UNTRAINED_TAG`), for provenance.
+        provenance: which files (or generated weights) they hold.
         gamut: ``preserve-l`` or ``clip`` (see the module).
-        image_size: the authors' ``--image_size`` ``(height, width)``; the working size is half of it.
+        image_size: the authors' ``--image_size`` ``(height, width)``, multiples of 16; the working size
+            is half of it.
         device: where the networks run.
     Attributes:
         network_ab: the last frame's network ab, ``(1, 2, h, w)`` float32 on the CPU (``--save-ab``).
+    Raises:
+        ValueError: an ``image_size`` that is not multiples of 16.
     """
 
-    def __init__(self, nets: Mapping[str, nn.Module], weights_tag: str, gamut: color.GamutMode = "preserve-l",
-                 image_size: tuple[int, int] = AUTHORS_IMAGE_SIZE, device: str | torch.device = "cpu"):
-        if image_size[0] % 16 or image_size[1] % 16:
-            raise ValueError(f"image_size {image_size} must be multiples of 16 (the VGG's five poolings at half size)")
-        self.device = torch.device(device)
+    recurrent = True
+    supports_hints = False
+
+    def __init__(self, nets: Mapping[str, nn.Module], provenance: Provenance, gamut: color.GamutMode = "preserve-l",
+                 image_size: tuple[int, int] | None = None, device: str | torch.device | None = "cpu"):
+        image_size = tuple(image_size or AUTHORS_IMAGE_SIZE)
+        if len(image_size) != 2 or image_size[0] % 16 or image_size[1] % 16 or min(image_size) < 16:
+            raise ValueError(f"image_size {image_size} must be two multiples of 16 (the VGG's poolings at half size)")
+        self.device = resolve_device(device)
         self.vgg, self.warpnet, self.colornet = (nets[r].eval().requires_grad_(False).to(self.device)
                                                  for r in ("vgg", "warpnet", "colornet"))
-        self.weights_tag = weights_tag
+        self.provenance = provenance
         self.gamut: color.GamutMode = gamut
         self.image_size = image_size
         self.work_size = (image_size[0] // 2, image_size[1] // 2)
         self.network_ab: Tensor | None = None
+        self.job_reference: Reference | None = None
+        self._join = LabJoin("preserve-l")
+
+    @property
+    def weights_tag(self) -> str:
+        return self.provenance.describe()
+
+    @property
+    def net_size(self) -> tuple[int, int]:
+        """The working size ``(height, width)`` in pixels."""
+        return self.work_size
 
     @classmethod
-    def from_state_dicts(cls, state_dicts: Mapping[str, Mapping[str, Tensor]], weights_tag: str,
+    def from_state_dicts(cls, state_dicts: Mapping[str, Mapping[str, Tensor]], provenance: Provenance,
                          **kwargs) -> ExemplarColorizer:
         """Build the three networks and load ``state_dicts`` (by role) strictly.
 
@@ -164,36 +247,22 @@ class ExemplarColorizer:
         for role, build in BUILDERS.items():
             nets[role] = build()
             load_strict(nets[role], state_dicts[role], f"{WEIGHTS[role].filename}")
-        return cls(nets, weights_tag, **kwargs)
+        return cls(nets, provenance, **kwargs)
 
     @classmethod
     def from_seed(cls, seed: int, **kwargs) -> ExemplarColorizer:
         """Generated UNTRAINED weights (tests and explicit smoke runs)."""
-        return cls.from_state_dicts(generated_weights(seed), f"{UNTRAINED_TAG}(seed={seed})", **kwargs)
+        return cls.from_state_dicts(generated_weights(seed), Provenance.generated(EXEMPLAR_MODEL, seed), **kwargs)
 
     @classmethod
     def from_prefix(cls, prefix: str, sha256: Mapping[str, str] | None = None,
                     storage_options: Mapping[str, object] | None = None, **kwargs) -> ExemplarColorizer:
-        """Load the three files by the authors' names from ``prefix`` (a folder or object-store prefix).
-
-        Every file is hash-checked: its sha256 from ``sha256`` (``{file name: hex}``), else from
-        ``<prefix>/SHA256SUMS``; a file with neither is refused (the published hashes are not recorded).
+        """:func:`load_state_dicts` and build.
 
         Raises:
             colorstyle_core.loader.WeightsError: a file missing, without a hash, corrupt, or of the wrong layout.
         """
-        sums = {**read_sha256sums(prefix, storage_options), **(sha256 or {})}
-        state_dicts, tags = {}, []
-        for role, spec in WEIGHTS.items():
-            digest = sums.get(spec.filename)
-            if not digest:
-                raise WeightsError(f"{storage.join(prefix, spec.filename)}: no sha256 for it; the published file's "
-                                   "is not recorded here: give it (--weights-sha256 NAME=HEX, weights.sha256, "
-                                   "or a SHA256SUMS file beside the checkpoints)")
-            source = WeightsSource(storage.join(prefix, spec.filename), digest, storage_options)
-            state_dicts[role], resolved = load_verified_state_dict(spec, source)
-            tags.append(f"{spec.filename}:{resolved.sha256[:12]}")
-        return cls.from_state_dicts(state_dicts, ",".join(tags), **kwargs)
+        return cls.from_state_dicts(*load_state_dicts(prefix, sha256, storage_options), **kwargs)
 
     # ---- references -----------------------------------------------------------------------------
 
@@ -225,6 +294,13 @@ class ExemplarColorizer:
         Updates ``state.previous`` to this frame's Lab (the next frame's input).
         """
         l_work = l_work.to(self.device)
+        if state.cut_threshold is not None and state.last_l is not None:
+            from colorstyle_core.cuts import cut_score
+
+            if float(cut_score(state.last_l + 50.0, l_work + 50.0)[0]) > state.cut_threshold:
+                state.previous = None
+                state.restarts += 1
+        state.last_l = l_work
         gray = ((l_work + 50.0) / 100.0).expand(-1, 3, -1, -1)  # the authors' gray2rgb_batch
         features = normalize_features(self.vgg(gray))
         warped, confidence = self.warpnet(reference.lab, features, reference.features, TEMPERATURE)
@@ -267,8 +343,63 @@ class ExemplarColorizer:
         lab_out = torch.cat((l_large * 1.0 + 50.0, torch.from_numpy(np.stack((a, b)))[None]), dim=1)[0]
         from skimage import color as skcolor
 
-        rgb = skcolor.lab2rgb(lab_out.numpy().astype(np.float64).transpose(1, 2, 0))
+        with warnings.catch_warnings():  # "negative Z values clipped": their conversion's own clipping
+            warnings.simplefilter("ignore", UserWarning)
+            rgb = skcolor.lab2rgb(lab_out.numpy().astype(np.float64).transpose(1, 2, 0))
         return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+    # ---- in a job: what the frame pipeline asks of a colorizer (colorstyle's pipeline, preserve-l) -------
+
+    def set_reference(self, rgb: np.ndarray, name: str) -> None:
+        """The job's reference (``pipeline.colorize.reference``), prepared once per actor; see :meth:`reference`."""
+        self.job_reference = self.reference(rgb, name)
+
+    def new_chain(self) -> ChainState:
+        """A chain for the frames of a film; it restarts at scene cuts
+        (:data:`colorstyle_core.cuts.DEFAULT_CUT_THRESHOLD`)."""
+        from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
+
+        return ChainState(cut_threshold=DEFAULT_CUT_THRESHOLD)
+
+    def lightness(self, images: Tensor) -> Tensor:
+        """``(N, C, H, W)`` sRGB or gray in ``[0, 1]`` -> ``(N, 1, H, W)`` float32 L in ``[0, 100]``."""
+        return color.rgb_to_l(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1))
+
+    def step_ab(self, state: ChainState, lightness: Tensor) -> Tensor:
+        """The next frame of ``state``'s chain: ``(1, 1, H, W)`` L -> ``(1, 2, H, W)`` ab at the frame's size
+        (bilinear from the working size), on the frame's device.
+
+        Raises:
+            RuntimeError: no reference was set (:meth:`set_reference`).
+        """
+        if self.job_reference is None:
+            raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference before frames (pipeline.colorize.reference)")
+        ab = self.network(_to_work(lightness, self.work_size) - 50.0, self.job_reference, state)
+        return F.interpolate(ab.float().to(lightness.device), size=lightness.shape[-2:], mode="bilinear",
+                             align_corners=False)
+
+    def predict_ab_list(self, images: Sequence[Tensor], hints: object = None) -> list[tuple[Tensor, Tensor]]:
+        """Stills: ``(C, H, W)`` images in ``[0, 1]`` -> ``[((1, H, W) L, (2, H, W) ab)]``, each a chain of one.
+
+        Raises:
+            ValueError: hints (this model takes a reference, not hints).
+        """
+        if hints is not None and any(h is not None for h in hints):  # type: ignore[union-attr]
+            raise ValueError(f"{EXEMPLAR_MODEL} takes a reference, not colour hints")
+        out = []
+        for image in images:
+            lightness = self.lightness(image[None].float())
+            out.append((lightness[0], self.step_ab(ChainState(), lightness)[0]))
+        return out
+
+    def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
+        """``(N, 1, H, W)`` L + ``(N, 2, H, W)`` ab -> ``(N, 3, H, W)`` sRGB with L kept."""
+        return self._join.compose(lightness, ab)
+
+    def compose_sampled(self, lightness: Tensor, ab: Tensor, stride: int) -> Tensor:
+        """:meth:`compose` on every ``stride``-th pixel in each direction."""
+        return self._join.compose_eager(torch.cat((lightness[..., ::stride, ::stride], ab[..., ::stride, ::stride]),
+                                                  dim=1))
 
     def colorize_sequence(self, frames: Sequence[np.ndarray], reference: Reference,
                           state: ChainState | None = None) -> list[np.ndarray]:

@@ -38,9 +38,17 @@ from torch import Tensor
 from colorstyle_core.color import as_rgb, to_uint8
 from colorstyle_core.colorizer import Colorizer, colorize_rgb8
 from colorstyle_core.devices import Precision, resolve_device, tune_for
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, ExemplarColorizer, unflatten
 from colorstyle_core.hints import ColorHints, HintPull
 from colorstyle_core.imageio import frames_float
-from colorstyle_core.pipeline_types import BAND_PIXELS, FrameResult, ModelWeights, PipelineConfig
+from colorstyle_core.pipeline_types import (
+    BAND_PIXELS,
+    LARGE_IMAGE_PIXELS,
+    ColorizeStep,
+    FrameResult,
+    ModelWeights,
+    PipelineConfig,
+)
 from colorstyle_core.resample import (
     BandedDownscale,
     band_as_float,
@@ -73,7 +81,8 @@ class FramePipeline:
             wrong number of style images.
     """
 
-    def __init__(self, config: PipelineConfig, colorizer: Colorizer | None = None, stylizer: object | None = None,
+    def __init__(self, config: PipelineConfig, colorizer: Colorizer | ExemplarColorizer | None = None,
+                 stylizer: object | None = None,
                  styles: Sequence[Tensor] = ()):
         if (config.colorize is None) != (colorizer is None) or (config.stylize is None) != (stylizer is None):
             raise ValueError("every step of the pipeline needs its model, and only those")
@@ -99,12 +108,14 @@ class FramePipeline:
     def build(cls, config: PipelineConfig, styles: Sequence[Tensor] = (), *,
               colorizer_weights: ModelWeights | None = None, stylizer_weights: ModelWeights | None = None,
               untrained_seed: int | None = None, device: str | torch.device | None = None,
-              precision: Precision = "fp32", compile_colour: bool = False) -> FramePipeline:
+              precision: Precision = "fp32", compile_colour: bool = False,
+              reference: np.ndarray | None = None) -> FramePipeline:
         """Build the models of ``config`` from verified weights, or generated ones.
 
         Args:
             config: the steps.
             styles: the style images (see the class).
+            reference: ``deepexemplar``: the job's reference, ``(H, W, 3)`` uint8 or float32 in ``[0, 1]``.
             colorizer_weights, stylizer_weights: verified tensors for the steps that run.
             untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs; a method
                 whose real weights are installed, ``arbitrary``, uses those).
@@ -113,11 +124,13 @@ class FramePipeline:
             compile_colour: compile the colorizer's per-pixel colour maths
                 (:meth:`~colorstyle_core.colorizer.Colorizer.compile_colour_math`).
         Raises:
-            ValueError: a step without weights (and no ``untrained_seed``).
+            ValueError: a step without weights (and no ``untrained_seed``), ``deepexemplar`` without a reference.
             colorstyle_core.loader.WeightsLayoutError: tensors that do not fit the architecture.
         """
         colorizer = stylizer = None
-        if (c := config.colorize) is not None:
+        if (c := config.colorize) is not None and c.recurrent:
+            colorizer = _exemplar(c, colorizer_weights, untrained_seed, device, reference)
+        elif c is not None:
             if untrained_seed is not None:
                 colorizer = Colorizer.from_weights(c.model, device=device, gamut=c.gamut, untrained_seed=untrained_seed)
             elif colorizer_weights is None:
@@ -255,6 +268,8 @@ class FramePipeline:
         Returns:
             A :class:`FrameResult` whose ``image`` (and ``colorized``) are ``(1, 3, H, W)`` uint8.
         """
+        if isinstance(self.colorizer, ExemplarColorizer):
+            raise ValueError(f"{EXEMPLAR_MODEL} does not take stills above {LARGE_IMAGE_PIXELS:,} pixels yet")
         h, w = image.shape[-2:]
         band_rows = band_rows or max(8, BAND_PIXELS // w)
         timer = self.timer()
@@ -307,7 +322,7 @@ def _rgb8_results(pipeline: FramePipeline, frames: Tensor, hints: Sequence[Color
                   ) -> list[FrameResult] | None:
     """8-bit frames as decoded through :func:`~.colorizer.colorize_rgb8` when the pipeline is a colorizer alone
     without hints; ``None`` where it is not, or that colorizer has no such pass (the caller takes the float path)."""
-    if pipeline.colorizer is None or pipeline.stylizer is not None or (
+    if not isinstance(pipeline.colorizer, Colorizer) or pipeline.stylizer is not None or (
             hints is not None and any(h is not None and not h.empty for h in hints)):
         return None
     timer = pipeline.timer()
@@ -317,6 +332,23 @@ def _rgb8_results(pipeline: FramePipeline, frames: Tensor, hints: Sequence[Color
         return None
     share = scaled(timer.take(), 1.0 / len(out))
     return [FrameResult(image, None, {}, dict(share)) for image in out.split(1)]
+
+
+def _exemplar(step: ColorizeStep, weights: ModelWeights | None, untrained_seed: int | None,
+              device: str | torch.device | None, reference: np.ndarray | None) -> ExemplarColorizer:
+    """``deepexemplar`` from verified weights (:func:`~colorstyle_core.exemplar.flatten`) or generated ones, with the
+    job's reference prepared."""
+    if reference is None:
+        raise ValueError(f"{EXEMPLAR_MODEL} needs pipeline.colorize.reference")
+    kwargs = {"gamut": step.gamut, "image_size": step.image_size, "device": device}
+    if untrained_seed is not None:
+        colorizer = ExemplarColorizer.from_seed(untrained_seed, **kwargs)
+    elif weights is None:
+        raise ValueError(f"no weights for the colorizer {EXEMPLAR_MODEL}")
+    else:
+        colorizer = ExemplarColorizer.from_state_dicts(unflatten(weights.state_dict()), weights.provenance, **kwargs)
+    colorizer.set_reference(reference, step.reference or "reference")
+    return colorizer
 
 
 def _u8_view(hwc: np.ndarray) -> Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from colorstyle_core import color
+from colorstyle_core.exemplar import EXEMPLAR_MODEL
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.style.gatys import StyleConfig
 from colorstyle_core.temporal import StepInfo, TemporalSettings
@@ -43,6 +44,10 @@ class ColorizeStep:
         hint_adherence: how strictly the output keeps hinted colours, 0 (the network's
             answer) .. 1 (a hint's ab exactly at the hint; :class:`~colorstyle_core.hints.HintPull`).
         hint_radius: pixels over which a hint's pull fades into the prediction.
+        reference: ``deepexemplar``: the colour photo whose colours every input takes
+            (:mod:`colorstyle_core.exemplar`).
+        image_size: ``deepexemplar``: the authors' ``image_size`` ``(height, width)``, the network working
+            at half of it (``None``: theirs, 432 x 768).
     """
 
     model: str = "eccv16"
@@ -50,6 +55,13 @@ class ColorizeStep:
     temporal: TemporalSettings | None = None
     hint_adherence: float = 1.0
     hint_radius: float = 24.0
+    reference: str | None = None
+    image_size: tuple[int, int] | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the colorizer takes the previous frame's output (a shot is one chain: frame ranges warm up)."""
+        return self.model == EXEMPLAR_MODEL
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,10 @@ class PipelineConfig:
 
     @property
     def temporal(self) -> bool:
-        """Whether video frames go through temporal chains (some step has temporal settings)."""
-        return any(step is not None and step.temporal is not None for step in (self.colorize, self.stylize))
+        """Whether video frames go through temporal chains (some step has temporal settings, or the colorizer
+        is recurrent)."""
+        return any(step is not None and step.temporal is not None for step in (self.colorize, self.stylize)) \
+            or (self.colorize is not None and self.colorize.recurrent)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Consecutive frames of one video through the frame pipeline, with the temporal chains.
 
 :class:`FrameSequence` is what :meth:`colorstyle_core.pipeline.FramePipeline.sequence` returns:
-it carries the colour chain (:class:`~colorstyle_core.temporal.ABStabilizer`) and the style
+it carries the colour chain (:class:`~colorstyle_core.temporal.ABStabilizer`), a recurrent colorizer's
+chain (``deepexemplar``: each frame takes the previous one's output) and the style
 method's chain (its :class:`~colorstyle_core.style.methods.entry.ShotChain`: Gatys' warm start,
 the feed-forward methods' flow-guided blend) from batch to batch, and hands over to the next
 frame range at a seam (:func:`~colorstyle_core.temporal.handoff_weight`). No I/O.
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from colorstyle_core.color import as_rgb
 from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.exemplar import ChainState, ExemplarColorizer
 from colorstyle_core.hints import ColorHints
 from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import FrameResult, PipelineConfig
@@ -36,7 +38,7 @@ class Models(Protocol):
     models and how hints are kept."""
 
     config: PipelineConfig
-    colorizer: Colorizer | None
+    colorizer: Colorizer | ExemplarColorizer | None
     style: StyleOp | None
     device: torch.device
 
@@ -52,9 +54,11 @@ class Models(Protocol):
 
 @dataclass
 class _Chains:
-    """The temporal state of one pass over a shot: colour chain and (created lazily) the style method's chain."""
+    """The temporal state of one pass over a shot: colour chain, a recurrent colorizer's chain
+    (:class:`~colorstyle_core.exemplar.ChainState`) and (created lazily) the style method's chain."""
 
     color: ABStabilizer | None
+    recurrence: ChainState | None = None
     style: ShotChain | None = None
 
 
@@ -78,7 +82,12 @@ class FrameSequence:
 
     def _new_chains(self) -> _Chains:
         step = self.pipeline.config.colorize
-        return _Chains(ABStabilizer(step.temporal) if step is not None and step.temporal is not None else None)
+        return _Chains(ABStabilizer(step.temporal) if step is not None and step.temporal is not None else None,
+                       self.pipeline.colorizer.new_chain() if self._recurrent else None)  # type: ignore[union-attr]
+
+    @property
+    def _recurrent(self) -> bool:
+        return getattr(self.pipeline.colorizer, "recurrent", False)
 
     def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None
                 ) -> list[FrameResult]:
@@ -102,7 +111,9 @@ class FrameSequence:
             x = frames_float(frames.to(p.device))
         lightness = ab_pred = None
         with timer(Stage.COLORIZE):
-            if p.colorizer is not None:
+            if self._recurrent:  # each frame's ab needs the previous one's: predicted in the chain
+                lightness = p.colorizer.lightness(x)  # type: ignore[union-attr]
+            elif p.colorizer is not None:
                 lightness, ab_pred = p.colorizer.predict_ab(x, hints)
         rgb_in = as_rgb(x)
         base = scaled(timer.take(), 1.0 / len(indices))
@@ -140,6 +151,10 @@ class FrameSequence:
         perframe_diff = None
         rgb = rgb_in
         if p.colorizer is not None:
+            if chains.recurrence is not None:
+                assert lightness is not None
+                with timer(Stage.COLORIZE):
+                    ab_pred = p.colorizer.step_ab(chains.recurrence, lightness)  # type: ignore[union-attr]
             assert lightness is not None and ab_pred is not None
             ab = ab_pred
             if chains.color is not None:

@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.table import Table
 
-from colorstyle_core import imageio, loader, storage
+from colorstyle_core import exemplar, imageio, loader, storage
 from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.pipeline_types import ModelWeights
 from colorstyle_core.provenance import Provenance, mark_untrained_logs, unmark_untrained_logs
@@ -175,7 +175,15 @@ def load_weights(manifest: Manifest) -> tuple[ModelWeights | None, ModelWeights 
     """
     pipe = manifest.pipeline
     colorizer = stylizer = None
-    if (c := pipe.colorize) is not None and not pipe.untrained_weights:
+    if (c := pipe.colorize) is not None and not pipe.untrained_weights and c.model == exemplar.EXEMPLAR_MODEL:
+        if c.weights is None or not c.weights.uri:
+            raise loader.WeightsUnavailableError(
+                f"{exemplar.EXEMPLAR_MODEL}: its published files' sha256 are not recorded: give pipeline.colorize."
+                "weights: the prefix holding vgg19_conv.pth, nonlocal_net_iter_76000.pth and colornet_iter_76000.pth "
+                "with a SHA256SUMS file of them")
+        state_dicts, provenance = exemplar.load_state_dicts(c.weights.uri, None, manifest.storage_options)
+        colorizer = ModelWeights.from_state_dict(c.model, exemplar.flatten(state_dicts), provenance)
+    elif c is not None and not pipe.untrained_weights:
         spec = COLORIZERS.get(c.model).weights
         state_dict, resolved = loader.load_verified_state_dict(spec, manifest.weights_source(c.weights))
         colorizer = ModelWeights.from_state_dict(c.model, state_dict, Provenance.from_resolved(c.model, resolved))
@@ -185,8 +193,19 @@ def load_weights(manifest: Manifest) -> tuple[ModelWeights | None, ModelWeights 
     return colorizer, stylizer
 
 
-def _check_styles(manifest: Manifest) -> None:
+def _check_images(manifest: Manifest) -> None:
+    """The style images and the colour reference decode, before any work.
+
+    Raises:
+        FatalJobError: naming the image and the problem.
+    """
     step = manifest.pipeline.stylize
+    colorize = manifest.pipeline.colorize
+    if colorize is not None and colorize.reference:
+        try:
+            imageio.decode_image(storage.read_bytes(colorize.reference, manifest.storage_options), colorize.reference)
+        except (FileNotFoundError, OSError, imageio.ImageDecodeError) as e:
+            raise FatalJobError(f"colour reference {colorize.reference}: {e}") from None
     for uri in step.styles if step else ():
         try:
             imageio.decode_image(storage.read_bytes(uri, manifest.storage_options), uri)
@@ -269,7 +288,7 @@ def _run(manifest: Manifest, options: RunOptions, console, untrained: bool) -> R
     console.print(f"[bold]job[/bold] {job_id}: listing inputs and starting the pool; output {manifest.output.prefix}, "
                   f"metrics {manifest.metrics_prefix}", highlight=False)
     try:
-        _check_styles(manifest)
+        _check_images(manifest)
         colorizer_weights, stylizer_weights = load_weights(manifest)
         store.check_writable()  # last: it creates the metrics prefix
     except (storage.StorageError, FatalJobError, loader.WeightsError) as e:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.exemplar import EXEMPLAR_MODEL
 from colorstyle_core.pipeline_types import DEFAULT_MAX_PIXELS, ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.segments import DEFAULT_PRESET
 from colorstyle_core.style.gatys import StyleConfig
@@ -67,6 +68,9 @@ class OutputSpec(Model):
 
 
 _TEMPORAL = TemporalSettings()
+RECURRENT_WARMUP = 6
+"""Frames a range of a ``deepexemplar`` job reads before its first written one, to start its chain (and, in the
+range before, the fresh chain it fades into over the same frames: no jump at the seam)."""
 
 
 class TemporalSpec(Model):
@@ -118,12 +122,14 @@ class TemporalSpec(Model):
 
 
 class ColorizeSpec(Model):
-    """The colorization step (Zhang et al., DDColor).
+    """The colorization step (Zhang et al., DDColor, Deep Exemplar).
 
     Attributes:
         model: a colorizer (:data:`colorstyle_core.colorizers.COLORIZERS`: ``eccv16``, ``siggraph17``,
-            the DDColor weight sets); hints need one that takes them (``siggraph17``).
-        weights: where the checkpoint is (default: cache, then the published URL).
+            the DDColor weight sets) or ``deepexemplar`` (colour from a reference photo); hints need one
+            that takes them (``siggraph17``).
+        weights: where the checkpoint is (default: cache, then the published URL); ``deepexemplar``: the
+            prefix holding the authors' three files and a ``SHA256SUMS`` of them.
         hints: prefix of hints files: ``<relative path without suffix>.json`` for a still,
             ``<relative path>.json`` (or without the suffix) for a video; keyframes of a
             video are carried through their shots.
@@ -131,20 +137,38 @@ class ColorizeSpec(Model):
         hint_radius: pixels over which a hint's pull fades into the prediction.
         gamut: ``preserve-l`` (output L = input L) or ``clip`` (the model's authors' pipeline).
         temporal: temporal consistency for videos.
+        reference: ``deepexemplar`` (required there): the colour photo whose colours every input takes.
+        image_size: ``deepexemplar``: the authors' ``image_size`` (the network works at half of it).
     """
 
-    model: Literal[COLORIZERS.names] = "eccv16"  # type: ignore[valid-type]
+    model: Literal[(*COLORIZERS.names, EXEMPLAR_MODEL)] = "eccv16"  # type: ignore[valid-type]
     weights: WeightsRef | None = None
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
     hint_adherence: float = Field(ColorizeStep.hint_adherence, ge=0, le=1)
     hint_radius: float = Field(ColorizeStep.hint_radius, ge=0)
     gamut: Literal["preserve-l", "clip"] = "preserve-l"
     temporal: TemporalSpec | None = None
+    reference: str | None = Field(None, description="deepexemplar: the colour photo whose colours every input takes")
+    image_size: tuple[int, int] | None = Field(None, description="deepexemplar: the authors' image_size "
+                                               "[height, width], multiples of 16 (default 432 x 768)")
 
     _hints_are_plain = field_validator("hints")(no_dot_segments)
 
     @model_validator(mode="after")
     def _hints_need_a_model_that_takes_them(self) -> ColorizeSpec:
+        if self.model == EXEMPLAR_MODEL:
+            if not self.reference:
+                raise ValueError(f"model {EXEMPLAR_MODEL} needs reference: URI of a colour photo")
+            if self.hints:
+                raise ValueError(f"model {EXEMPLAR_MODEL} takes a reference, not hints")
+            if self.gamut == "clip":
+                raise ValueError(f"model {EXEMPLAR_MODEL}: gamut clip (the authors' 432 x 768 output) is for "
+                                 "`colorstyle colorize`; jobs keep every frame's size (preserve-l)")
+            if self.image_size and (self.image_size[0] % 16 or self.image_size[1] % 16 or min(self.image_size) < 16):
+                raise ValueError(f"image_size {list(self.image_size)}: two multiples of 16")
+            return self
+        if self.reference or self.image_size:
+            raise ValueError(f"reference and image_size are for model {EXEMPLAR_MODEL}")
         if self.hints and not COLORIZERS.get(self.model).takes_hints:
             takers = " or ".join(e.name for e in COLORIZERS if e.takes_hints)
             raise ValueError(f"hints need model: {takers} ({self.model} takes no colour hints)")
@@ -153,7 +177,7 @@ class ColorizeSpec(Model):
     def step(self) -> ColorizeStep:
         """The frame pipeline's colorize step."""
         return ColorizeStep(self.model, self.gamut, self.temporal.settings("color") if self.temporal else None,
-                            self.hint_adherence, self.hint_radius)
+                            self.hint_adherence, self.hint_radius, self.reference, self.image_size)
 
 
 class StylizeSpec(Model):
@@ -261,9 +285,11 @@ class PipelineSpec(Model):
 
     @property
     def overlap(self) -> int:
-        """Warm-up frames per range: the largest overlap of the steps with temporal consistency on."""
-        return max((t.overlap for step in (self.colorize, self.stylize)
-                    if step is not None and (t := step.temporal) is not None and t.enabled), default=0)
+        """Warm-up frames per range: the largest overlap of the steps with temporal consistency on
+        (a recurrent colorizer's chain warms up :data:`RECURRENT_WARMUP` frames, or its temporal overlap)."""
+        recurrent = RECURRENT_WARMUP if self.colorize is not None and self.colorize.model == EXEMPLAR_MODEL else 0
+        return max(recurrent, max((t.overlap for step in (self.colorize, self.stylize)
+                                   if step is not None and (t := step.temporal) is not None and t.enabled), default=0))
 
 
 class ExecutionSpec(Model):

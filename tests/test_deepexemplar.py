@@ -15,6 +15,7 @@ from PIL import Image
 from colorstyle_core import color
 from colorstyle_core.exemplar import WEIGHTS, ChainState, ExemplarColorizer, generated_weights
 from colorstyle_core.loader import WeightsError, WeightsLayoutError
+from colorstyle_core.video_metrics import measure_consistency
 from tests.goldens.deepexemplar_inputs import CASES, SEED, case_inputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +69,11 @@ def test_checkpoints_load_strictly_from_a_prefix_with_their_hashes(weights_dir, 
     for role in ("vgg", "warpnet", "colornet"):
         ours, theirs = getattr(colorizer, role).state_dict(), getattr(loaded, role).state_dict()
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
-    assert "colornet_iter_76000.pth:" in loaded.weights_tag
+    sums = (weights_dir / "SHA256SUMS").read_text().splitlines()
+    order = [WEIGHTS[r].filename for r in ("vgg", "warpnet", "colornet")]
+    listed = "\n".join(next(line for line in sums if line.endswith(name)) for name in order)
+    assert loaded.provenance.sha256 == hashlib.sha256(listed.encode()).hexdigest()  # one fingerprint of the three
+    assert loaded.provenance.origin == str(weights_dir) and not loaded.provenance.untrained
 
 
 def test_a_checkpoint_without_a_hash_or_with_another_layout_is_refused(weights_dir, tmp_path):
@@ -140,3 +145,57 @@ def test_command_colorizes_a_folder_of_frames_in_order(shared, weights_dir, tmp_
     refused = subprocess.run(cmd[:-6] + ["--weights", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True,
                              text=True, timeout=600)
     assert refused.returncode == 2 and "nowhere" in refused.stderr
+
+
+# ---- in a job ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def film_job(ray_local, shared, tmp_path_factory):
+    """A film (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, and a still, from one reference."""
+    from jobs.driver import EXIT_OK, run_job
+    from jobs.manifest import parse_manifest
+    from tests.conftest import QUIET
+
+    root = tmp_path_factory.mktemp("exemplar_job")
+    (root / "stills").mkdir()
+    Image.open(shared / "data" / "gray" / "chelsea_cat.jpg").resize((150, 100)).save(root / "stills" / "cat.png")
+    Image.open(shared / "data" / "color" / "lighthouse.jpg").resize((160, 120)).save(root / "ref.png")
+    manifest = parse_manifest(f"""
+inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}, {root}/stills/]
+output: {{prefix: {root}/out}}
+pipeline:
+  colorize: {{model: deepexemplar, reference: {root}/ref.png, image_size: [96, 160]}}
+  untrained_weights: true
+execution: {{actors: 2, frames_per_range: 12, batch_size: 4}}
+metrics: {{video_consistency: true}}
+""", "exemplar.yaml")
+    report = run_job(manifest, QUIET)
+    assert report.exit_code == EXIT_OK, report.failures
+    return root, report
+
+
+def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_job, shared):
+    import pyarrow.parquet as pq
+
+    from tests.media import decoded_frames
+
+    root, report = film_job
+    frames = pq.read_table(report.written["frames"]).to_pylist()
+    video_rows = sorted(r["frame_index"] for r in frames if r["input_uri"].endswith(".mp4"))
+    assert video_rows == list(range(20, 44))  # warm-up frames are processed, never written
+    video = pq.read_table(report.written["videos"]).to_pylist()[0]
+    assert video["seams"] == [32] and video["scene_cuts"] == [36]
+    # the seam pair (31, 32) joins two frames of one chain: the range before faded into the chain the next one runs
+    assert video["e_warp_seams"] <= 1.5 * video["e_warp_inside"], (video["e_warp_seams"], video["e_warp_inside"])
+    src = decoded_frames(shared / "data" / "video" / "dev_kenburns_gray.mp4")[20:44]
+    out = decoded_frames(root / "out" / "dev_kenburns_gray.mp4")
+    assert len(out) == 24
+    as_t = lambda rgb: torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    # generated weights flicker along the film (pairs from 0.002 to 0.007): beside its neighbours, within 10 %
+    near = measure_consistency([as_t(f) for f in out[10:14]], [as_t(f) for f in src[10:14]], seams=[2])
+    assert near.e_warp_seams <= 1.1 * near.e_warp_inside, (near.e_warp_seams, near.e_warp_inside)
+    as_l = lambda rgb: color.rgb_to_l(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)  # noqa: E731
+    assert all((as_l(b) - as_l(a)).abs().mean() < 1.0 for a, b in zip(src, out))  # L kept (through H.264)
+    still = np.asarray(Image.open(root / "out" / "cat.png"))
+    assert still.shape == (100, 150, 3) and still.std(axis=2).mean() > 0.5  # colour, at the input's size

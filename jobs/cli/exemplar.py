@@ -16,12 +16,12 @@ import re
 import numpy as np
 
 from colorstyle_core import imageio, storage
-from colorstyle_core.exemplar import ChainState, ExemplarColorizer
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 
 log = logging.getLogger("colorstyle")
 
-MODEL = "deepexemplar"
+MODEL = EXEMPLAR_MODEL
 
 
 def numbered(names: list[str]) -> list[str]:

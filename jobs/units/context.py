@@ -69,14 +69,18 @@ class UnitContext:
         """Load the models (once per actor) and choose the encoder.
 
         Raises:
-            FileNotFoundError, imageio.ImageDecodeError: a style image cannot be read.
+            FileNotFoundError, imageio.ImageDecodeError: a style image or the colour reference cannot be read.
         """
-        style_step = spec.pipeline.stylize
+        style_step, colorize_step = spec.pipeline.stylize, spec.pipeline.colorize
         styles = [read_image(uri, spec.storage_options) for uri in style_step.styles] if style_step else []
+        reference = None
+        if colorize_step is not None and colorize_step.reference:
+            rgb = read_image(colorize_step.reference, spec.storage_options)[0]
+            reference = rgb.expand(3, -1, -1).permute(1, 2, 0).float().contiguous().numpy()
         pipeline = FramePipeline.build(spec.pipeline, styles, colorizer_weights=colorizer_weights,
                                        stylizer_weights=stylizer_weights, untrained_seed=spec.untrained_seed,
                                        device=spec.device, precision=spec.precision,  # type: ignore[arg-type]
-                                       compile_colour=spec.compile_colour)
+                                       compile_colour=spec.compile_colour, reference=reference)
         cuda = pipeline.device.type == "cuda"
         encoder, note = h264_encoder(spec.video_encoder, cuda)
         if note:
