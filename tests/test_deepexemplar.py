@@ -199,3 +199,36 @@ def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_
     assert all((as_l(b) - as_l(a)).abs().mean() < 1.0 for a, b in zip(src, out))  # L kept (through H.264)
     still = np.asarray(Image.open(root / "out" / "cat.png"))
     assert still.shape == (100, 150, 3) and still.std(axis=2).mean() > 0.5  # colour, at the input's size
+
+
+@pytest.mark.parametrize("colorize, message", [
+    ("{model: deepexemplar}", "needs reference"),
+    ("{model: deepexemplar, reference: r.jpg, hints: h/}", "takes a reference, not hints"),
+    ("{model: deepexemplar, reference: r.jpg, gamut: clip}", "gamut clip"),
+    ("{model: deepexemplar, reference: r.jpg, image_size: [100, 160]}", "multiples of 16"),
+    ("{model: eccv16, reference: r.jpg}", "are for model deepexemplar"),
+])
+def test_the_manifest_says_what_deepexemplar_needs(colorize, message):
+    from jobs.manifest import parse_manifest
+    from jobs.manifest_base import ManifestError
+
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(f"inputs: [a/]\noutput: {{prefix: o/}}\npipeline: {{colorize: {colorize}}}\n", "m.yaml")
+
+
+def test_a_reference_that_does_not_decode_stops_the_job_before_any_work(film_job, tmp_path):
+    from jobs.driver import run_job
+    from jobs.exit_codes import EXIT_FATAL
+    from jobs.manifest import parse_manifest
+    from tests.conftest import QUIET
+
+    root, _ = film_job
+    (tmp_path / "ref.jpg").write_text("not an image")
+    manifest = parse_manifest(f"""
+inputs: [{root}/stills/]
+output: {{prefix: {tmp_path}/out}}
+pipeline: {{colorize: {{model: deepexemplar, reference: {tmp_path}/ref.jpg}}, untrained_weights: true}}
+""", "m.yaml")
+    report = run_job(manifest, QUIET)
+    assert report.exit_code == EXIT_FATAL and "colour reference" in report.failures[0].message
+    assert not (tmp_path / "out" / "cat.png").exists()

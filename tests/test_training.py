@@ -348,7 +348,7 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_at_its_step_count(data, ra
     import psutil
 
     out = tmp_path / "out"
-    manifest = parse_train_manifest(_manifest(data, out, steps=24, every=4))
+    manifest = parse_train_manifest(_manifest(data, out, steps=16, every=4))
     result: dict = {}
     runner = threading.Thread(target=lambda: result.update(report=run_training(manifest, TrainOptions())))
     runner.start()
@@ -367,17 +367,17 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_at_its_step_count(data, ra
     report = result["report"]
     assert report.exit_code == 0, report.error
     summary = report.summary
-    assert summary["steps"] == 24 and summary["resumed_from"], summary.get("resumed_from")
+    assert summary["steps"] == 16 and summary["resumed_from"], summary.get("resumed_from")
     assert (out / "training.json").stat().st_mtime > killed_at
     steps = [r["step"] for r in pq.read_table(out / "train_metrics.parquet").to_pylist()]
-    assert steps == list(range(1, 25))  # resumed, not restarted, and nothing counted twice
+    assert steps == list(range(1, 17))  # resumed, not restarted, and nothing counted twice
 
 
 def test_a_killed_driver_is_resumed_by_running_the_manifest_again(data, ray_local, tmp_path):
     """The driver process dies (its Ray Train controller with it); the cluster lives on."""
     out = tmp_path / "out"
     path = tmp_path / "train.yaml"
-    path.write_text(_manifest(data, out, steps=40, every=5))
+    path.write_text(_manifest(data, out, steps=20, every=5))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     command = [sys.executable, "-m", "jobs.cli", "train", str(path)]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -397,9 +397,9 @@ def test_a_killed_driver_is_resumed_by_running_the_manifest_again(data, ray_loca
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     summary = json.loads((out / "training.json").read_text())
-    assert summary["steps"] == 40 and summary["resumed_from"] and summary["resumed_from"][0] >= 5
+    assert summary["steps"] == 20 and summary["resumed_from"] and summary["resumed_from"][0] >= 5
     steps = [r["step"] for r in pq.read_table(out / "train_metrics.parquet").to_pylist()]
-    assert steps == list(range(1, 41))
+    assert steps == list(range(1, 21))
     checkpoint = summary["checkpoint"]
     state, _ = loader.load_verified_state_dict(get_spec("eccv16"), loader.WeightsSource(checkpoint))
     assert set(state) == set(generated_state_dict("eccv16", 5))

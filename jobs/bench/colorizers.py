@@ -1,6 +1,6 @@
 """``python -m jobs.bench.colorizers``: the colorizers side by side, and how DDColor's ab should be upsampled.
 
-1. **Cost**: each colorizer (ECCV16, SIGGRAPH17, DDColor-T, DDColor-L) through the job's frame
+1. **Cost**: each colorizer (ECCV16, SIGGRAPH17, DDColor-T, DDColor-L, Deep Exemplar) through the job's frame
    pipeline on the same grey photos, one image at a time, on the same device and threads:
    seconds per image end to end and for the network alone, parameters, checkpoint size,
    network input size. Generated weights of the published layouts (the same arithmetic as
@@ -25,13 +25,41 @@ import torch.nn.functional as F
 
 from colorstyle_core import color
 from colorstyle_core.colorizer import Colorizer
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer
 from colorstyle_core.pipeline import FramePipeline
 from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
 from jobs.bench import SHARED_DATA
 from jobs.cli.images import read_image
 
 SHARED = SHARED_DATA
-MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper")
+MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper", EXEMPLAR_MODEL)
+
+
+def bench_exemplar(images: list[torch.Tensor], device: str) -> dict[str, object]:
+    """``deepexemplar`` as a job runs it (the job's reference prepared once; each image a chain of one; a film's
+    frame costs the same: one step of its chain): seconds per image, and its three networks alone."""
+    reference = read_image(str(sorted((SHARED / "color").glob("*.jpg"))[0]), None)[0]
+    colorizer = ExemplarColorizer.from_seed(0, device=device)
+    colorizer.set_reference(reference.permute(1, 2, 0).contiguous().numpy(), "reference")
+    step = ColorizeStep(EXEMPLAR_MODEL, reference="reference")
+    pipeline = FramePipeline(PipelineConfig(colorize=step), colorizer=colorizer)
+    pipeline.process(images[:1])
+    start = time.perf_counter()
+    for image in images:
+        pipeline.process([image])
+    per_image = (time.perf_counter() - start) / len(images)
+    l_work = torch.zeros(1, 1, *colorizer.work_size, device=colorizer.device)
+    start = time.perf_counter()
+    for _ in images:
+        colorizer.network(l_work, colorizer.job_reference, ChainState())
+    if colorizer.device.type == "cuda":
+        torch.cuda.synchronize()
+    network = (time.perf_counter() - start) / len(images)
+    params = sum(t.numel() for net in (colorizer.vgg, colorizer.warpnet, colorizer.colornet)
+                 for t in net.state_dict().values())
+    return {"model": EXEMPLAR_MODEL, "params_m": params / 1e6, "checkpoint_mb": params * 4 / 1e6,
+            "input": "x".join(str(v) for v in colorizer.work_size), "s_per_image": per_image,
+            "network_s_per_image": network}
 
 
 def bench_cost(photos: list[Path], models: tuple[str, ...], device: str) -> list[dict[str, object]]:
@@ -39,6 +67,9 @@ def bench_cost(photos: list[Path], models: tuple[str, ...], device: str) -> list
     images = [read_image(str(p), None) for p in photos]
     rows = []
     for name in models:
+        if name == EXEMPLAR_MODEL:
+            rows.append(bench_exemplar(images, device))
+            continue
         colorizer = Colorizer.from_weights(name, device=device, untrained_seed=0)
         pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep(name)), colorizer=colorizer)
         pipeline.process(images[:1])  # warm-up: first calls allocate

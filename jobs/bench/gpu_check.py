@@ -7,7 +7,7 @@ Runs, on the first CUDA device, and prints one table:
    with the job's actor on the GPU: job, bare loop and network-alone frames/s, pipeline
    efficiency, CPU core-seconds per frame outside the network; 360p in fp32 and bf16, 1080p in
    fp32 without and with ``execution.compile_colour`` (and whether NVENC opens: ``output.video_encoder: auto`` uses it);
-3. the colorizers side by side (ECCV16, SIGGRAPH17, DDColor-T, DDColor-L): seconds per photo;
+3. the colorizers side by side (ECCV16, SIGGRAPH17, DDColor-T, DDColor-L, Deep Exemplar): seconds per photo;
 4. Gatys at 512 px: a batch of 4 frames, 50 L-BFGS steps, seconds per step (fp32, bf16);
 5. the fast and arbitrary stylizers at 512 px (frames/s).
 
