@@ -232,3 +232,16 @@ pipeline: {{colorize: {{model: deepexemplar, reference: {tmp_path}/ref.jpg}}, un
     report = run_job(manifest, QUIET)
     assert report.exit_code == EXIT_FATAL and "colour reference" in report.failures[0].message
     assert not (tmp_path / "out" / "cat.png").exists()
+
+
+def test_the_report_shows_the_reference_beside_each_output(film_job):
+    import re
+
+    from jobs.cli import main
+
+    root, report = film_job
+    assert main(["report", str(root / "out")]) == 0
+    text = (Path(report.written["summary"]).parent / "report" / "index.html").read_text(encoding="utf-8")
+    for item in ("image-item", "video-item"):
+        block = text.split(f"class='item {item}'", 1)[1].split("<div class='item", 1)[0]
+        assert re.search(r'<img src="data:image/jpeg;base64,[^"]+" alt="colour reference">', block), item

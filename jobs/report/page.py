@@ -81,6 +81,15 @@ class Page:
         self.colorize = man is not None and man.pipeline.colorize is not None
         self.stylize = man is not None and man.pipeline.stylize is not None
         self.output_prefix = man.output.prefix if man is not None else None
+        self.colour_reference = man.pipeline.colorize.reference if self.colorize else None
+        self._reference_figure: Figure | None = None
+
+    def reference_figure(self) -> Figure | None:
+        """The colour reference every input took its colours from (``deepexemplar``), shown beside each output."""
+        if self.colour_reference and self._reference_figure is None:
+            self._reference_figure = self.figure(self.colour_reference, "colour-reference", "colour reference",
+                                                 "input")
+        return self._reference_figure
 
     def href(self, uri: str | None) -> str | None:
         """A relative link to a local file from the report's folder, else ``None``."""
@@ -279,6 +288,8 @@ def image_section(page: Page) -> dict[str, Any] | None:
         if r.get("colorized_uri"):
             figs.append(page.figure(r["colorized_uri"], "colorized", "colorized"))
         figs.append(page.figure(r["output_uri"], "output", out_label))
+        if (reference := page.reference_figure()) is not None:
+            figs.append(reference)
         quality = None
         if q:
             figs += [page.figure(q["reference_uri"], "reference", "ground truth", "input"),
@@ -326,7 +337,7 @@ def video_section(page: Page) -> dict[str, Any] | None:
             "output_label": _short(r["output_uri"] or "", page.output_prefix),
             "inputs": [Figure(ins.get(p), f"input frame {p}", r["input_uri"], "video-input") for p in picks],
             "outputs": [Figure(outs.get(p - first), f"output frame {p - first}", r["output_uri"], "video-output")
-                        for p in picks],
+                        for p in picks] + [f for f in (page.reference_figure(),) if f is not None],
             "frames": r["frames"], "audio": r.get("audio") or "—", "ewarp": ewarp,
             "assembly": fmt(r.get("assemble_s"), ".2f", " s")})
     return {"total": len(videos), "shown": items, "more": max(0, len(videos) - MAX_VIDEOS)}
