@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,8 @@ AB_GAIN = 1.25
 """The authors' gain on the upsampled ab (``clip`` only)."""
 SMOOTHER_LAMBDA, SMOOTHER_SIGMA = 500.0, 4.0
 """The authors' fast global smoother: lambda and sigma_color (``clip`` only)."""
+REFERENCE_CACHE = 16
+"""Prepared references an actor keeps (each: the reference's Lab and VGG activations at the working size)."""
 
 _RELEASE = ("https://github.com/zhangmozhe/Deep-Exemplar-based-Video-Colorization/releases/download/v1.0/"
             "colorization_checkpoint.zip")
@@ -224,6 +226,7 @@ class ExemplarColorizer:
         self.work_size = (image_size[0] // 2, image_size[1] // 2)
         self.network_ab: Tensor | None = None
         self.job_reference: Reference | None = None
+        self._references: dict[str, Reference] = {}
         self._join = LabJoin("preserve-l")
 
     @property
@@ -365,21 +368,33 @@ class ExemplarColorizer:
         """``(N, C, H, W)`` sRGB or gray in ``[0, 1]`` -> ``(N, 1, H, W)`` float32 L in ``[0, 100]``."""
         return color.rgb_to_l(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1))
 
-    def step_ab(self, state: ChainState, lightness: Tensor) -> Tensor:
+    def reference_for(self, key: str, load: Callable[[], np.ndarray]) -> Reference:
+        """A prepared reference by URI, ``load()`` giving its pixels the first time (the last
+        :data:`REFERENCE_CACHE` kept: a film's keyframes, an archive's few references)."""
+        if key not in self._references:
+            if len(self._references) >= REFERENCE_CACHE:
+                self._references.pop(next(iter(self._references)))
+            self._references[key] = self.reference(load(), key)
+        return self._references[key]
+
+    def step_ab(self, state: ChainState, lightness: Tensor, reference: Reference | None = None) -> Tensor:
         """The next frame of ``state``'s chain: ``(1, 1, H, W)`` L -> ``(1, 2, H, W)`` ab at the frame's size
-        (bilinear from the working size), on the frame's device.
+        (bilinear from the working size), on the frame's device, with ``reference`` (default: the job's).
 
         Raises:
-            RuntimeError: no reference was set (:meth:`set_reference`).
+            RuntimeError: no reference given and none set (:meth:`set_reference`).
         """
-        if self.job_reference is None:
-            raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference before frames (pipeline.colorize.reference)")
-        ab = self.network(_to_work(lightness, self.work_size) - 50.0, self.job_reference, state)
+        reference = reference or self.job_reference
+        if reference is None:
+            raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference (pipeline.colorize.reference, or a hints file's)")
+        ab = self.network(_to_work(lightness, self.work_size) - 50.0, reference, state)
         return F.interpolate(ab.float().to(lightness.device), size=lightness.shape[-2:], mode="bilinear",
                              align_corners=False)
 
-    def predict_ab_list(self, images: Sequence[Tensor], hints: object = None) -> list[tuple[Tensor, Tensor]]:
-        """Stills: ``(C, H, W)`` images in ``[0, 1]`` -> ``[((1, H, W) L, (2, H, W) ab)]``, each a chain of one.
+    def predict_ab_list(self, images: Sequence[Tensor], hints: object = None,
+                        references: Sequence[Reference | None] | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Stills: ``(C, H, W)`` images in ``[0, 1]`` -> ``[((1, H, W) L, (2, H, W) ab)]``, each a chain of one,
+        each with its reference (``None``: the job's).
 
         Raises:
             ValueError: hints (this model takes a reference, not hints).
@@ -387,9 +402,10 @@ class ExemplarColorizer:
         if hints is not None and any(h is not None for h in hints):  # type: ignore[union-attr]
             raise ValueError(f"{EXEMPLAR_MODEL} takes a reference, not colour hints")
         out = []
-        for image in images:
+        for i, image in enumerate(images):
             lightness = self.lightness(image[None].float())
-            out.append((lightness[0], self.step_ab(ChainState(), lightness)[0]))
+            reference = references[i] if references is not None else None
+            out.append((lightness[0], self.step_ab(ChainState(), lightness, reference)[0]))
         return out
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:

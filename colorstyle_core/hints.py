@@ -89,6 +89,8 @@ class Keyframe:
         shot: optional label; keyframes with the same label must be in the same shot.
         entry: 1-based position in the file.
         line: the entry's line in the file (1 when unknown).
+        reference: ``deepexemplar``: URI of a colour photo whose colours the frames take from this
+            keyframe to the next reference keyframe (no points, image or mask with it).
     """
 
     frame: int
@@ -99,6 +101,7 @@ class Keyframe:
     shot: str | None = None
     entry: int = 1
     line: int = 1
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,29 @@ class HintsFile:
     def where(self, keyframe: Keyframe) -> str:
         """``file:line: keyframes.N (frame F)``: how messages name a keyframe (N counts from 0, as the file's list)."""
         return f"{self.name}:{keyframe.line}: keyframes.{keyframe.entry - 1} (frame {keyframe.frame})"
+
+    def check_kind(self, references: bool) -> None:
+        """Every keyframe a reference photo (``references``: the ``deepexemplar`` colorizer), or none of them.
+
+        Raises:
+            HintsError: naming the first keyframe of the other kind.
+        """
+        for k in self.keyframes:
+            if (k.reference is not None) != references:
+                raise HintsError(f"{self.where(k)}: " + (
+                    "this model takes a 'reference' per keyframe, not colour hints" if references else
+                    "'reference' keyframes are for model deepexemplar; this model takes points or an image"))
+
+
+def reference_at(references: Sequence[tuple[int, str]], frame: int) -> str | None:
+    """The reference URI of the last ``(frame, URI)`` reference keyframe at or before ``frame`` (frame order), or
+    ``None`` before the first: a reference applies from its keyframe to the next one."""
+    current = None
+    for start, uri in references:
+        if start > frame:
+            break
+        current = uri
+    return current
 
 
 def _point(row: Any) -> tuple[float, float, float, float]:
@@ -134,6 +160,7 @@ class _KeyframeEntry(Model):
     image: Any = None
     mask: Any = None
     shot: Any = None
+    reference: Any = None
 
     @field_validator("frame")
     @classmethod
@@ -149,7 +176,7 @@ class _KeyframeEntry(Model):
             raise ValueError(f"must be an integer >= 1, got {value!r}")
         return value
 
-    @field_validator("image", "mask")
+    @field_validator("image", "mask", "reference")
     @classmethod
     def _uri(cls, value: Any) -> str | None:
         if value is not None and not isinstance(value, str):
@@ -158,6 +185,11 @@ class _KeyframeEntry(Model):
 
     @model_validator(mode="after")
     def _some_hints(self) -> _KeyframeEntry:
+        if self.reference is not None:
+            if self.points or self.image is not None or self.mask is not None:
+                raise ValueError("a 'reference' keyframe takes no 'points', 'image' or 'mask' (a reference photo "
+                                 "and colour hints on one keyframe are not combined)")
+            return self
         if self.mask is not None and self.image is None:
             raise ValueError("a 'mask' needs an 'image'")
         if not self.points and self.image is None:
@@ -203,7 +235,7 @@ def parse_hints(text: str, name: str = "hints") -> HintsFile:
         raise HintsError(f"{name}: invalid JSON ({e})") from None
     doc = parse_document(text, name, _HintsDocument, 'a "keyframes" list', HintsError)
     keyframes = [Keyframe(k.frame, tuple(k.points), k.patch, k.image, k.mask, None if k.shot is None else str(k.shot),
-                          n, line_of(text, ("keyframes", n - 1)) or 1)
+                          n, line_of(text, ("keyframes", n - 1)) or 1, k.reference)
                  for n, k in enumerate(doc.keyframes, start=1)]
     return HintsFile(name, tuple(sorted(keyframes, key=lambda k: k.frame)))
 

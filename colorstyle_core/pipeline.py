@@ -38,7 +38,7 @@ from torch import Tensor
 from colorstyle_core.color import as_rgb, to_uint8
 from colorstyle_core.colorizer import Colorizer, colorize_rgb8
 from colorstyle_core.devices import Precision, resolve_device, tune_for
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, ExemplarColorizer, unflatten
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, ExemplarColorizer, Reference, unflatten
 from colorstyle_core.hints import ColorHints, HintPull
 from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import (
@@ -187,8 +187,8 @@ class FramePipeline:
 
     # ---- independent frames: stills, and video without temporal consistency -------------
 
-    def process(self, images: Sequence[Tensor] | Tensor, hints: Sequence[ColorHints | None] | None = None
-                ) -> list[FrameResult]:
+    def process(self, images: Sequence[Tensor] | Tensor, hints: Sequence[ColorHints | None] | None = None,
+                references: Sequence[Reference | None] | None = None) -> list[FrameResult]:
         """Process frames independently of each other (any mix of sizes).
 
         Args:
@@ -196,6 +196,7 @@ class FramePipeline:
                 ``(N, C, H, W)`` batch; any device. Or video frames as decoded (:func:`~.imageio.frames_rgb8`),
                 which a colorizer alone on the CPU takes in one pass (:func:`~.colorizer.colorize_rgb8`: uint8 out).
             hints: SIGGRAPH17 colour hints, one per image (or ``None``).
+            references: ``deepexemplar``: each image's reference (``None``: the job's).
         Returns:
             One :class:`FrameResult` per image, in order; ``colorized`` set when both steps run.
         Raises:
@@ -213,7 +214,8 @@ class FramePipeline:
             batch = [b.to(self.device) for b in batch]
         if self.colorizer is not None:
             with timer(Stage.COLORIZE):
-                pairs = self.colorizer.predict_ab_list([b[0] for b in batch], hints)
+                pairs = self.colorizer.predict_ab_list([b[0] for b in batch], hints, references) \
+                    if references is not None else self.colorizer.predict_ab_list([b[0] for b in batch], hints)
                 batch = [self.colorizer.compose(lightness[None], self.keep_hints(ab[None], None if hints is None
                                                                                   else hints[i]))
                          for i, (lightness, ab) in enumerate(pairs)]

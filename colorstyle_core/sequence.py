@@ -19,7 +19,7 @@ from torch import Tensor
 
 from colorstyle_core.color import as_rgb
 from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.exemplar import ChainState, ExemplarColorizer
+from colorstyle_core.exemplar import ChainState, ExemplarColorizer, Reference
 from colorstyle_core.hints import ColorHints
 from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import FrameResult, PipelineConfig
@@ -89,8 +89,8 @@ class FrameSequence:
     def _recurrent(self) -> bool:
         return getattr(self.pipeline.colorizer, "recurrent", False)
 
-    def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None
-                ) -> list[FrameResult]:
+    def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None,
+                references: Sequence[Reference | None] | None = None) -> list[FrameResult]:
         """Process the next frames of the video.
 
         Args:
@@ -98,6 +98,7 @@ class FrameSequence:
             frames: ``(N, C, H, W)`` float32 in ``[0, 1]``, the same size every call, or decoded frames
                 (``(N, 3, H, W)`` uint8, :func:`~colorstyle_core.imageio.frames_rgb8`).
             hints: SIGGRAPH17 hints per frame (keyframes carried through the shot), or ``None``.
+            references: ``deepexemplar``: each frame's reference (``None``: the job's).
         Returns:
             One :class:`FrameResult` per frame, in order.
         """
@@ -124,7 +125,7 @@ class FrameSequence:
             t = p.timer()
             sl = slice(j, j + 1)
             args = (None if lightness is None else lightness[sl], None if ab_pred is None else ab_pred[sl],
-                    rgb_in[sl], t, None if hints is None else hints[j])
+                    rgb_in[sl], t, None if hints is None else hints[j], None if references is None else references[j])
             ab, image, curves, info, diff = self._chain_frame(self._main, *args, measure=True)
             if self._fresh is not None:
                 assert self.handoff_start is not None and self.stop is not None
@@ -139,7 +140,8 @@ class FrameSequence:
         return results
 
     def _chain_frame(self, chains: _Chains, lightness: Tensor | None, ab_pred: Tensor | None, rgb_in: Tensor,
-                     timer: StageTimer, hints: ColorHints | None, measure: bool) -> tuple[
+                     timer: StageTimer, hints: ColorHints | None, reference: Reference | None,
+                     measure: bool) -> tuple[
                          Tensor | None, Tensor, dict[str, list[float]], StepInfo | None, float | None]:
         """One frame through one pass's chains: ``(ab, rgb, loss curves, step info, per-frame diff)``.
 
@@ -154,7 +156,7 @@ class FrameSequence:
             if chains.recurrence is not None:
                 assert lightness is not None
                 with timer(Stage.COLORIZE):
-                    ab_pred = p.colorizer.step_ab(chains.recurrence, lightness)  # type: ignore[union-attr]
+                    ab_pred = p.colorizer.step_ab(chains.recurrence, lightness, reference)  # type: ignore[union-attr]
             assert lightness is not None and ab_pred is not None
             ab = ab_pred
             if chains.color is not None:

@@ -137,7 +137,8 @@ class ColorizeSpec(Model):
         hint_radius: pixels over which a hint's pull fades into the prediction.
         gamut: ``preserve-l`` (output L = input L) or ``clip`` (the model's authors' pipeline).
         temporal: temporal consistency for videos.
-        reference: ``deepexemplar`` (required there): the colour photo whose colours every input takes.
+        reference: ``deepexemplar``: the colour photo whose colours every input takes, where its hints file
+            (``{"keyframes": [{"frame": F, "reference": URI}]}``) names none (one of the two is required).
         image_size: ``deepexemplar``: the authors' ``image_size`` (the network works at half of it).
     """
 
@@ -157,10 +158,9 @@ class ColorizeSpec(Model):
     @model_validator(mode="after")
     def _hints_need_a_model_that_takes_them(self) -> ColorizeSpec:
         if self.model == EXEMPLAR_MODEL:
-            if not self.reference:
-                raise ValueError(f"model {EXEMPLAR_MODEL} needs reference: URI of a colour photo")
-            if self.hints:
-                raise ValueError(f"model {EXEMPLAR_MODEL} takes a reference, not hints")
+            if not self.reference and not self.hints:
+                raise ValueError(f"model {EXEMPLAR_MODEL} needs reference (URI of a colour photo) or hints (a prefix "
+                                 "of files naming a reference per input or keyframe)")
             if self.gamut == "clip":
                 raise ValueError(f"model {EXEMPLAR_MODEL}: gamut clip (the authors' 432 x 768 output) is for "
                                  "`colorstyle colorize`; jobs keep every frame's size (preserve-l)")

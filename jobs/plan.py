@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 from colorstyle_core import storage
 from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
-from colorstyle_core.hints import HintsError, check_keyframes, parse_hints
-from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, image_size
+from colorstyle_core.exemplar import EXEMPLAR_MODEL
+from colorstyle_core.hints import HintsError, HintsFile, check_keyframes, parse_hints
+from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode_image, image_size
 from colorstyle_core.video import VideoError, VideoInfo, probe, probe_header, probe_index
 from jobs.listing import InputFile, InputProblem, iter_files
 from jobs.manifest import Manifest
@@ -373,15 +374,26 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
     hints_uri = hints.get(f.rel + ".json") or hints.get(stem(f.rel) + ".json")
     ref = None
     track = None
+    references: tuple[tuple[int, str], ...] = ()
+    recurrent = colour is not None and colour.model == EXEMPLAR_MODEL
+    if recurrent and hints_uri is None and not colour.reference:
+        tally.problems += 1
+        yield InputProblem(f.uri, "HintsError", f"{f.uri}: no reference: give pipeline.colorize.reference, or a "
+                           f"hints file {f.rel}.json naming a reference per keyframe")
+        return
     if hints_uri is not None:
-        problem = _check_video_hints(hints_uri, manifest, info, start, stop, f.uri)
+        problem, parsed = _check_video_hints(hints_uri, manifest, info, start, stop, f.uri)
         if problem is not None:
             tally.problems += 1
             yield problem
             return
-        ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
-        if ref.track_unit_id not in done.ranges:
-            track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
+        if recurrent:  # the references are read by each range: nothing to carry through the shots
+            references = tuple((k.frame, k.reference) for k in parsed.keyframes if k.reference)
+            hints_uri = None
+        else:
+            ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
+            if ref.track_unit_id not in done.ranges:
+                track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
     overlap = manifest.pipeline.overlap
     cuts = split_ranges(start, stop, manifest.execution.frames_per_range, overlap)
     ids = tuple(range_id(key, w, s) for _, w, s in cuts)
@@ -397,7 +409,7 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
         tally.units += 1
         tally.frames += s - write_start
         yield FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                         under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref)
+                         under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref, references=references)
 
 
 def _video_output(manifest: Manifest, f: InputFile) -> str:
@@ -427,22 +439,30 @@ def plan_job(manifest: Manifest, done: DoneState | None = None, *, prober: Probe
 
 
 def _check_video_hints(uri: str, manifest: Manifest, info: VideoInfo, start: int, stop: int,
-                       video: str) -> InputProblem | None:
-    """Read and check a video's hints file before any work; a problem names the file and the entry."""
+                       video: str) -> tuple[InputProblem | None, HintsFile | None]:
+    """Read and check a video's hints file before any work: ``(problem naming the file and the entry, or None;
+    the parsed file)``. A ``deepexemplar`` job's file names references, each of which must decode."""
     opts = manifest.storage_options
+    colour = manifest.pipeline.colorize
     try:
         parsed = parse_hints(storage.read_bytes(uri, opts).decode("utf-8"), uri)
+        parsed.check_kind(references=colour is not None and colour.model == EXEMPLAR_MODEL)
         sizes = {}
         for keyframe in parsed.keyframes:
             for image in (keyframe.image, keyframe.mask):
                 if image and image not in sizes:
                     sizes[image] = image_size(storage.read_bytes(image, opts), image)
+            if keyframe.reference:
+                try:
+                    decode_image(storage.read_bytes(keyframe.reference, opts), keyframe.reference)
+                except (ImageDecodeError, FileNotFoundError) as e:
+                    raise HintsError(f"{parsed.where(keyframe)}: reference {keyframe.reference}: {e}") from None
         check_keyframes(parsed, (start, stop), (info.width, info.height), sizes)
     except (HintsError, ImageDecodeError, FileNotFoundError, UnicodeDecodeError) as e:
-        return InputProblem(video, "HintsError", f"{video}: hints {uri}: {e}" if uri not in str(e) else str(e))
+        return InputProblem(video, "HintsError", f"{video}: hints {uri}: {e}" if uri not in str(e) else str(e)), None
     if not parsed.keyframes:
-        return InputProblem(video, "HintsError", f"{uri}: no keyframes")
-    return None
+        return InputProblem(video, "HintsError", f"{uri}: no keyframes"), None
+    return None, parsed
 
 
 def _files_under(prefix: str | None, manifest: Manifest, suffixes: str | tuple[str, ...], what: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,20 +153,29 @@ def test_command_colorizes_a_folder_of_frames_in_order(shared, weights_dir, tmp_
 
 @pytest.fixture(scope="module")
 def film_job(ray_local, shared, tmp_path_factory):
-    """A film (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, and a still, from one reference."""
+    """A film (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, a reference per shot from its
+    hints file; two stills, one with its own reference, one taking the job's."""
     from jobs.driver import EXIT_OK, run_job
     from jobs.manifest import parse_manifest
     from tests.conftest import QUIET
 
     root = tmp_path_factory.mktemp("exemplar_job")
     (root / "stills").mkdir()
-    Image.open(shared / "data" / "gray" / "chelsea_cat.jpg").resize((150, 100)).save(root / "stills" / "cat.png")
-    Image.open(shared / "data" / "color" / "lighthouse.jpg").resize((160, 120)).save(root / "ref.png")
+    (root / "hints").mkdir()
+    for name in ("chelsea_cat", "farm_dog"):
+        Image.open(shared / "data" / "gray" / f"{name}.jpg").resize((150, 100)).save(root / "stills" / f"{name}.png")
+    for name in ("lighthouse", "yellow_flower"):
+        Image.open(shared / "data" / "color" / f"{name}.jpg").resize((160, 120)).save(root / f"{name}.png")
+    (root / "hints" / "dev_kenburns_gray.mp4.json").write_text(json.dumps({"keyframes": [
+        {"frame": 20, "reference": str(root / "lighthouse.png")},
+        {"frame": 36, "reference": str(root / "yellow_flower.png")}]}))
+    (root / "hints" / "chelsea_cat.json").write_text(json.dumps(
+        {"keyframes": [{"frame": 0, "reference": str(root / "yellow_flower.png")}]}))
     manifest = parse_manifest(f"""
 inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}, {root}/stills/]
 output: {{prefix: {root}/out}}
 pipeline:
-  colorize: {{model: deepexemplar, reference: {root}/ref.png, image_size: [96, 160]}}
+  colorize: {{model: deepexemplar, reference: {root}/lighthouse.png, hints: {root}/hints/, image_size: [96, 160]}}
   untrained_weights: true
 execution: {{actors: 2, frames_per_range: 12, batch_size: 4}}
 metrics: {{video_consistency: true}}
@@ -197,13 +207,14 @@ def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_
     assert near.e_warp_seams <= 1.1 * near.e_warp_inside, (near.e_warp_seams, near.e_warp_inside)
     as_l = lambda rgb: color.rgb_to_l(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)  # noqa: E731
     assert all((as_l(b) - as_l(a)).abs().mean() < 1.0 for a, b in zip(src, out))  # L kept (through H.264)
-    still = np.asarray(Image.open(root / "out" / "cat.png"))
-    assert still.shape == (100, 150, 3) and still.std(axis=2).mean() > 0.5  # colour, at the input's size
+    for name in ("chelsea_cat", "farm_dog"):  # its own reference, the job's
+        still = np.asarray(Image.open(root / "out" / f"{name}.png"))
+        assert still.shape == (100, 150, 3) and still.std(axis=2).mean() > 0.5  # colour, at the input's size
 
 
 @pytest.mark.parametrize("colorize, message", [
     ("{model: deepexemplar}", "needs reference"),
-    ("{model: deepexemplar, reference: r.jpg, hints: h/}", "takes a reference, not hints"),
+    ("{model: deepexemplar, image_size: [96, 160]}", "needs reference"),
     ("{model: deepexemplar, reference: r.jpg, gamut: clip}", "gamut clip"),
     ("{model: deepexemplar, reference: r.jpg, image_size: [100, 160]}", "multiples of 16"),
     ("{model: eccv16, reference: r.jpg}", "are for model deepexemplar"),
@@ -245,3 +256,62 @@ def test_the_report_shows_the_reference_beside_each_output(film_job):
     for item in ("image-item", "video-item"):
         block = text.split(f"class='item {item}'", 1)[1].split("<div class='item", 1)[0]
         assert re.search(r'<img src="data:image/jpeg;base64,[^"]+" alt="colour reference">', block), item
+
+
+def _plan_with_hints(shared, tmp_path, keyframes: list[dict], model: str = "deepexemplar"):
+    from jobs.manifest import parse_manifest
+    from jobs.plan import plan_job
+
+    (tmp_path / "hints").mkdir(exist_ok=True)
+    (tmp_path / "hints" / "dev_kenburns_gray.mp4.json").write_text(json.dumps({"keyframes": keyframes}))
+    colorize = f"{{model: {model}, hints: {tmp_path}/hints/}}"
+    return plan_job(parse_manifest(f"""
+inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}]
+output: {{prefix: {tmp_path}/out}}
+pipeline: {{colorize: {colorize}, untrained_weights: true}}
+execution: {{frames_per_range: 12}}
+""", "m.yaml"))
+
+
+def test_reference_keyframes_reach_every_range_and_bad_ones_are_refused_before_any_work(shared, tmp_path):
+    from colorstyle_core.hints import reference_at
+
+    ref_a, ref_b = tmp_path / "a.png", tmp_path / "b.png"
+    for path, name in ((ref_a, "lighthouse"), (ref_b, "yellow_flower")):
+        Image.open(shared / "data" / "color" / f"{name}.jpg").resize((80, 60)).save(path)
+    plan = _plan_with_hints(shared, tmp_path, [{"frame": 20, "reference": str(ref_a)},
+                                               {"frame": 36, "reference": str(ref_b)}])
+    assert not plan.problems and not plan.tracks and len(plan.ranges) == 2
+    for unit in plan.ranges:
+        assert unit.references == ((20, str(ref_a)), (36, str(ref_b)))
+    assert [reference_at(plan.ranges[0].references, f) for f in (19, 20, 35, 36, 43)] == \
+        [None, str(ref_a), str(ref_a), str(ref_b), str(ref_b)]
+    (tmp_path / "bad.png").write_text("not an image")
+    for keyframes, model, message in (
+            ([{"frame": 20, "reference": str(tmp_path / "bad.png")}], "deepexemplar", "bad.png"),
+            ([{"frame": 20, "points": [[10, 10, 5, 5]]}], "deepexemplar", "takes a 'reference' per keyframe"),
+            ([{"frame": 20, "reference": str(ref_a)}], "siggraph17", "are for model deepexemplar"),
+            ([{"frame": 20, "reference": str(ref_a), "points": [[1, 1, 0, 0]]}], "deepexemplar", "not combined")):
+        problems = _plan_with_hints(shared, tmp_path, keyframes, model).problems
+        assert len(problems) == 1 and message in problems[0].message, (model, problems)
+
+
+def test_a_keyframes_reference_changes_its_frames_and_none_before_it(shared):
+    """Eight frames of one chain: a second reference from frame 4 leaves frames 0-3 as they were."""
+    from colorstyle_core.pipeline import FramePipeline
+    from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
+
+    frames, reference = case_inputs(CASES[1])
+    colorizer = ExemplarColorizer.from_seed(SEED, image_size=SMALL)
+    colorizer.set_reference(reference, "a")
+    other = colorizer.reference(np.ascontiguousarray(reference[::-1, ::-1, ::-1]), "b")
+    pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep("deepexemplar", reference="a")),
+                             colorizer=colorizer)
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+
+    def run(references):
+        return [r.image for r in pipeline.sequence().process(list(range(8)), batch, None, references)]
+
+    same, switched = run(None), run([None] * 4 + [other] * 4)
+    assert all(torch.equal(a, b) for a, b in zip(same[:4], switched[:4]))
+    assert not any(torch.equal(a, b) for a, b in zip(same[4:], switched[4:]))

@@ -100,6 +100,13 @@ class UnitContext:
     def timer(self) -> StageTimer:
         return self.pipeline.timer()
 
+    def exemplar_reference(self, uri: str | None):
+        """``deepexemplar``: the prepared reference of ``uri`` (read once per actor), or ``None`` (the job's)."""
+        if uri is None:
+            return None
+        rgb = lambda: self.read_image(uri)[0].expand(3, -1, -1).permute(1, 2, 0).float().contiguous().numpy()  # noqa: E731
+        return self.pipeline.colorizer.reference_for(uri, rgb)
+
     def read_image(self, uri: str) -> torch.Tensor:
         """An input-side image (style, keyframe, mask) as ``(1, C, H, W)`` float32 in ``[0, 1]``."""
         return read_image(uri, self.spec.storage_options)

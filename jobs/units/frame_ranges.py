@@ -23,7 +23,7 @@ import av
 import numpy as np
 
 from colorstyle_core import imageio, storage
-from colorstyle_core.hints import ColorHints
+from colorstyle_core.hints import ColorHints, reference_at
 from colorstyle_core.imageio import frames_rgb8
 from colorstyle_core.segments import SegmentWriter
 from colorstyle_core.timing import Stage, StageTimer, added, scaled
@@ -90,6 +90,8 @@ class FrameRange:
             written frames into it (``None``: last range, or no temporal consistency).
         hints: the video's keyframe hints, when it has some: the range starts after the
             :class:`~jobs.units.hint_tracks.HintTrack` of its video has carried them through every shot.
+        references: ``deepexemplar``: ``(frame, URI)`` of its hints file's reference keyframes, in frame order;
+            a frame takes the last one at or before it (the job's reference before the first).
     """
 
     unit_id: str
@@ -102,6 +104,7 @@ class FrameRange:
     segment_uri: str
     handoff_start: int | None = None
     hints: VideoHintsRef | None = None
+    references: tuple[tuple[int, str], ...] = ()
     kind: ClassVar[str] = "video"
 
     @property
@@ -209,7 +212,10 @@ class FrameRanges:
         for batch, decode_s in decoded_batches(decode_batch, decoder, ahead=ctx.overlap):
             decode = {Stage.DECODE: decode_s / len(batch)}
             frame_hints = [hints.get(i) for i, _ in batch] if hints else None
-            results = sequence.process([i for i, _ in batch], frames_rgb8([rgb for _, rgb in batch]), frame_hints)
+            references = [ctx.exemplar_reference(reference_at(unit.references, i)) for i, _ in batch] \
+                if unit.references else None
+            results = sequence.process([i for i, _ in batch], frames_rgb8([rgb for _, rgb in batch]), frame_hints,
+                                       references)
             for (index, _), result in zip(batch, results):
                 count = len(hints[index].points) if index in hints else (0 if unit.hints else None)
                 yield Written(index, result, added(decode, result.stages), len(batch), count)

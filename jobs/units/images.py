@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from colorstyle_core import color, imageio, quality, storage
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, Reference
 from colorstyle_core.hints import ColorHints, HintsError, keyframe_hints, parse_hints
 from colorstyle_core.pipeline_types import LARGE_IMAGE_PIXELS, FrameResult
 from colorstyle_core.resample import band_as_float
@@ -38,7 +39,7 @@ class ImageItem:
         uri: input URI.
         rel: path relative to its input root; the output mirrors it.
         output_uri: where the result goes.
-        hints_uri: SIGGRAPH17 hint points file, if any.
+        hints_uri: its hints file, if any (SIGGRAPH17 points or a colour keyframe; deepexemplar: its reference).
         reference_uri: ground truth to compare the output with (``metrics.reference``).
         colorized_uri: where to keep the colorized result before stylization, if asked.
         diff_prefix: where to write this image's diff maps (with a reference).
@@ -125,7 +126,7 @@ class ImageShards:
                 loaded = self.load(item, shard.unit_id, attempt, failures)
                 if loaded is None:
                     continue
-                image, own, hints = loaded
+                image, own, hints, reference = loaded
                 del loaded
                 if image.shape[-1] * image.shape[-2] > LARGE_IMAGE_PIXELS:
                     result = ctx.pipeline.process_large(image, hints)
@@ -133,26 +134,57 @@ class ImageShards:
                     write(item, result, own, 1)
                     ctx.report(len(rows) + len(failures))
                 else:
-                    group.append((item, image, own, hints))
+                    group.append((item, image, own, hints, reference))
             if not group:
                 continue
-            hints = [h for _, _, _, h in group] if any(h for _, _, _, h in group) else None
-            results = ctx.pipeline.process([t for _, t, _, _ in group], hints)
-            for (item, _, own, _), result in zip(group, results):
+            hints = [g[3] for g in group] if any(g[3] for g in group) else None
+            references = [g[4] for g in group] if any(g[4] for g in group) else None
+            results = ctx.pipeline.process([g[1] for g in group], hints, references)
+            for (item, _, own, _, _), result in zip(group, results):
                 write(item, result, own, len(group))
             ctx.report(len(rows) + len(failures))
         return UnitResult(shard.unit_id, tuple(rows), tuple(failures), ctx.actor, started, time.time(),
                           quality=tuple(quality_rows))
 
-    def hints_for(self, item: ImageItem, image: torch.Tensor) -> ColorHints | None:
-        """The still's hints (one keyframe, frame 0); sampled colours must exist at the image's own L."""
+    def reference_for(self, item: ImageItem, image: torch.Tensor) -> Reference | None:
+        """``deepexemplar``: the still's reference, from its hints file (one keyframe, frame 0, with a ``reference``),
+        or ``None`` for the job's.
+
+        Raises:
+            HintsError: a hints file of another kind, or neither it nor the job names a reference.
+            imageio.ImageDecodeError: the still is above the size this model takes, or its reference does not decode.
+        """
+        ctx = self.ctx
+        if image.shape[-1] * image.shape[-2] > LARGE_IMAGE_PIXELS:
+            raise imageio.ImageDecodeError(f"{item.uri}: {EXEMPLAR_MODEL} does not take stills above "
+                                           f"{LARGE_IMAGE_PIXELS:,} pixels yet")
+        keyframes = self._keyframes(item, references=True)
+        if keyframes:
+            uri = keyframes[0].reference
+            try:
+                return ctx.exemplar_reference(uri)
+            except FileNotFoundError:
+                raise HintsError(f"{item.hints_uri}: reference {uri} does not exist") from None
+        if ctx.spec.pipeline.colorize is None or not ctx.spec.pipeline.colorize.reference:
+            raise HintsError(f"{item.uri}: no reference: give pipeline.colorize.reference, or a hints file naming one")
+        return None
+
+    def _keyframes(self, item: ImageItem, references: bool) -> tuple:
+        """The still's keyframes (none, or one at frame 0) of the kind its model takes."""
         if not item.hints_uri:
-            return None
+            return ()
         text = storage.read_bytes(item.hints_uri, self.ctx.spec.storage_options).decode("utf-8")
-        keyframes = parse_hints(text, item.hints_uri).keyframes
+        parsed = parse_hints(text, item.hints_uri)
+        parsed.check_kind(references)
+        keyframes = parsed.keyframes
         if len(keyframes) > 1 or (keyframes and keyframes[0].frame != 0):
             raise HintsError(f"{item.hints_uri}: a still has one keyframe, frame 0; got frames "
                              f"{[k.frame for k in keyframes]}")
+        return keyframes
+
+    def hints_for(self, item: ImageItem, image: torch.Tensor) -> ColorHints | None:
+        """The still's hints (one keyframe, frame 0); sampled colours must exist at the image's own L."""
+        keyframes = self._keyframes(item, references=False)
         if not keyframes:
             return None
         keyframe = keyframes[0]
@@ -160,8 +192,9 @@ class ImageShards:
         return keyframe_hints(keyframe, *self.ctx.keyframe_images(keyframe), lightness=lightness)
 
     def load(self, item: ImageItem, unit_id: str, attempt: int, failures: list[FailureRow]
-             ) -> tuple[torch.Tensor, Seconds, ColorHints | None] | None:
-        """Read and decode one image; a bad file (or one above ``max_pixels``) becomes a failure row (and ``None``)."""
+             ) -> tuple[torch.Tensor, Seconds, ColorHints | None, Reference | None] | None:
+        """Read and decode one image, with its hints or reference; a bad file (or one above ``max_pixels``, bad hints,
+        a reference that does not decode) becomes a failure row (and ``None``)."""
         ctx = self.ctx
         timer = ctx.timer()
         try:
@@ -175,13 +208,15 @@ class ImageShards:
                 del data
                 image = imageio.to_tensor(decoded.pixels, copy=not large)
             with timer(Stage.READ):
-                hints = self.hints_for(item, image)
+                recurrent = ctx.spec.pipeline.colorize is not None and ctx.spec.pipeline.colorize.recurrent
+                hints = None if recurrent else self.hints_for(item, image)
+                reference = self.reference_for(item, image) if recurrent else None
         except (*PERMANENT_ERRORS, FileNotFoundError) as e:
             failures.append(ctx.failure(item.uri, unit_id, e, str(e), attempt))
             return None
         for note in decoded.notes:
             log.info("%s: %s", item.uri, note)
-        return image, timer.take(), hints
+        return image, timer.take(), hints, reference
 
     def write(self, shard: ImageShard, item: ImageItem, result: FrameResult, own: Seconds, batch: int, attempt: int,
               queue_wait: float, started: float, failures: list[FailureRow], quality_rows: list[QualityRow]
