@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from colorstyle_core import color, storage
 from colorstyle_core.colorizers.entry import LabJoin
+from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD, cut_score
 from colorstyle_core.devices import resolve_device
 from colorstyle_core.loader import WeightsError, WeightsSource, load_strict, load_verified_state_dict
 from colorstyle_core.models import layout_of
@@ -204,6 +205,7 @@ class ExemplarColorizer:
             is half of it.
         device: where the networks run.
     Attributes:
+        keep_network_ab: when set, :attr:`network_ab` keeps the last frame's network output.
         network_ab: the last frame's network ab, ``(1, 2, h, w)`` float32 on the CPU (``--save-ab``).
     Raises:
         ValueError: an ``image_size`` that is not multiples of 16.
@@ -224,6 +226,7 @@ class ExemplarColorizer:
         self.gamut: color.GamutMode = gamut
         self.image_size = image_size
         self.work_size = (image_size[0] // 2, image_size[1] // 2)
+        self.keep_network_ab = False
         self.network_ab: Tensor | None = None
         self.job_reference: Reference | None = None
         self._references: dict[str, Reference] = {}
@@ -298,8 +301,6 @@ class ExemplarColorizer:
         """
         l_work = l_work.to(self.device)
         if state.cut_threshold is not None and state.last_l is not None:
-            from colorstyle_core.cuts import cut_score
-
             if float(cut_score(state.last_l + 50.0, l_work + 50.0)[0]) > state.cut_threshold:
                 state.previous = None
                 state.restarts += 1
@@ -310,7 +311,8 @@ class ExemplarColorizer:
         previous = state.previous if state.previous is not None else torch.zeros_like(reference.lab)
         ab = self.colornet(torch.cat((l_work, warped[:, 1:3], confidence, previous), dim=1))
         state.previous = torch.cat((l_work, ab), dim=1)
-        self.network_ab = ab.float().cpu()
+        if self.keep_network_ab:
+            self.network_ab = ab.float().cpu()
         return ab
 
     def colorize(self, rgb: np.ndarray, reference: Reference, state: ChainState) -> np.ndarray:
@@ -360,8 +362,6 @@ class ExemplarColorizer:
     def new_chain(self) -> ChainState:
         """A chain for the frames of a film; it restarts at scene cuts
         (:data:`colorstyle_core.cuts.DEFAULT_CUT_THRESHOLD`)."""
-        from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
-
         return ChainState(cut_threshold=DEFAULT_CUT_THRESHOLD)
 
     def lightness(self, images: Tensor) -> Tensor:
@@ -407,6 +407,14 @@ class ExemplarColorizer:
             reference = references[i] if references is not None else None
             out.append((lightness[0], self.step_ab(ChainState(), lightness, reference)[0]))
         return out
+
+    def predict_ab_bands(self, image: Tensor, hints: object, band_rows: int) -> None:
+        """Stills processed in bands (above :data:`~colorstyle_core.pipeline_types.LARGE_IMAGE_PIXELS`): not yet.
+
+        Raises:
+            ValueError: always.
+        """
+        raise ValueError(f"{EXEMPLAR_MODEL} does not take stills above 16,000,000 pixels yet")
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """``(N, 1, H, W)`` L + ``(N, 2, H, W)`` ab -> ``(N, 3, H, W)`` sRGB with L kept."""

@@ -43,7 +43,6 @@ from colorstyle_core.hints import ColorHints, HintPull
 from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import (
     BAND_PIXELS,
-    LARGE_IMAGE_PIXELS,
     ColorizeStep,
     FrameResult,
     ModelWeights,
@@ -270,8 +269,6 @@ class FramePipeline:
         Returns:
             A :class:`FrameResult` whose ``image`` (and ``colorized``) are ``(1, 3, H, W)`` uint8.
         """
-        if isinstance(self.colorizer, ExemplarColorizer):
-            raise ValueError(f"{EXEMPLAR_MODEL} does not take stills above {LARGE_IMAGE_PIXELS:,} pixels yet")
         h, w = image.shape[-2:]
         band_rows = band_rows or max(8, BAND_PIXELS // w)
         timer = self.timer()

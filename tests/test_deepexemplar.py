@@ -29,7 +29,9 @@ SMALL = (96, 160)
 
 @pytest.fixture(scope="module")
 def colorizer() -> ExemplarColorizer:
-    return ExemplarColorizer.from_seed(SEED, image_size=SMALL)
+    ex = ExemplarColorizer.from_seed(SEED, image_size=SMALL)
+    ex.keep_network_ab = True
+    return ex
 
 
 @pytest.fixture(scope="module")

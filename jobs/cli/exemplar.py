@@ -112,6 +112,7 @@ def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
     if args.hints:
         raise ValueError(f"--model {MODEL} takes a --reference, not --hints")
     colorizer = load(args, opts)
+    colorizer.keep_network_ab = bool(args.save_ab)
     reference = colorizer.reference(_as_8bit(_read_rgb(args.reference, opts, args.max_pixels)), args.reference)
     folder = _is_folder(args.input, opts)
     frames = list_frames(args.input, opts) if folder else [args.input]
