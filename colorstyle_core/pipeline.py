@@ -114,7 +114,7 @@ class FramePipeline:
         Args:
             config: the steps.
             styles: the style images (see the class).
-            reference: ``deepexemplar``: the job's reference, ``(H, W, 3)`` uint8 or float32 in ``[0, 1]``.
+            reference: ``deepexemplar``: the job's reference (``(H, W, 3)`` uint8 or float32 in ``[0, 1]``), if any.
             colorizer_weights, stylizer_weights: verified tensors for the steps that run.
             untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs; a method
                 whose real weights are installed, ``arbitrary``, uses those).
@@ -123,7 +123,7 @@ class FramePipeline:
             compile_colour: compile the colorizer's per-pixel colour maths
                 (:meth:`~colorstyle_core.colorizer.Colorizer.compile_colour_math`).
         Raises:
-            ValueError: a step without weights (and no ``untrained_seed``), ``deepexemplar`` without a reference.
+            ValueError: a step without weights (and no ``untrained_seed``).
             colorstyle_core.loader.WeightsLayoutError: tensors that do not fit the architecture.
         """
         colorizer = stylizer = None
@@ -336,9 +336,7 @@ def _rgb8_results(pipeline: FramePipeline, frames: Tensor, hints: Sequence[Color
 def _exemplar(step: ColorizeStep, weights: ModelWeights | None, untrained_seed: int | None,
               device: str | torch.device | None, reference: np.ndarray | None) -> ExemplarColorizer:
     """``deepexemplar`` from verified weights (:func:`~colorstyle_core.exemplar.flatten`) or generated ones, with the
-    job's reference prepared."""
-    if reference is None:
-        raise ValueError(f"{EXEMPLAR_MODEL} needs pipeline.colorize.reference")
+    job's reference prepared (``None``: every input names its own, in its hints file)."""
     kwargs = {"gamut": step.gamut, "image_size": step.image_size, "device": device}
     if untrained_seed is not None:
         colorizer = ExemplarColorizer.from_seed(untrained_seed, **kwargs)
@@ -346,7 +344,8 @@ def _exemplar(step: ColorizeStep, weights: ModelWeights | None, untrained_seed: 
         raise ValueError(f"no weights for the colorizer {EXEMPLAR_MODEL}")
     else:
         colorizer = ExemplarColorizer.from_state_dicts(unflatten(weights.state_dict()), weights.provenance, **kwargs)
-    colorizer.set_reference(reference, step.reference or "reference")
+    if reference is not None:
+        colorizer.set_reference(reference, step.reference or "reference")
     return colorizer
 
 

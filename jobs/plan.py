@@ -390,6 +390,12 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
         if recurrent:  # the references are read by each range: nothing to carry through the shots
             references = tuple((k.frame, k.reference) for k in parsed.keyframes if k.reference)
             hints_uri = None
+            if not colour.reference and references[0][0] > start:
+                tally.problems += 1
+                yield InputProblem(f.uri, "HintsError", f"{f.uri}: frames {start}-{references[0][0] - 1} have no "
+                                   "reference: the first reference keyframe of its hints file must be at the first "
+                                   "frame processed, or give pipeline.colorize.reference")
+                return
         else:
             ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
             if ref.track_unit_id not in done.ranges:

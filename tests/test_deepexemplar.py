@@ -296,6 +296,8 @@ def test_reference_keyframes_reach_every_range_and_bad_ones_are_refused_before_a
             ([{"frame": 20, "reference": str(ref_a), "points": [[1, 1, 0, 0]]}], "deepexemplar", "not combined")):
         problems = _plan_with_hints(shared, tmp_path, keyframes, model).problems
         assert len(problems) == 1 and message in problems[0].message, (model, problems)
+    late = _plan_with_hints(shared, tmp_path, [{"frame": 30, "reference": str(ref_a)}]).problems  # no job reference
+    assert len(late) == 1 and "frames 20-29 have no reference" in late[0].message
 
 
 def test_a_keyframes_reference_changes_its_frames_and_none_before_it(shared):
@@ -317,3 +319,18 @@ def test_a_keyframes_reference_changes_its_frames_and_none_before_it(shared):
     same, switched = run(None), run([None] * 4 + [other] * 4)
     assert all(torch.equal(a, b) for a, b in zip(same[:4], switched[:4]))
     assert not any(torch.equal(a, b) for a, b in zip(same[4:], switched[4:]))
+
+
+def test_a_job_without_a_common_reference_builds_and_each_still_brings_its_own(shared):
+    """Every input naming its reference in its hints file: the actor's pipeline has no job reference."""
+    from colorstyle_core.pipeline import FramePipeline
+    from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
+
+    step = ColorizeStep("deepexemplar", image_size=SMALL)
+    pipeline = FramePipeline.build(PipelineConfig(colorize=step), untrained_seed=SEED)
+    frames, reference = case_inputs(CASES[0])
+    image = torch.from_numpy(frames[0]).permute(2, 0, 1)[None].float() / 255
+    own = pipeline.colorizer.reference(reference, "own")
+    assert pipeline.process([image], None, [own])[0].image.shape == image.shape
+    with pytest.raises(RuntimeError, match="needs a reference"):
+        pipeline.process([image])
