@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from colorstyle_core import exemplar
 from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.models import layout_of
 from colorstyle_core.models.vgg import VGG
@@ -25,6 +26,7 @@ def _specs() -> dict[str, WeightSpec]:
     specs = [entry.weights for entry in COLORIZERS]
     specs += [spec for method in METHODS for spec in method.weight_specs]
     specs += list(VGG_SPECS)
+    specs += list(exemplar.WEIGHTS.values())
     out: dict[str, WeightSpec] = {}
     for spec in specs:
         out.setdefault(spec.name, spec)  # Gatys lists the VGG records too
@@ -57,6 +59,9 @@ def build(name: str) -> nn.Module:
         return COLORIZERS.get(name).network()
     if any(name == spec.name for spec in VGG_SPECS):
         return VGG(name)
+    for role, spec in exemplar.WEIGHTS.items():
+        if name == spec.name:
+            return exemplar.BUILDERS[role]()
     for method in METHODS:
         if name in method.networks:
             return method.networks[name]()

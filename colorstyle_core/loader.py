@@ -227,7 +227,8 @@ def resolve(
     if not spec.sha256 and not expected_hash(spec, source)[0]:
         raise WeightsUnavailableError(f"{spec.name!r} ({spec.filename}): its published sha256 is not recorded "
                                       "(it could not be established offline), so the file cannot be checked: give "
-                                      "its location with its sha256 ({uri, sha256} / --weights-sha256)")
+                                      "the file and its sha256 (weights fetch --from URI --sha256 HEX; a job's "
+                                      "weights {uri, sha256})")
     if source.uri:
         return _resolve_user_uri(spec, source, cache_dir)
     if not spec.url:

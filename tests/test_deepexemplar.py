@@ -334,3 +334,20 @@ def test_a_job_without_a_common_reference_builds_and_each_still_brings_its_own(s
     assert pipeline.process([image], None, [own])[0].image.shape == image.shape
     with pytest.raises(RuntimeError, match="needs a reference"):
         pipeline.process([image])
+
+
+def test_weights_list_and_fetch_know_the_three_files_and_want_their_hashes(weights_dir, tmp_path, capsys):
+    from jobs.cli import main
+
+    assert main(["weights", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"deepexemplar_{n}" in listed for n in ("vgg19", "nonlocal", "colornet"))
+    assert "sha256 not recorded" in listed
+    assert main(["weights", "fetch", "deepexemplar_colornet", "--to", str(tmp_path / "a")]) == 2
+    assert "sha256 is not recorded" in capsys.readouterr().err
+    source = weights_dir / "colornet_iter_76000.pth"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert main(["weights", "fetch", "deepexemplar_colornet", "--from", str(source), "--sha256", digest,
+                 "--to", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "colornet_iter_76000.pth").read_bytes() == source.read_bytes()
+    assert main(["models", "layout", "deepexemplar_nonlocal"]) == 0

@@ -35,7 +35,8 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
             print(f"{spec.name:19s} (trained by colorstyle train; give its URI)\n{'':19s} {spec.reference}")
             continue
         cached = (cache / spec.filename).is_file()
-        print(f"{spec.name:19s} {spec.filename:38s} sha256:{spec.sha256[:8]}  {'cached' if cached else 'not cached'}"
+        digest = f"sha256:{spec.sha256[:8]}" if spec.sha256 else "sha256 not recorded (give it with the file)"
+        print(f"{spec.name:19s} {spec.filename:38s} {digest}  {'cached' if cached else 'not cached'}"
               f"\n{'':19s} {spec.url}\n{'':19s} licence: {spec.license}")
     return 0
 
