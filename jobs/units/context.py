@@ -10,10 +10,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from colorstyle_core import color, imageio, storage
 from colorstyle_core.encoders import h264_encoder
+from colorstyle_core.exemplar import Reference
 from colorstyle_core.hints import Keyframe
 from colorstyle_core.pipeline import FramePipeline
 from colorstyle_core.pipeline_types import FrameResult, ModelWeights
@@ -75,8 +77,7 @@ class UnitContext:
         styles = [read_image(uri, spec.storage_options) for uri in style_step.styles] if style_step else []
         reference = None
         if colorize_step is not None and colorize_step.reference:
-            rgb = read_image(colorize_step.reference, spec.storage_options)[0]
-            reference = rgb.expand(3, -1, -1).permute(1, 2, 0).float().contiguous().numpy()
+            reference = rgb_array(read_image(colorize_step.reference, spec.storage_options))
         pipeline = FramePipeline.build(spec.pipeline, styles, colorizer_weights=colorizer_weights,
                                        stylizer_weights=stylizer_weights, untrained_seed=spec.untrained_seed,
                                        device=spec.device, precision=spec.precision,  # type: ignore[arg-type]
@@ -100,12 +101,15 @@ class UnitContext:
     def timer(self) -> StageTimer:
         return self.pipeline.timer()
 
-    def exemplar_reference(self, uri: str | None):
-        """``deepexemplar``: the prepared reference of ``uri`` (read once per actor), or ``None`` (the job's)."""
+    def exemplar_reference(self, uri: str | None) -> Reference | None:
+        """``deepexemplar``: the prepared reference of ``uri`` (read once per actor), or ``None`` (the job's).
+
+        Raises:
+            FileNotFoundError, imageio.ImageDecodeError: the reference cannot be read.
+        """
         if uri is None:
             return None
-        rgb = lambda: self.read_image(uri)[0].expand(3, -1, -1).permute(1, 2, 0).float().contiguous().numpy()  # noqa: E731
-        return self.pipeline.colorizer.reference_for(uri, rgb)
+        return self.pipeline.colorizer.reference_for(uri, lambda: rgb_array(self.read_image(uri)))
 
     def read_image(self, uri: str) -> torch.Tensor:
         """An input-side image (style, keyframe, mask) as ``(1, C, H, W)`` float32 in ``[0, 1]``."""
@@ -145,6 +149,11 @@ class UnitContext:
             flow_trusted=r.info.trusted if r.info else None, perframe_diff=r.perframe_diff,
             colorized_uri=colorized_uri, hint_points=frame.hint_points,
         )
+
+
+def rgb_array(image: torch.Tensor) -> np.ndarray:
+    """A ``(1, C, H, W)`` float32 image in ``[0, 1]`` (C = 1 or 3) as an ``(H, W, 3)`` float32 array (a reference)."""
+    return image[0].expand(3, -1, -1).permute(1, 2, 0).float().contiguous().numpy()
 
 
 def read_image(uri: str, storage_options: dict | None) -> torch.Tensor:
