@@ -330,10 +330,8 @@ class ExemplarColorizer:
         _check_image(rgb, "frame", floats=True)
         if self.gamut == "clip":
             return self._colorize_authors(_as_uint8(rgb), reference, state)
-        lightness = color.rgb_to_l(_as_float(rgb))
-        ab = self.network(_to_work(lightness, self.work_size) - 50.0, reference, state).float().cpu()
-        up = F.interpolate(ab, size=rgb.shape[:2], mode="bilinear", align_corners=False)
-        out = color.lab_to_rgb(torch.cat((lightness, up), dim=1), "preserve-l")
+        lightness = self.lightness(_as_float(rgb))
+        out = self.compose(lightness, self.step_ab(state, lightness, reference))
         return color.to_uint8(out)[0].permute(1, 2, 0).numpy()
 
     def _colorize_authors(self, rgb8: np.ndarray, reference: Reference, state: ChainState) -> np.ndarray:

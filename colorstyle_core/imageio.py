@@ -238,7 +238,7 @@ def to_tensor(pixels: np.ndarray, copy: bool = True) -> torch.Tensor:
 def frame_tensor(rgb: np.ndarray) -> torch.Tensor:
     """A decoded ``(H, W, 3)`` uint8 video frame as ``(1, 3, H, W)`` float32 in ``[0, 1]``, contiguous
     (planar: the colour maths over whole frames runs about 1.3x faster, compiled 3x, than on interleaved pixels)."""
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()[None].float().div_(255.0)
+    return frames_float(torch.from_numpy(rgb).permute(2, 0, 1)[None])
 
 
 def frames_rgb8(rgbs: Sequence[np.ndarray]) -> torch.Tensor:

@@ -21,7 +21,6 @@ from colorstyle_core.synthetic import UNTRAINED_NOTE
 
 log = logging.getLogger("colorstyle")
 
-MODEL = EXEMPLAR_MODEL
 
 
 def numbered(names: list[str]) -> list[str]:
@@ -69,8 +68,8 @@ def _sha256_flags(text: str | None) -> dict[str, str]:
     for item in filter(None, (text or "").split(",")):
         name, sep, digest = item.partition("=")
         if not sep:
-            raise ValueError(f"--weights-sha256 {item!r}: with --model {MODEL} give FILE=HEX for each checkpoint "
-                             "(or a SHA256SUMS file beside them)")
+            raise ValueError(f"--weights-sha256 {item!r}: with --model {EXEMPLAR_MODEL} give FILE=HEX for each "
+                             "checkpoint (or a SHA256SUMS file beside them)")
         out[name.strip()] = digest.strip()
     return out
 
@@ -83,8 +82,7 @@ def load(args: argparse.Namespace, opts: dict | None) -> ExemplarColorizer:
         colorstyle_core.loader.WeightsError: a checkpoint missing, without a hash, corrupt or of another layout.
     """
     size = tuple(int(v) for v in args.image_size.split(",")) if args.image_size else None
-    kwargs = {"gamut": args.gamut, "device": "cuda" if args.device == "auto" and _cuda() else
-              ("cpu" if args.device == "auto" else args.device)}
+    kwargs = {"gamut": args.gamut, "device": args.device}  # "auto": resolve_device's choice
     if size:
         if len(size) != 2:
             raise ValueError(f"--image-size {args.image_size!r}: give HEIGHT,WIDTH")
@@ -93,27 +91,22 @@ def load(args: argparse.Namespace, opts: dict | None) -> ExemplarColorizer:
         log.warning("%s", UNTRAINED_NOTE)
         return ExemplarColorizer.from_seed(args.untrained_weights, **kwargs)
     if not args.weights:
-        raise ValueError(f"--model {MODEL} needs --weights PREFIX: the folder holding the authors' "
+        raise ValueError(f"--model {EXEMPLAR_MODEL} needs --weights PREFIX: the folder holding the authors' "
                          "vgg19_conv.pth, nonlocal_net_iter_76000.pth and colornet_iter_76000.pth")
     return ExemplarColorizer.from_prefix(args.weights, _sha256_flags(args.weights_sha256), opts, **kwargs)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
     """``colorstyle colorize INPUT OUTPUT --model deepexemplar --reference REF ...``."""
     opts = storage.parse_options(args.storage_options)
     if not args.reference:
-        raise ValueError(f"--model {MODEL} needs --reference REF (a colour photo whose colours to carry over)")
+        raise ValueError(f"--model {EXEMPLAR_MODEL} needs --reference REF (a colour photo whose colours to carry "
+                         "over)")
     if args.hints:
-        raise ValueError(f"--model {MODEL} takes a --reference, not --hints")
+        raise ValueError(f"--model {EXEMPLAR_MODEL} takes a --reference, not --hints")
     colorizer = load(args, opts)
     colorizer.keep_network_ab = bool(args.save_ab)
-    reference = colorizer.reference(_as_8bit(_read_rgb(args.reference, opts, args.max_pixels)), args.reference)
+    reference = colorizer.reference(_read_rgb(args.reference, opts, args.max_pixels), args.reference)
     folder = _is_folder(args.input, opts)
     frames = list_frames(args.input, opts) if folder else [args.input]
     state = ChainState()
@@ -121,7 +114,7 @@ def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
         out = colorizer.colorize(_read_rgb(uri, opts, args.max_pixels), reference, state)
         name = storage.basename(uri)
         target = storage.join(args.output, name) if folder else args.output
-        data = imageio.encode_image(out, target, f"colorstyle {MODEL} {colorizer.weights_tag} "
+        data = imageio.encode_image(out, target, f"colorstyle {EXEMPLAR_MODEL} {colorizer.weights_tag} "
                                     f"reference={args.reference}")
         storage.write_bytes_atomic(target, data, opts)
         if args.save_ab:
@@ -133,6 +126,3 @@ def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
         print(target)
     return 0
 
-
-def _as_8bit(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -18,6 +18,7 @@ import torch
 from colorstyle_core import color, imageio, loader, storage
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.exemplar import EXEMPLAR_MODEL
 from colorstyle_core.hints import ColorHints, keyframe_hints, parse_hints
 from colorstyle_core.pipeline import FramePipeline
 from colorstyle_core.pipeline_types import (
@@ -35,7 +36,7 @@ from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 from colorstyle_core.timing import Stage
 from colorstyle_core.weights import VGG_ARCHS
-from jobs.cli import exemplar
+from jobs.cli.exemplar import cmd_colorize_exemplar
 
 log = logging.getLogger("colorstyle")
 
@@ -121,10 +122,10 @@ def load_hints(args: argparse.Namespace, opts: dict | None, image: torch.Tensor 
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    if args.model == exemplar.MODEL:
-        return exemplar.cmd_colorize_exemplar(args)
+    if args.model == EXEMPLAR_MODEL:
+        return cmd_colorize_exemplar(args)
     if args.reference or args.image_size:
-        raise UsageError(f"--reference and --image-size are for --model {exemplar.MODEL}")
+        raise UsageError(f"--reference and --image-size are for --model {EXEMPLAR_MODEL}")
     opts = storage.parse_options(args.storage_options)
     colorizer = Colorizer.from_weights(args.model, weights_source(args), device=args.device, gamut=args.gamut,
                                        untrained_seed=args.untrained_weights)
@@ -285,11 +286,11 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                        "INPUT may be a folder of numbered frames (one shot, colorized in order) and OUTPUT a folder.")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--model", choices=(*COLORIZERS.names, exemplar.MODEL), default="eccv16",
+    p.add_argument("--model", choices=(*COLORIZERS.names, EXEMPLAR_MODEL), default="eccv16",
                    help="network (default: eccv16)")
-    p.add_argument("--reference", metavar="IMAGE", help=f"{exemplar.MODEL}: the colour photo whose colours to carry "
+    p.add_argument("--reference", metavar="IMAGE", help=f"{EXEMPLAR_MODEL}: the colour photo whose colours to carry "
                    "over (Zhang et al., Deep Exemplar-based Video Colorization, CVPR 2019)")
-    p.add_argument("--image-size", metavar="H,W", help=f"{exemplar.MODEL}: the authors' --image_size (default "
+    p.add_argument("--image-size", metavar="H,W", help=f"{EXEMPLAR_MODEL}: the authors' --image_size (default "
                    "432,768; the network works at half of it; multiples of 16)")
     p.add_argument("--hints", metavar="FILE", help="siggraph17 colour hints: points as JSON "
                    '({"points": [[y, x, a, b], ...]}), CSV rows y,x,a,b, a keyframes file ({"keyframes": '
@@ -304,7 +305,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                    "scikit-image's clipping; DDColor: nearest ab upsampling and OpenCV's Lab)")
     p.add_argument("--save-ab", metavar="URI", help="also write the network's ab at its own resolution "
                    "(.npy, float32, shape (2, h, w): 512 x 512 for DDColor, 256 x 256 for Zhang et al., 216 x 384 "
-                   f"for {exemplar.MODEL}, whose folder inputs take a folder here: <stem>_ab.npy per frame)")
+                   f"for {EXEMPLAR_MODEL}, whose folder inputs take a folder here: <stem>_ab.npy per frame)")
     add_weight_flags(p)
     p.set_defaults(func=cmd_colorize)
 
