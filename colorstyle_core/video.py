@@ -56,6 +56,8 @@ class VideoInfo:
             0 for a whole video, more for a :meth:`window` (what a frame-range unit carries).
         estimated: the frame count and timestamps are what the header states (:func:`probe_header`, dry runs),
             not every frame's own.
+        frame_uris: an image sequence (:mod:`colorstyle_core.sequences`): the URI of each frame of this info
+            (from ``first_index``), in frame order; ``None`` for a video file.
     """
 
     frame_count: int
@@ -71,10 +73,27 @@ class VideoInfo:
     loop: int | None = None
     first_index: int = 0
     estimated: bool = False
+    frame_uris: tuple[str, ...] | None = None
 
     @property
     def is_gif(self) -> bool:
         return self.codec == "gif"
+
+    @property
+    def is_sequence(self) -> bool:
+        """A folder of numbered frames, not a video file."""
+        return self.frame_uris is not None
+
+    def frame_uri(self, index: int) -> str:
+        """An image sequence's file for frame ``index``.
+
+        Raises:
+            IndexError: not a sequence, or a frame outside this info's window.
+        """
+        i = index - self.first_index
+        if self.frame_uris is None or not 0 <= i < len(self.frame_uris):
+            raise IndexError(f"frame {index} is not a file of this sequence window")
+        return self.frame_uris[i]
 
     def pts_of(self, index: int) -> int:
         """Presentation timestamp of frame ``index`` (``time_base`` ticks).
@@ -104,6 +123,7 @@ class VideoInfo:
             self,
             pts=self.pts[lo:hi],
             durations_ms=self.durations_ms[lo:hi] if self.durations_ms else None,
+            frame_uris=self.frame_uris[lo:hi] if self.frame_uris is not None else None,
             first_index=start,
         )
 

@@ -16,6 +16,7 @@ import hashlib
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import fsspec
@@ -47,8 +48,9 @@ class InputFile:
 
     uri: str
     rel: str
-    kind: str  # "image" or "video"
+    kind: str  # "image", "video" or "sequence" (a folder of numbered frames)
     frames: tuple[int, int | None] | None = None
+    fps: Fraction | None = None  # a sequence's frames per second
 
 
 class Ignored(Protocol):
@@ -108,17 +110,20 @@ def walk_files(fs: fsspec.AbstractFileSystem, root: str) -> Iterator[str]:
 
 
 def iter_files(inputs: Sequence[InputSpec], storage_options: dict | None, output: str,
-               output_storage_options: dict | None = None, ignored: Ignored | None = None
-               ) -> Iterator[InputFile | InputProblem]:
+               output_storage_options: dict | None = None, ignored: Ignored | None = None,
+               sequences: bool = True) -> Iterator[InputFile | InputProblem]:
     """The image and video files that input entries name (files, prefixes, globs, list files), as listed.
 
     Args:
         inputs: the entries (a job's ``inputs``, a training run's ``data``).
         output: a prefix whose files are never listed (what colorstyle writes is not read back in).
         ignored: counts files of other suffixes found while listing a prefix or glob.
+        sequences: image sequence entries are inputs (jobs); ``False``: each is a problem (training data).
     Yields:
         Each file once (with its path relative to its input root), or a problem: a missing prefix, an empty
         glob, an unknown suffix named explicitly, an unreadable list file, a path that leaves its root.
+        An image sequence entry is one :class:`InputFile` of kind ``"sequence"`` (its folder, relative path its
+        name): its frames are listed when it is probed.
     Raises:
         storage.StorageError: an input cannot be listed at all (credentials, connection): a problem of
             the whole job, not of one input.
@@ -154,6 +159,10 @@ def iter_files(inputs: Sequence[InputSpec], storage_options: dict | None, output
         return InputFile(uri, rel, kind, (spec.frames.start, spec.frames.end) if spec.frames else None)
 
     for spec in inputs:
+        if spec.sequence is not None:
+            if (f := _sequence(spec, sequences, seen)) is not None:
+                yield f
+            continue
         if spec.list is not None:
             yield from (f for f in _list_file(spec, storage_options, accept) if f is not None)
             continue
@@ -184,6 +193,21 @@ def iter_files(inputs: Sequence[InputSpec], storage_options: dict | None, output
                     yield InputProblem(spec.uri, "MissingInput", f"{spec.uri}: no such file or prefix")
         except FileNotFoundError as e:
             yield InputProblem(spec.uri, "MissingInput", f"{spec.uri}: cannot list ({e})")
+
+
+def _sequence(spec: InputSpec, allowed: bool, seen: set[int]) -> InputFile | InputProblem | None:
+    """An image sequence entry as one input (``None`` when the same folder was named before)."""
+    assert spec.sequence is not None
+    uri = spec.sequence.rstrip("/")
+    if not allowed:
+        return InputProblem(uri, "UnsupportedInput", f"{uri}: image sequences are inputs of jobs; to train on its "
+                            "frames, name the folder as uri")
+    digest = int.from_bytes(hashlib.blake2b(uri.encode(), digest_size=8).digest(), "little")
+    if digest in seen:
+        return None
+    seen.add(digest)
+    frames = (spec.frames.start, spec.frames.end) if spec.frames else None
+    return InputFile(uri, posixpath.basename(uri) or uri, "sequence", frames, spec.rate)
 
 
 def _list_lines(spec: InputSpec, opts) -> Iterator[str]:
@@ -245,6 +269,6 @@ def list_files(inputs: Sequence[InputSpec], storage_options: dict | None, output
 
     skipped = _Ignored([])
     files, problems = [], []
-    for f in iter_files(inputs, storage_options, output, output_storage_options, skipped):
+    for f in iter_files(inputs, storage_options, output, output_storage_options, skipped, sequences=False):
         (files if isinstance(f, InputFile) else problems).append(f)
     return sorted(files, key=lambda f: f.uri), problems, skipped.ignored

@@ -51,6 +51,9 @@ class OutputSpec(Model):
             consistency on, else ``copy``.
         save_colorized: with both steps, also keep each image's colorized result (before
             stylization) under the metrics prefix, for reports.
+        sequence_as: what an image sequence input becomes: ``frames`` (a folder of the same name under
+            the prefix, each frame under its input name and suffix, 8-bit) or ``mp4`` (``<name>.mp4``,
+            H.264 at ``video_crf``, the sequence's ``fps``).
         storage_options: fsspec options for the output (default: the manifest's).
     """
 
@@ -62,6 +65,7 @@ class OutputSpec(Model):
     video_encoder: Literal["auto", "libx264", "h264_nvenc"] = "auto"
     video_join: Literal["auto", "copy", "reencode"] = "auto"
     save_colorized: bool = False
+    sequence_as: Literal["frames", "mp4"] = "frames"
     storage_options: dict[str, Any] | None = None
 
     _prefix_is_plain = field_validator("prefix")(no_dot_segments)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from colorstyle_core import storage
 from colorstyle_core.documents import DocumentError, Model, parse_document
@@ -94,26 +95,62 @@ class FrameSelection(Model):
         return self
 
 
+SEQUENCE_FPS = Fraction(24)
+"""Frames per second of an image sequence whose input entry names none (film's rate)."""
+
+
 class InputSpec(Model):
-    """One input: a file, a directory/prefix (recursive), a glob, or a list file (one URI per line).
+    """One input: a file, a directory/prefix (recursive), a glob, a list file (one URI per line), or an image
+    sequence (a folder of numbered frames, planned and kept in order as one film).
 
     A plain string is taken as ``uri``.
+
+    Attributes:
+        uri, list, sequence: where the input is (exactly one of them).
+        frames: a film's frames to process (videos and sequences).
+        fps: an image sequence's frames per second (its frames carry no timing; default 24).
     """
 
     uri: str | None = None
     list: str | None = None
+    sequence: str | None = None
     frames: FrameSelection | None = None
+    fps: Fraction | None = Field(None, gt=0, description="image sequence: frames per second (default 24)")
 
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
         return {"uri": value} if isinstance(value, str) else value
 
+    @field_validator("fps", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        """``24``, ``23.976`` (NTSC's 24000/1001) or ``"24000/1001"`` as an exact rate."""
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, float):
+            for nominal in (24, 30, 48, 60):  # 23.976, 29.97, ...: the NTSC rates n * 1000/1001
+                if abs(value - nominal * 1000 / 1001) < 5e-4:
+                    return Fraction(nominal * 1000, 1001)
+            return Fraction(value).limit_denominator(1001)
+        try:
+            return Fraction(str(value))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"fps {value!r}: a number or a ratio like 24000/1001") from None
+
     @model_validator(mode="after")
     def _one_source(self) -> InputSpec:
-        if (self.uri is None) == (self.list is None):
-            raise ValueError("give exactly one of 'uri' (file, prefix or glob) and 'list' (a list file)")
+        if sum(x is not None for x in (self.uri, self.list, self.sequence)) != 1:
+            raise ValueError("give exactly one of 'uri' (file, prefix or glob), 'list' (a list file) and 'sequence' "
+                             "(a folder of numbered frames)")
+        if self.fps is not None and self.sequence is None:
+            raise ValueError("fps is for an image sequence (sequence: FOLDER); a video file keeps its own timing")
         return self
+
+    @property
+    def rate(self) -> Fraction:
+        """An image sequence's frames per second (``fps``, default :data:`SEQUENCE_FPS`)."""
+        return self.fps if self.fps is not None else SEQUENCE_FPS
 
 
 class ManifestBase(Model):

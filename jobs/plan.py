@@ -25,9 +25,11 @@ from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
 from colorstyle_core.exemplar import EXEMPLAR_MODEL
 from colorstyle_core.hints import HintsError, HintsFile, check_keyframes, parse_hints
 from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode_image, image_size
+from colorstyle_core.sequences import probe_sequence
 from colorstyle_core.video import VideoError, VideoInfo, probe, probe_header, probe_index
 from jobs.listing import InputFile, InputProblem, iter_files
 from jobs.manifest import Manifest
+from jobs.manifest_base import SEQUENCE_FPS
 from jobs.paths import output_uri_for, staging_root, stem, under
 from jobs.resume import DoneState
 from jobs.units.frame_ranges import FrameRange, VideoPlan
@@ -207,6 +209,16 @@ def video_problem(f: InputFile, error: BaseException) -> InputProblem:
     return InputProblem(f.uri, "ReadError", f"{f.uri}: {error}")
 
 
+def sequence_or_problem(f: InputFile, storage_options) -> VideoInfo | InputProblem:
+    """An image sequence listed as a film (:func:`colorstyle_core.sequences.probe_sequence`), or its problem."""
+    try:
+        return probe_sequence(f.uri, f.fps or SEQUENCE_FPS, storage_options)
+    except Exception as e:  # noqa: BLE001 -- whatever stops one sequence is that sequence's problem
+        if isinstance(e, FileNotFoundError):
+            return InputProblem(f.uri, "MissingInput", f"{f.uri}: no such folder of frames")
+        return video_problem(f, e)
+
+
 def index_or_none(f: InputFile, storage_options) -> VideoInfo | InputProblem | None:
     """A film's exact timestamps from its header and index (a few MB), its problem, or ``None`` (it has no index)."""
     try:
@@ -299,13 +311,18 @@ def plan_stream(manifest: Manifest, done: DoneState | None = None, *, prober: Pr
                 yield problem(f)
                 continue
             tally.inputs_found += 1
-            if f.kind == "video":
+            if f.kind in ("video", "sequence"):
                 if video_key(f.uri) in done.videos:  # assembled by an earlier run: not even its header is read
                     tally.skipped_videos += 1
-                    if (collision := claim(f, _video_output(manifest, f))) is not None:
+                    try:  # its suffix from its own name
+                        collision = claim(f, _video_output(manifest, f))
+                    except storage.UnsafePathError:
+                        collision = None
+                    if collision is not None:
                         yield problem(collision)
                 else:
-                    pending.append((f, pool.submit(index_or_none, f, manifest.storage_options)))
+                    probe_fn = sequence_or_problem if f.kind == "sequence" else index_or_none
+                    pending.append((f, pool.submit(probe_fn, f, manifest.storage_options)))
             else:
                 item = _image_item(manifest, f, hints, references)
                 if isinstance(item, InputProblem):
@@ -356,8 +373,7 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
                                f"{info.frame_count} frames")
             return
     try:
-        out = output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video",
-                             is_gif=info.is_gif)
+        out = _video_output(manifest, f, info.is_gif)
     except storage.UnsafePathError as e:
         tally.problems += 1
         yield InputProblem(f.uri, "UnsafePath", f"{f.uri}: {e}; nothing is written for it")
@@ -401,10 +417,11 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
             if ref.track_unit_id not in done.ranges:
                 track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
     overlap = manifest.pipeline.overlap
+    as_frames = info.is_sequence and manifest.output.sequence_as == "frames"
     cuts = split_ranges(start, stop, manifest.execution.frames_per_range, overlap)
     ids = tuple(range_id(key, w, s) for _, w, s in cuts)
     yield VideoPlan(key, f.uri, f.rel, out, info, start, stop, ids, video_staging,
-                    seams=tuple(w for _, w, _ in cuts[1:]), hints_uri=hints_uri)
+                    seams=tuple(w for _, w, _ in cuts[1:]), hints_uri=hints_uri, as_frames=as_frames)
     if track is not None:
         tally.units += 1
         yield track
@@ -415,15 +432,20 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
         tally.units += 1
         tally.frames += s - write_start
         yield FrameRange(uid, key, f.uri, read_start, write_start, s, info.window(read_start, s),
-                         under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref, references=references)
+                         under(video_staging, f"{uid}.mkv"), handoff_start=handoff, hints=ref, references=references,
+                         frames_to=out if as_frames else None)
 
 
-def _video_output(manifest: Manifest, f: InputFile) -> str:
-    """A finished video's output (its suffix from its own name: the header was not read)."""
-    try:
-        return output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video")
-    except storage.UnsafePathError:
-        return f.uri
+def _video_output(manifest: Manifest, f: InputFile, is_gif: bool = False) -> str:
+    """A film's output: ``<rel>.mp4`` (``.gif`` for a GIF), an image sequence's folder ``<rel>`` (frames kept as
+    frames) or ``<rel>.mp4`` (``output.sequence_as: mp4``).
+
+    Raises:
+        storage.UnsafePathError: the output would leave the prefix.
+    """
+    if f.kind == "sequence":
+        return under(manifest.output.prefix, f.rel + (".mp4" if manifest.output.sequence_as == "mp4" else ""))
+    return output_uri_for(manifest.output.prefix, manifest.output.image_format, f.rel, "video", is_gif=is_gif)
 
 
 def plan_job(manifest: Manifest, done: DoneState | None = None, *, prober: Prober | None = None) -> Plan:

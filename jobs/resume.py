@@ -90,8 +90,15 @@ def load_done_state(store: MetricsStore, manifest: Manifest) -> DoneState:
         elif kind == "hints" and under(staging, uid.removeprefix("hints-"), "hints.parquet") in existing:
             ranges.append(uid)  # the video's keyframe hints are carried through its shots already
     done_videos = [k for k, out in zip(videos["video_key"].to_pylist(), videos["output_uri"].to_pylist())
-                   if out in existing]
+                   if out in existing or _is_folder(out, manifest)]  # an image sequence kept as frames
     return DoneState(images, ranges, done_videos)
+
+
+def _is_folder(uri: str, manifest: Manifest) -> bool:
+    """Whether ``uri`` is a folder under the output prefix (one request; only for recorded films not found as files)."""
+    fs, path = storage.filesystem(uri, manifest.output_storage_options)
+    with storage.errors(uri, "list"):
+        return fs.isdir(path)
 
 
 def _existing(manifest: Manifest) -> DigestSet:

@@ -11,39 +11,15 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import re
 
 import numpy as np
 
 from colorstyle_core import imageio, storage
 from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer
+from colorstyle_core.sequences import list_frames
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 
 log = logging.getLogger("colorstyle")
-
-
-
-def numbered(names: list[str]) -> list[str]:
-    """Frame names in the order of the numbers in them (``f2.png`` before ``f10.png``), then by name."""
-    def key(name: str) -> tuple[int, str]:
-        digits = "".join(re.findall(r"\d", storage.basename(name)))
-        return (int(digits) if digits else -1, name)
-    return sorted(names, key=key)
-
-
-def list_frames(prefix: str, opts: dict | None) -> list[str]:
-    """The image files directly under ``prefix`` (by suffix, :data:`~colorstyle_core.imageio.IMAGE_SUFFIXES`),
-    numbered order.
-
-    Raises:
-        ValueError: none there.
-    """
-    fs, path = storage.filesystem(prefix, opts)
-    names = [storage.unstrip(fs, p) for p in fs.ls(path, detail=False)
-             if p.lower().endswith(imageio.IMAGE_SUFFIXES)]
-    if not names:
-        raise ValueError(f"{prefix}: no frames (files ending in {', '.join(imageio.IMAGE_SUFFIXES)})")
-    return numbered(names)
 
 
 def _is_folder(uri: str, opts: dict | None) -> bool:

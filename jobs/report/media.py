@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from colorstyle_core import imageio, storage
-from colorstyle_core.video import probe, read_frames
+from colorstyle_core.sequences import list_frames
+from colorstyle_core.video import VIDEO_SUFFIXES, probe, read_frames
 from jobs.manifest import Manifest
 from jobs.manifest_base import strip_redacted
 
@@ -63,13 +64,21 @@ class Media:
             return None
 
     def video_thumbnails(self, uri: str | None, indices: Sequence[int], role: str) -> dict[int, str]:
-        """Thumbnails of frames ``indices`` of the video at ``uri`` (those that decode).
+        """Thumbnails of frames ``indices`` of the video (or image sequence folder) at ``uri`` (those that decode).
 
         Each frame is decoded on its own (a seek to the key frame before it), so the last
         frame of a long film costs no more than the first.
         """
         if not uri or not indices:
             return {}
+        if not uri.lower().endswith(VIDEO_SUFFIXES):  # an image sequence: frame i is its i-th numbered file
+            try:
+                frames = list_frames(uri, self.opts(uri, role))
+            except Exception as e:  # a missing folder: placeholders
+                log.info("report: %s unreadable (%s: %s)", uri, type(e).__name__, e)
+                return {}
+            thumbs = {i: self.thumbnail(frames[i], role) for i in sorted(set(indices)) if 0 <= i < len(frames)}
+            return {i: t for i, t in thumbs.items() if t}
         local = storage.is_local(uri)
         path = uri.removeprefix("file://")
 

@@ -1,9 +1,10 @@
 """Frame ranges: consecutive frames of one video per work unit, and what an actor does with one.
 
-A range decodes ``[read_start, stop)``, runs the frames through the pipeline's sequence
-(temporal chains warmed up on the frames before ``write_start``, handing over to the next
-range from ``handoff_start``), encodes ``[write_start, stop)`` into a staged segment and
-uploads it; the video's :class:`~jobs.units.assembly.AssemblyTask` joins the segments.
+A range decodes ``[read_start, stop)`` (of a video file or an image sequence), runs the frames
+through the pipeline's sequence (temporal chains warmed up on the frames before ``write_start``,
+handing over to the next range from ``handoff_start``), encodes ``[write_start, stop)`` into a
+staged segment and uploads it; the video's :class:`~jobs.units.assembly.AssemblyTask` joins the
+segments. An image sequence kept as frames writes each frame's file instead (:class:`FrameFiles`).
 Decoding ahead and encoding behind the network run on their own threads
 (:mod:`jobs.actor_threads`).
 """
@@ -26,8 +27,9 @@ from colorstyle_core import imageio, storage
 from colorstyle_core.hints import ColorHints, reference_at
 from colorstyle_core.imageio import frames_rgb8
 from colorstyle_core.segments import SegmentWriter
+from colorstyle_core.sequences import input_frames
 from colorstyle_core.timing import Stage, StageTimer, added, scaled
-from colorstyle_core.video import VideoError, VideoInfo, read_frames
+from colorstyle_core.video import VideoError, VideoInfo
 from jobs.actor_threads import EncodeBehind, Overlap, decoded_batches
 from jobs.units.base import UnitResult
 from jobs.units.context import UnitContext, Written
@@ -52,6 +54,7 @@ class VideoPlan:
         staging_prefix: where range segments wait for assembly.
         seams: first frame of every range after the first (where two units meet).
         hints_uri: the video's keyframe hints file (SIGGRAPH17), or ``None``.
+        as_frames: an image sequence kept as frames: ``output_uri`` is the folder its ranges write them to.
     """
 
     key: str
@@ -65,6 +68,7 @@ class VideoPlan:
     staging_prefix: str
     seams: tuple[int, ...] = ()
     hints_uri: str | None = None
+    as_frames: bool = False
 
     @property
     def frames(self) -> int:
@@ -92,6 +96,8 @@ class FrameRange:
             :class:`~jobs.units.hint_tracks.HintTrack` of its video has carried them through every shot.
         references: ``deepexemplar``: ``(frame, URI)`` of its hints file's reference keyframes, in frame order;
             a frame takes the last one at or before it (the job's reference before the first).
+        frames_to: an image sequence kept as frames (``output.sequence_as: frames``): the output folder, where
+            each written frame goes under its input file's name (no segment, no assembly join).
     """
 
     unit_id: str
@@ -105,7 +111,14 @@ class FrameRange:
     handoff_start: int | None = None
     hints: VideoHintsRef | None = None
     references: tuple[tuple[int, str], ...] = ()
+    frames_to: str | None = None
     kind: ClassVar[str] = "video"
+
+    def output_of(self, index: int) -> str:
+        """Where frame ``index`` is written: its file under ``frames_to``, else the range's segment."""
+        if self.frames_to is None:
+            return self.segment_uri
+        return storage.join_under(self.frames_to, storage.basename(self.info.frame_uri(index)))
 
     @property
     def frames(self) -> int:
@@ -119,6 +132,32 @@ class FrameRange:
     def after(self) -> str | None:
         """The unit that must finish first (its video's hint track), if any."""
         return self.hints.track_unit_id if self.hints else None
+
+
+class FrameFiles:
+    """Writes an image sequence's processed frames as files, each under its input's name and format (8-bit), each
+    written atomically (a rerun of the range writes the same files again).
+
+    The same interface as :class:`~colorstyle_core.segments.SegmentWriter`: ``write(rgb, index)`` in a ``with``.
+    """
+
+    def __init__(self, unit: FrameRange, description: str, storage_options: dict | None):
+        self.unit, self.description, self.storage_options = unit, description, storage_options
+
+    def __enter__(self) -> FrameFiles:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        """Encode ``(H, W, 3)`` uint8 frame ``index`` for its file's suffix and write it.
+
+        Raises:
+            storage.StorageError, OSError: the write failed (the driver retries the range).
+        """
+        uri = self.unit.output_of(index)
+        storage.write_bytes_atomic(uri, imageio.encode_image(rgb, uri, self.description), self.storage_options)
 
 
 def _take(it: Iterator, n: int) -> list:
@@ -158,11 +197,10 @@ class FrameRanges:
             opened = time.perf_counter()
             # decode, network and encode overlap: the executors sit inside the source and the writer, so
             # they have stopped (queued work cancelled on an error) before either is closed
-            with storage.open_source(unit.video_uri, ctx.spec.storage_options) as source, \
-                    Overlap("decode") as decoder:
+            with input_frames(unit.video_uri, unit.info, unit.read_start, unit.stop,
+                              ctx.spec.storage_options) as frames, Overlap("decode") as decoder:
                 read_s = time.perf_counter() - opened
-                frames = read_frames(source, unit.info, unit.read_start, unit.stop, unit.video_uri)
-                with self.segment_writer(local_segment, unit) as writer, Overlap("encode") as encoder:
+                with self.writer(local_segment, unit) as writer, Overlap("encode") as encoder:
 
                     def encode(frame: Written) -> None:  # on the encoder's thread, frames in order
                         start = time.perf_counter()
@@ -182,7 +220,8 @@ class FrameRanges:
                     if ctx.overlap:
                         give_up()  # the next unit's network runs during this segment's flush and upload
             write_start = time.perf_counter()
-            storage.copy_file_atomic(local_segment, unit.segment_uri, ctx.spec.output_storage_options)
+            if unit.frames_to is None:
+                storage.copy_file_atomic(local_segment, unit.segment_uri, ctx.spec.output_storage_options)
             write_s = time.perf_counter() - write_start
         if len(written) != unit.frames:
             raise VideoError(f"{unit.video_uri}: range {unit.unit_id} produced {len(written)} frames, "
@@ -190,7 +229,7 @@ class FrameRanges:
         # opening the source, the segment's final flush and its upload: shared by its frames
         shared = scaled({Stage.READ: read_s, Stage.ENCODE: write_start - encode_flush, Stage.WRITE: write_s},
                         1.0 / max(1, len(written)))
-        rows = tuple(ctx.frame_row(unit, unit.video_uri, unit.segment_uri,
+        rows = tuple(ctx.frame_row(unit, unit.video_uri, unit.output_of(f.index),
                                    dataclasses.replace(f, stages=added(f.stages, shared)), queue_wait, started)
                      for f in written)
         return UnitResult(unit.unit_id, rows, (), ctx.actor, started, time.time())
@@ -219,6 +258,13 @@ class FrameRanges:
             for (index, _), result in zip(batch, results):
                 count = len(hints[index].points) if index in hints else (0 if unit.hints else None)
                 yield Written(index, result, added(decode, result.stages), len(batch), count)
+
+    def writer(self, path: str, unit: FrameRange) -> SegmentWriter | FrameFiles:
+        """Where the range's frames go: its segment at ``path`` (staged for assembly), or its files (an image
+        sequence kept as frames)."""
+        if unit.frames_to is not None:
+            return FrameFiles(unit, self.ctx.description, self.ctx.spec.output_storage_options)
+        return self.segment_writer(path, unit)
 
     def segment_writer(self, path: str, unit: FrameRange) -> SegmentWriter:
         """The range's encoder: this actor's H.264 encoder, x264 when NVENC refuses a session (a GPU's

@@ -25,7 +25,8 @@ from colorstyle_core import color, storage
 from colorstyle_core.hints import ColorHints, keyframe_hints, keyframe_points, parse_hints
 from colorstyle_core.imageio import frame_tensor
 from colorstyle_core.keyframes import propagate
-from colorstyle_core.video import VideoInfo, read_frames
+from colorstyle_core.sequences import input_frames
+from colorstyle_core.video import VideoInfo
 from jobs.units.base import UnitResult
 from jobs.units.context import UnitContext
 
@@ -111,8 +112,8 @@ class HintTracks:
         patches = {k.frame: k.patch for k in source.keyframes}
 
         def read(start: int, stop: int) -> Iterator[tuple[int, torch.Tensor]]:
-            with storage.open_source(unit.video_uri, opts) as video:
-                for index, rgb in read_frames(video, unit.info, start, stop, unit.video_uri):
+            with input_frames(unit.video_uri, unit.info, start, stop, opts) as frames:
+                for index, rgb in frames:
                     yield index, color.rgb_to_l(frame_tensor(rgb))
 
         points = {k.frame: keyframe_points(k, *ctx.keyframe_images(k),
