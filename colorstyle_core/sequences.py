@@ -106,7 +106,8 @@ def decode_frame(data: bytes, uri: str, index: int, size: tuple[int, int]) -> np
     if (pixels.shape[1], pixels.shape[0]) != size:
         raise VideoError(f"{uri}: frame {index} is {pixels.shape[1]}x{pixels.shape[0]}; the sequence's frames are "
                          f"{size[0]}x{size[1]} (its first frame's size)")
-    return np.ascontiguousarray(np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels)
+    rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+    return rgb if rgb.flags.writeable and rgb.flags.c_contiguous else rgb.copy()  # Pillow's buffer is read-only
 
 
 def read_sequence(info: VideoInfo, start: int, stop: int, storage_options: dict | None = None

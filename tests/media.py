@@ -142,3 +142,21 @@ def avi_with_wrong_frame_count(src: Path, dst: Path, claimed: int, frames: int |
     data[strh + 8 + 32: strh + 8 + 36] = claimed.to_bytes(4, "little")  # dwLength
     dst.write_bytes(bytes(data))
     return count
+
+
+def write_scans(folder: Path, shared: Path, count: int = 12, first: int = 9) -> list[np.ndarray]:
+    """``count`` grey frames of the dev film as scans named ``scan_<n>`` from ``first``, unpadded (so name order
+    is not frame order): 16-bit TIFFs, 8-bit PNGs and JPEGs in turn. Returns their 8-bit grey pixels."""
+    folder.mkdir(parents=True)
+    out = []
+    for i, rgb in enumerate(decoded_frames(shared / "data" / "video" / "dev_kenburns_gray.mp4")[:count]):
+        grey = rgb[::4, ::4, 0].copy()  # 160 x 90
+        name = f"scan_{first + i}"
+        if i % 3 == 0:
+            Image.fromarray(grey.astype(np.uint16) * 257).save(folder / f"{name}.tif")
+        elif i % 3 == 1:
+            Image.fromarray(grey).save(folder / f"{name}.png")
+        else:
+            Image.fromarray(grey).save(folder / f"{name}.jpg", quality=100)
+        out.append(grey)
+    return out

@@ -18,6 +18,7 @@ from colorstyle_core.exemplar import WEIGHTS, ChainState, ExemplarColorizer, gen
 from colorstyle_core.loader import WeightsError, WeightsLayoutError
 from colorstyle_core.video_metrics import measure_consistency
 from tests.goldens.deepexemplar_inputs import CASES, SEED, case_inputs
+from tests.media import write_scans
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "data" / "golden_deepexemplar.npz"
@@ -156,7 +157,8 @@ def test_command_colorizes_a_folder_of_frames_in_order(shared, weights_dir, tmp_
 @pytest.fixture(scope="module")
 def film_job(ray_local, shared, tmp_path_factory):
     """A film (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, a reference per shot from its
-    hints file; two stills, one with its own reference, one taking the job's."""
+    hints file; two stills, one with its own reference, one taking the job's; a folder of 16 numbered scans (an image
+    sequence, ranges meeting at frame 12) kept as frames, taking the job's reference."""
     from jobs.driver import EXIT_OK, run_job
     from jobs.manifest import parse_manifest
     from tests.conftest import QUIET
@@ -166,6 +168,7 @@ def film_job(ray_local, shared, tmp_path_factory):
     (root / "hints").mkdir()
     for name in ("chelsea_cat", "farm_dog"):
         Image.open(shared / "data" / "gray" / f"{name}.jpg").resize((150, 100)).save(root / "stills" / f"{name}.png")
+    write_scans(root / "reel", shared, count=16)
     for name in ("lighthouse", "yellow_flower"):
         Image.open(shared / "data" / "color" / f"{name}.jpg").resize((160, 120)).save(root / f"{name}.png")
     (root / "hints" / "dev_kenburns_gray.mp4.json").write_text(json.dumps({"keyframes": [
@@ -173,16 +176,18 @@ def film_job(ray_local, shared, tmp_path_factory):
         {"frame": 36, "reference": str(root / "yellow_flower.png")}]}))
     (root / "hints" / "chelsea_cat.json").write_text(json.dumps(
         {"keyframes": [{"frame": 0, "reference": str(root / "yellow_flower.png")}]}))
-    manifest = parse_manifest(f"""
-inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}, {root}/stills/]
+    text = f"""
+inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}, {root}/stills/,
+         {{sequence: {root}/reel, fps: 24}}]
 output: {{prefix: {root}/out}}
 pipeline:
   colorize: {{model: deepexemplar, reference: {root}/lighthouse.png, hints: {root}/hints/, image_size: [96, 160]}}
   untrained_weights: true
 execution: {{actors: 2, frames_per_range: 12, batch_size: 4}}
 metrics: {{video_consistency: true}}
-""", "exemplar.yaml")
-    report = run_job(manifest, QUIET)
+"""
+    (root / "job.yaml").write_text(text)
+    report = run_job(parse_manifest(text, "exemplar.yaml"), QUIET)
     assert report.exit_code == EXIT_OK, report.failures
     return root, report
 
@@ -196,7 +201,7 @@ def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_
     frames = pq.read_table(report.written["frames"]).to_pylist()
     video_rows = sorted(r["frame_index"] for r in frames if r["input_uri"].endswith(".mp4"))
     assert video_rows == list(range(20, 44))  # warm-up frames are processed, never written
-    video = pq.read_table(report.written["videos"]).to_pylist()[0]
+    [video] = [v for v in pq.read_table(report.written["videos"]).to_pylist() if v["input_uri"].endswith(".mp4")]
     assert video["seams"] == [32] and video["scene_cuts"] == [36]
     # the seam pair (31, 32) joins two frames of one chain: the range before faded into the chain the next one runs
     assert video["e_warp_seams"] <= 1.5 * video["e_warp_inside"], (video["e_warp_seams"], video["e_warp_inside"])
@@ -212,6 +217,34 @@ def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_
     for name in ("chelsea_cat", "farm_dog"):  # its own reference, the job's
         still = np.asarray(Image.open(root / "out" / f"{name}.png"))
         assert still.shape == (100, 150, 3) and still.std(axis=2).mean() > 0.5  # colour, at the input's size
+
+
+def test_a_folder_of_scans_is_colorized_as_one_film_under_the_same_names_and_a_rerun_redoes_nothing(film_job):
+    import pyarrow.parquet as pq
+
+    from colorstyle_core.sequences import decode_frame
+    from jobs.driver import EXIT_OK, run_job
+    from jobs.manifest import parse_manifest
+    from tests.conftest import QUIET
+
+    root, report = film_job
+    names = sorted(p.name for p in (root / "reel").iterdir())
+    assert sorted(p.name for p in (root / "out" / "reel").iterdir()) == names
+    rows = [r for r in pq.read_table(report.written["frames"]).to_pylist() if r["input_uri"] == str(root / "reel")]
+    assert sorted(r["frame_index"] for r in rows) == list(range(16))  # every frame once, warm-ups not written
+    [reel] = [v for v in pq.read_table(report.written["videos"]).to_pylist() if v["input_uri"] == str(root / "reel")]
+    assert reel["output_uri"] == str(root / "out" / "reel") and reel["frames"] == 16 and reel["seams"] == [12]
+    for name in names:
+        src = decode_frame((root / "reel" / name).read_bytes(), name, 0, (160, 90))  # 16-bit TIFFs rounded
+        out = np.asarray(Image.open(root / "out" / "reel" / name).convert("RGB"))
+        as_l = lambda rgb: color.rgb_to_l(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)  # noqa: E731
+        assert out.shape == src.shape and out.std(axis=2).mean() > 0.5, name  # colour at the scan's size
+        assert (as_l(out) - as_l(src)).abs().mean() < 1.5, name  # L kept (8-bit, JPEG for the .jpg scans)
+    before = {name: (root / "out" / "reel" / name).stat().st_mtime_ns for name in names}
+    again = run_job(parse_manifest((root / "job.yaml").read_text(), "exemplar.yaml"), QUIET)
+    assert again.exit_code == EXIT_OK and not again.failures
+    assert (again.plan.skipped_videos, again.plan.units) == (2, 0)  # the film and the sequence: found done
+    assert {name: (root / "out" / "reel" / name).stat().st_mtime_ns for name in names} == before  # resumed
 
 
 @pytest.mark.parametrize("colorize, message", [
@@ -258,6 +291,9 @@ def test_the_report_shows_the_reference_beside_each_output(film_job):
     for item in ("image-item", "video-item"):
         block = text.split(f"class='item {item}'", 1)[1].split("<div class='item", 1)[0]
         assert re.search(r'<img src="data:image/jpeg;base64,[^"]+" alt="colour reference">', block), item
+    reel = next(b for b in text.split("class='item video-item'")[1:] if b.startswith("><div class='title'>reel "))
+    for role in ("input", "output"):  # the image sequence's frames, read from its folders
+        assert re.search(rf'<img src="data:image/jpeg;base64,[^"]+" alt="{role} frame 15">', reel), role
 
 
 def _plan_with_hints(shared, tmp_path, keyframes: list[dict], model: str = "deepexemplar"):
