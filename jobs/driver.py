@@ -116,9 +116,10 @@ def print_plan(plan: Plan, manifest: Manifest, console: Console) -> None:
     for v in plan.videos:
         todo = sum(1 for r in plan.ranges if r.video_key == v.key)
         estimate = " (as its header states: the job probes it exactly)" if v.info.estimated else ""
-        console.print(f"  video {v.rel}: frames [{v.start}, {v.stop}) of {v.info.frame_count}{estimate}, "
+        kind = "image sequence" if v.info.is_sequence else "video"
+        console.print(f"  {kind} {v.rel}: frames [{v.start}, {v.stop}) of {v.info.frame_count}{estimate}, "
                       f"{v.info.width}x{v.info.height} @ {float(v.info.average_rate):.3f} fps, "
-                      f"{len(v.unit_ids)} ranges ({todo} to do) -> {v.output_uri}"
+                      f"{len(v.unit_ids)} ranges ({todo} to do) -> {v.output_uri}{'/' if v.as_frames else ''}"
                       + (f"; keyframe hints {v.hints_uri}" if v.hints_uri else ""))
     console.print(f"  work units: {len(plan.shards) + len(plan.ranges) + len(plan.tracks)}"
                   f"{f' ({len(plan.tracks)} carrying keyframe hints through shots)' if plan.tracks else ''}, "

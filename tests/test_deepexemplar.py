@@ -18,7 +18,7 @@ from colorstyle_core.exemplar import WEIGHTS, ChainState, ExemplarColorizer, gen
 from colorstyle_core.loader import WeightsError, WeightsLayoutError
 from colorstyle_core.video_metrics import measure_consistency
 from tests.goldens.deepexemplar_inputs import CASES, SEED, case_inputs
-from tests.media import write_scans
+from tests.media import audio_packet_payloads, mux_sine_audio, write_scans
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "data" / "golden_deepexemplar.npz"
@@ -156,8 +156,8 @@ def test_command_colorizes_a_folder_of_frames_in_order(shared, weights_dir, tmp_
 
 @pytest.fixture(scope="module")
 def film_job(ray_local, shared, tmp_path_factory):
-    """A film (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, a reference per shot from its
-    hints file; two stills, one with its own reference, one taking the job's; a folder of 16 numbered scans (an image
+    """A film with sound (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, a reference per shot
+    from its hints file; two stills, one with its own reference, one taking the job's; a folder of 16 numbered scans (an image
     sequence, ranges meeting at frame 12) kept as frames, taking the job's reference."""
     from jobs.driver import EXIT_OK, run_job
     from jobs.manifest import parse_manifest
@@ -169,6 +169,7 @@ def film_job(ray_local, shared, tmp_path_factory):
     for name in ("chelsea_cat", "farm_dog"):
         Image.open(shared / "data" / "gray" / f"{name}.jpg").resize((150, 100)).save(root / "stills" / f"{name}.png")
     write_scans(root / "reel", shared, count=16)
+    mux_sine_audio(shared / "data" / "video" / "dev_kenburns_gray.mp4", root / "dev_kenburns_gray.mp4")
     for name in ("lighthouse", "yellow_flower"):
         Image.open(shared / "data" / "color" / f"{name}.jpg").resize((160, 120)).save(root / f"{name}.png")
     (root / "hints" / "dev_kenburns_gray.mp4.json").write_text(json.dumps({"keyframes": [
@@ -177,7 +178,7 @@ def film_job(ray_local, shared, tmp_path_factory):
     (root / "hints" / "chelsea_cat.json").write_text(json.dumps(
         {"keyframes": [{"frame": 0, "reference": str(root / "yellow_flower.png")}]}))
     text = f"""
-inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}, {root}/stills/,
+inputs: [{{uri: {root}/dev_kenburns_gray.mp4, frames: {{start: 20, end: 44}}}}, {root}/stills/,
          {{sequence: {root}/reel, fps: 24}}]
 output: {{prefix: {root}/out}}
 pipeline:
@@ -202,7 +203,8 @@ def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_
     video_rows = sorted(r["frame_index"] for r in frames if r["input_uri"].endswith(".mp4"))
     assert video_rows == list(range(20, 44))  # warm-up frames are processed, never written
     [video] = [v for v in pq.read_table(report.written["videos"]).to_pylist() if v["input_uri"].endswith(".mp4")]
-    assert video["seams"] == [32] and video["scene_cuts"] == [36]
+    assert video["seams"] == [32] and video["scene_cuts"] == [36] and video["audio"] == "copied"
+    assert audio_packet_payloads(root / "out" / "dev_kenburns_gray.mp4")  # the film's sound, kept
     # the seam pair (31, 32) joins two frames of one chain: the range before faded into the chain the next one runs
     assert video["e_warp_seams"] <= 1.5 * video["e_warp_inside"], (video["e_warp_seams"], video["e_warp_inside"])
     src = decoded_frames(shared / "data" / "video" / "dev_kenburns_gray.mp4")[20:44]
