@@ -38,7 +38,13 @@ from colorstyle_core import color, storage
 from colorstyle_core.colorizers.entry import LabJoin
 from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD, cut_score
 from colorstyle_core.devices import resolve_device
-from colorstyle_core.loader import WeightsError, WeightsSource, load_strict, load_verified_state_dict
+from colorstyle_core.loader import (
+    WeightsError,
+    WeightsSource,
+    load_strict,
+    load_verified_state_dict,
+    read_sha256sums,
+)
 from colorstyle_core.models import layout_of
 from colorstyle_core.models.deepexemplar import ColorVidNet, ExemplarVGG19, WarpNet, normalize_features
 from colorstyle_core.provenance import Provenance
@@ -68,7 +74,7 @@ _REFERENCE = ("Zhang, He, Liao, Sander, Yuan, Bermak, Chen. Deep Exemplar-based 
 def _spec(name: str, member: str) -> WeightSpec:
     return WeightSpec(name=name, kind="colorizer", url=_RELEASE, sha256="", license="MIT (the authors' repository)",
                       reference=_REFERENCE.format(member=member), preprocess=None,
-                      file_name=member.rsplit("/", 1)[-1])
+                      file_name=member.rsplit("/", 1)[-1], archive_member=member)
 
 
 WEIGHTS: Mapping[str, WeightSpec] = {
@@ -95,22 +101,6 @@ def generated_weights(seed: int) -> dict[str, dict[str, Tensor]]:
             sd["conv10_ab.weight"] = sd["conv10_ab.weight"] * 0.05
         out[role] = sd
     return out
-
-
-def read_sha256sums(prefix: str, storage_options: Mapping[str, object] | None = None) -> dict[str, str]:
-    """``{file name: sha256}`` from ``<prefix>/SHA256SUMS`` (``sha256sum``'s output), or ``{}`` if absent."""
-    uri = storage.join(prefix, "SHA256SUMS")
-    try:
-        with storage.open_read(uri, storage_options) as f:
-            text = f.read().decode()
-    except FileNotFoundError:
-        return {}
-    sums = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            sums[parts[1].lstrip("*")] = parts[0]
-    return sums
 
 
 @dataclass(frozen=True)

@@ -412,6 +412,122 @@ def load_weights(
     return resolved
 
 
+SHA256SUMS = "SHA256SUMS"
+"""The file of ``<hex>  <file name>`` lines (``sha256sum``'s format) that a weights prefix holds beside its files."""
+
+
+def read_sha256sums(prefix: str, storage_options: Mapping[str, object] | None = None) -> dict[str, str]:
+    """``{file name: sha256}`` from ``prefix``'s :data:`SHA256SUMS` (``sha256sum``'s output), or ``{}`` if absent."""
+    try:
+        text = storage.read_bytes(storage.join(prefix, SHA256SUMS), storage_options).decode("utf-8")
+    except FileNotFoundError:
+        return {}
+    sums = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0]
+    return sums
+
+
+def record_sha256(prefix: str, filename: str, digest: str,
+                  storage_options: Mapping[str, object] | None = None) -> str:
+    """Add (or replace) ``filename``'s line in ``prefix``'s :data:`SHA256SUMS`, written atomically.
+
+    Returns:
+        The URI of the SHA256SUMS file.
+    Raises:
+        storage.StorageError: it cannot be read or written.
+    """
+    sums = {**read_sha256sums(prefix, storage_options), filename: digest}
+    uri = storage.join(prefix, SHA256SUMS)
+    storage.write_bytes_atomic(uri, "".join(f"{hex_}  {name}\n" for name, hex_ in sorted(sums.items())).encode(),
+                               storage_options)
+    return uri
+
+
+def _is_torch_zip(path: Path) -> bool:
+    """Whether a zip is a checkpoint itself (``torch.save``'s format: one folder holding ``data.pkl``), not an
+    archive of checkpoints."""
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    top = {n.split("/", 1)[0] for n in names}
+    return len(top) == 1 and f"{next(iter(top))}/data.pkl" in names
+
+
+def fetch_from_archive(
+    spec: WeightSpec,
+    dest: str,
+    source_uri: str | None = None,
+    expected_sha256: str | None = None,
+    *,
+    storage_options: Mapping[str, object] | None = None,
+    dest_storage_options: Mapping[str, object] | None = None,
+    allow_download: bool | None = None,
+    timeout_s: float = 600.0,
+) -> tuple[str, str]:
+    """Stage a checkpoint the publisher ships inside a zip (``spec.archive_member``), and record its hash.
+
+    For records whose sha256 is not recorded (it could not be established offline), this is trust on first
+    use: the file is taken from the authors' archive, its sha256 is computed, written beside it in ``dest``'s
+    :data:`SHA256SUMS` and returned to be shown, so every later load checks against it.
+
+    Args:
+        dest: a directory/prefix; the file is written under ``spec.filename``.
+        source_uri: the zip (or the member file itself) on any fsspec URI; default: download ``spec.url``.
+        expected_sha256: the member's full sha256, when known: a mismatch is refused.
+    Returns:
+        ``(URI written, sha256 hex of the member)``.
+    Raises:
+        WeightsUnavailableError: no source (offline, download failed, missing file), or the archive lacks
+            the member (the message lists what it holds).
+        WeightsIntegrityError: ``expected_sha256`` given and not matched.
+        storage.StorageError: the destination cannot be written.
+    """
+    with tempfile.TemporaryDirectory(prefix="colorstyle-fetch-") as tmp:
+        local = Path(tmp) / "source"
+        where = source_uri or spec.url
+        try:
+            if source_uri:
+                with storage.open_read(source_uri, storage_options) as src, local.open("wb") as sink:
+                    _hash_stream(src.read, sink)
+            else:
+                if allow_download is None:
+                    allow_download = os.environ.get("COLORSTYLE_OFFLINE", "") not in ("1", "true", "yes")
+                if not allow_download:
+                    raise WeightsUnavailableError(f"{spec.name!r}: downloads are off (COLORSTYLE_OFFLINE=1); "
+                                                  f"give the archive {spec.url} with --from")
+                log.info("downloading %s (for %s)", spec.url, spec.name)
+                req = urllib.request.Request(spec.url, headers={"User-Agent": "colorstyle"})
+                with urllib.request.urlopen(req, timeout=timeout_s) as resp, local.open("wb") as sink:
+                    _hash_stream(resp.read, sink)
+        except FileNotFoundError:
+            raise WeightsUnavailableError(f"{where}: no such file (weights {spec.name!r})") from None
+        except (urllib.error.URLError, TimeoutError) as e:
+            raise WeightsUnavailableError(f"{where}: download failed ({e}) (weights {spec.name!r})") from e
+        member = local
+        if zipfile.is_zipfile(local) and not _is_torch_zip(local):
+            with zipfile.ZipFile(local) as archive:
+                names = archive.namelist()
+                wanted = spec.archive_member or spec.filename
+                found = [n for n in names if n == wanted or n.endswith("/" + wanted)]
+                if not found:
+                    held = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+                    raise WeightsUnavailableError(f"{where}: the archive holds no {wanted} (weights {spec.name!r}); "
+                                                  f"it holds {held}")
+                member = Path(tmp) / "member"
+                with archive.open(found[0]) as src, member.open("wb") as sink:
+                    _hash_stream(src.read, sink)
+        with member.open("rb") as f:
+            digest = _hash_stream(f.read)
+        if expected_sha256:
+            _verify(digest, expected_sha256.lower(), "the sha256 given", spec, f"{where} ({spec.filename})")
+        target = storage.join(dest, spec.filename)
+        storage.copy_file_atomic(str(member), target, dest_storage_options)
+        record_sha256(dest, spec.filename, digest, dest_storage_options)
+    return target, digest
+
+
 def fetch(
     spec: WeightSpec,
     dest: str,

@@ -114,6 +114,8 @@ class WeightSpec:
             unique (Hugging Face's ``pytorch_model.bin``); torch.hub style, ``name-<sha8>.ext``.
         adapter: the named key adapter (:data:`colorstyle_core.loader.KEY_ADAPTERS`) that turns
             the file's contents into the architecture's state_dict, or ``None`` (used as is).
+        archive_member: the file's path inside the zip at ``url``, where the publisher ships several
+            checkpoints in one archive (Deep Exemplar), or ``None`` (``url`` is the file itself).
     """
 
     name: str
@@ -126,6 +128,7 @@ class WeightSpec:
     package_file: str | None = None
     file_name: str | None = None
     adapter: str | None = None
+    archive_member: str | None = None
 
     @property
     def filename(self) -> str:

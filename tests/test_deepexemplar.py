@@ -157,8 +157,8 @@ def test_command_colorizes_a_folder_of_frames_in_order(shared, weights_dir, tmp_
 @pytest.fixture(scope="module")
 def film_job(ray_local, shared, tmp_path_factory):
     """A film with sound (frames 20-43, a scene cut at 36) in two frame ranges meeting at 32, a reference per shot
-    from its hints file; two stills, one with its own reference, one taking the job's; a folder of 16 numbered scans (an image
-    sequence, ranges meeting at frame 12) kept as frames, taking the job's reference."""
+    from its hints file; two stills, one with its own reference, one taking the job's; a folder of 16 numbered scans
+    (an image sequence, ranges meeting at frame 12) kept as frames, taking the job's reference."""
     from jobs.driver import EXIT_OK, run_job
     from jobs.manifest import parse_manifest
     from tests.conftest import QUIET
@@ -381,11 +381,48 @@ def test_weights_list_and_fetch_know_the_three_files_and_want_their_hashes(weigh
     listed = capsys.readouterr().out
     assert all(f"deepexemplar_{n}" in listed for n in ("vgg19", "nonlocal", "colornet"))
     assert "sha256 not recorded" in listed
-    assert main(["weights", "fetch", "deepexemplar_colornet", "--to", str(tmp_path / "a")]) == 2
-    assert "sha256 is not recorded" in capsys.readouterr().err
+    assert main(["weights", "fetch", "deepexemplar_colornet", "--to", str(tmp_path / "a")]) == 2  # tests: offline
+    assert "give the archive" in capsys.readouterr().err and not (tmp_path / "a").exists()
     source = weights_dir / "colornet_iter_76000.pth"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     assert main(["weights", "fetch", "deepexemplar_colornet", "--from", str(source), "--sha256", digest,
                  "--to", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "colornet_iter_76000.pth").read_bytes() == source.read_bytes()
     assert main(["models", "layout", "deepexemplar_nonlocal"]) == 0
+
+
+def test_weights_fetch_takes_each_file_from_the_authors_zip_and_records_the_hash_it_computed(weights_dir, tmp_path,
+                                                                                            capsys, s3):
+    """The release's layout (one zip, members under data/ and checkpoints/): each record's member staged on an object
+    store, its sha256 printed and written to the prefix's SHA256SUMS, which the job's loader then checks."""
+    import zipfile
+
+    from colorstyle_core.exemplar import load_state_dicts
+    from jobs.cli import main
+
+    bucket, opts = s3
+    archive = tmp_path / "colorization_checkpoint.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for spec in WEIGHTS.values():
+            z.write(weights_dir / spec.filename, spec.archive_member)
+        z.writestr("checkpoints/video_moredata_l1/vgg19_gray.pth", b"not needed")
+    prefix = f"{bucket}/models/deepexemplar"
+    flags = ["--from", str(archive), "--to", prefix, "--storage-options", json.dumps(opts)]
+    for spec in WEIGHTS.values():
+        assert main(["weights", "fetch", spec.name, *flags]) == 0
+        digest = hashlib.sha256((weights_dir / spec.filename).read_bytes()).hexdigest()
+        assert f"sha256 {digest}  {spec.filename}  (not checked" in capsys.readouterr().out
+    sums = (weights_dir / "SHA256SUMS").read_text().splitlines()
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**opts)
+    assert sorted(fs.cat(f"{prefix}/SHA256SUMS").decode().splitlines()) == sorted(sums)
+    assert set(load_state_dicts(prefix, storage_options=opts)[0]) == set(WEIGHTS)  # checked against those hashes
+    # a --sha256 that does not match the member is refused; an archive without the member names what it holds
+    assert main(["weights", "fetch", "deepexemplar_vgg19", *flags, "--sha256", "0" * 64]) == 2
+    assert "does not match" in capsys.readouterr().err
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr("readme.txt", "")
+    assert main(["weights", "fetch", "deepexemplar_vgg19", "--from", str(tmp_path / "other.zip"),
+                 "--to", str(tmp_path / "c")]) == 2
+    assert "holds no data/vgg19_conv.pth" in capsys.readouterr().err

@@ -43,8 +43,20 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
 
 def cmd_weights_fetch(args: argparse.Namespace) -> int:
     opts = storage.parse_options(args.storage_options)
+    spec = get_spec(args.name)
+    if spec.archive_member and not spec.sha256:  # shipped in a zip, its hash not recorded: hash what is fetched
+        if args.to.endswith((".pth", ".pt")):
+            raise ValueError(f"{spec.name}: --to is the prefix its {loader.SHA256SUMS} goes to, not a file name")
+        written, digest = loader.fetch_from_archive(spec, args.to, args.source, args.sha256, storage_options=opts,
+                                                    dest_storage_options=opts)
+        print(written)
+        checked = "matches --sha256" if args.sha256 else (
+            "not checked: no published hash is recorded; this is the hash of what was fetched")
+        print(f"sha256 {digest}  {spec.filename}  ({checked}; recorded in "
+              f"{storage.join(args.to, loader.SHA256SUMS)})")
+        return 0
     source = loader.WeightsSource(args.source, args.sha256, opts)
-    written = loader.fetch(get_spec(args.name), args.to, source, dest_storage_options=opts)
+    written = loader.fetch(spec, args.to, source, dest_storage_options=opts)
     print(written)
     return 0
 
@@ -65,10 +77,13 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_weights_list)
     p = weights.add_parser("fetch", help="verify a checkpoint and copy it into a cache dir or bucket",
                            description="Resolve NAME (--from URI, else the cache, else the published URL), "
-                           "verify its sha256 and write it to --to (a directory/prefix or a .pth URI).")
+                           "verify its sha256 and write it to --to (a directory/prefix or a .pth URI). A file "
+                           "published inside a zip whose hash is not recorded (deepexemplar_*) is taken from the "
+                           "zip (--from ZIP, else the published URL), and the sha256 of what was fetched is "
+                           "printed and written to --to's SHA256SUMS.")
     p.add_argument("name", choices=[n for n, s in REGISTRY.items() if s.url])
     p.add_argument("--to", required=True, metavar="URI", help="e.g. ~/.cache/colorstyle or s3://bucket/weights/")
-    p.add_argument("--from", dest="source", metavar="URI", help="take the file from here instead")
+    p.add_argument("--from", dest="source", metavar="URI", help="take the file (or the zip holding it) from here")
     p.add_argument("--sha256", metavar="HEX", help="full sha256 of --from when it is not the published file")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec options for --from/--to")
     p.set_defaults(func=cmd_weights_fetch)
