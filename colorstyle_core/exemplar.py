@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from colorstyle_core import color, storage
+from colorstyle_core import color, imageio, storage
 from colorstyle_core.colorizers.entry import LabJoin
 from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD, cut_score
 from colorstyle_core.devices import resolve_device
@@ -48,6 +48,7 @@ from colorstyle_core.loader import (
 from colorstyle_core.models import layout_of
 from colorstyle_core.models.deepexemplar import ColorVidNet, ExemplarVGG19, WarpNet, normalize_features
 from colorstyle_core.provenance import Provenance
+from colorstyle_core.resample import band_as_float, bands, resize_matrix
 from colorstyle_core.synthetic import generate
 from colorstyle_core.weights import WeightSpec
 
@@ -396,13 +397,45 @@ class ExemplarColorizer:
             out.append((lightness[0], self.step_ab(ChainState(), lightness, reference)[0]))
         return out
 
-    def predict_ab_bands(self, image: Tensor, hints: object, band_rows: int) -> None:
-        """Stills processed in bands (above :data:`~colorstyle_core.pipeline_types.LARGE_IMAGE_PIXELS`): not yet.
+    @torch.inference_mode()
+    def predict_ab_bands(self, image: Tensor, hints: object = None, band_rows: int = 512,
+                         reference: Reference | None = None) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+        """A large still (above :data:`~colorstyle_core.pipeline_types.LARGE_IMAGE_PIXELS`), a band of rows at a
+        time, never all of it in float: a chain of one, as :meth:`predict_ab_list`.
 
+        The working-size L is the antialiased bilinear resize of :meth:`step_ab`, made as ``W_y @ L @ W_x^T``
+        from bands of input rows (:func:`~colorstyle_core.resample.resize_matrix`; equal to the one-pass resize
+        to float rounding); each band's ab is the rows of the bilinear upsampling of the network's ab.
+
+        Args:
+            image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (any device).
+            hints: must be ``None`` (this model takes a reference).
+            band_rows: input rows per band.
+            reference: the still's reference (default: the job's).
+        Yields:
+            ``(start, stop, L, ab)``: rows ``[start, stop)``: ``(1, 1, rows, W)`` L in ``[0, 100]`` and
+            ``(1, 2, rows, W)`` ab, float32 on the network's device.
         Raises:
-            ValueError: always.
+            ValueError: hints given.
+            RuntimeError: no reference given and none set.
         """
-        raise ValueError(f"{EXEMPLAR_MODEL} does not take stills above 16,000,000 pixels yet")
+        if hints is not None:
+            raise ValueError(f"{EXEMPLAR_MODEL} takes a reference, not colour hints")
+        h, w = image.shape[-2:]
+        wy = torch.from_numpy(resize_matrix(h, self.work_size[0], "bilinear", antialias=True))
+        wx = torch.from_numpy(resize_matrix(w, self.work_size[1], "bilinear", antialias=True))
+        l_work = torch.zeros(self.work_size, dtype=torch.float64)
+        for r0, r1 in bands(h, band_rows):
+            band = self.lightness(band_as_float(image, r0, r1, "cpu"))[0, 0].double()
+            l_work += wy[:, r0:r1] @ (band @ wx.T)
+        lightness = l_work.float()[None, None].to(self.device)
+        reference = reference or self.job_reference
+        if reference is None:
+            raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference (pipeline.colorize.reference, or a hints file's)")
+        ab = self.network(lightness - 50.0, reference, ChainState()).float()
+        upsample = self._join.band_upsampler(ab, (h, w))
+        for r0, r1 in bands(h, band_rows):
+            yield r0, r1, self.lightness(band_as_float(image, r0, r1, self.device)), upsample(r0, r1)
 
     def compose(self, lightness: Tensor, ab: Tensor) -> Tensor:
         """``(N, 1, H, W)`` L + ``(N, 2, H, W)`` ab -> ``(N, 3, H, W)`` sRGB with L kept."""
@@ -429,7 +462,7 @@ def _check_image(rgb: np.ndarray, name: str, floats: bool = False) -> None:
 
 def _as_float(rgb: np.ndarray) -> Tensor:
     """``(H, W, 3)`` uint8 or float32 in ``[0, 1]`` -> ``(1, 3, H, W)`` float32 in ``[0, 1]``."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    t = imageio.to_tensor(np.ascontiguousarray(rgb), copy=False)  # read only here: a read-only array is fine
     return t.float() / 255.0 if t.dtype == torch.uint8 else t.contiguous()
 
 

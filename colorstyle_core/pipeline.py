@@ -249,8 +249,8 @@ class FramePipeline:
 
     # ---- one large still, in bands ----------------------------------------------------------
 
-    def process_large(self, image: Tensor, hints: ColorHints | None = None, band_rows: int | None = None
-                      ) -> FrameResult:
+    def process_large(self, image: Tensor, hints: ColorHints | None = None, band_rows: int | None = None,
+                      reference: Reference | None = None) -> FrameResult:
         """Process one large still a band of rows at a time; the result is 8-bit.
 
         The steps of :meth:`process` with every full-resolution operation done per band
@@ -266,6 +266,7 @@ class FramePipeline:
             image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (8-bit levels), on the CPU.
             hints: SIGGRAPH17 hints for this image.
             band_rows: rows per band (default: :data:`BAND_PIXELS` pixels' worth).
+            reference: ``deepexemplar``: the still's own reference (default: the job's).
         Returns:
             A :class:`FrameResult` whose ``image`` (and ``colorized``) are ``(1, 3, H, W)`` uint8.
         """
@@ -280,7 +281,8 @@ class FramePipeline:
             if self.colorizer is not None:
                 pull = self.hint_pull(hints, (h, w))
                 rgb_bands = ((r0, r1, self.colorizer.compose(lightness, ab if pull is None else pull(ab, r0)))
-                             for r0, r1, lightness, ab in self.colorizer.predict_ab_bands(image, hints, band_rows))
+                             for r0, r1, lightness, ab in self.colorizer.predict_ab_bands(
+                                 image, hints, band_rows, **({"reference": reference} if reference else {})))
             else:
                 rgb_bands = ((r0, r1, as_rgb(band_as_float(image, r0, r1))) for r0, r1 in bands(h, band_rows))
             for r0, r1, rgb in rgb_bands:

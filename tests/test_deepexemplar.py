@@ -123,6 +123,38 @@ def test_a_4k_still_runs_at_the_working_size(colorizer):
     assert out.shape == (2160, 3840, 3) and colorizer.network_ab.shape == (1, 2, 48, 80)
 
 
+def test_a_large_still_in_bands_equals_the_whole_still(shared):
+    """The banded path (stills above 16 MP) on a small image cut in bands of 37 rows: the same L, the same ab to
+    float rounding, the same 8-bit output through the pipeline (uint8 input, as the images handler gives it)."""
+    from colorstyle_core.pipeline import FramePipeline
+    from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
+
+    frames, reference = case_inputs(CASES[0])
+    ex = ExemplarColorizer.from_seed(SEED, image_size=SMALL)
+    ref = ex.reference(reference, "ref")
+    image8 = torch.from_numpy(np.ascontiguousarray(np.asarray(
+        Image.fromarray(frames[0]).resize((517, 301))))).permute(2, 0, 1)[None]
+    [(whole_l, whole_ab)] = ex.predict_ab_list([image8[0].float() / 255], None, [ref])
+    parts = list(ex.predict_ab_bands(image8, None, 37, reference=ref))
+    assert [(a, b) for a, b, _, _ in parts][:2] == [(0, 37), (37, 74)] and parts[-1][1] == 301
+    banded_l = torch.cat([p[2] for p in parts], dim=2)[0]
+    banded_ab = torch.cat([p[3] for p in parts], dim=2)[0]
+    assert torch.allclose(banded_l, whole_l, atol=1e-4)
+    assert (banded_ab - whole_ab).abs().max() < 1e-2, (banded_ab - whole_ab).abs().max()
+    pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep("deepexemplar", image_size=SMALL)), colorizer=ex)
+    large = pipeline.process_large(image8, band_rows=37, reference=ref).image
+    small = pipeline.process([image8.float() / 255], None, [ref])[0].image
+    assert (large.int() - imageio_to_uint8(small).int()).abs().max() <= 1
+    with pytest.raises(ValueError, match="not colour hints"):
+        next(ex.predict_ab_bands(image8, object(), 37, reference=ref))
+
+
+def imageio_to_uint8(image: torch.Tensor) -> torch.Tensor:
+    from colorstyle_core.imageio import to_uint8_hwc
+
+    return torch.from_numpy(to_uint8_hwc(image)).permute(2, 0, 1)[None]
+
+
 def test_bad_images_are_named(colorizer):
     with pytest.raises(ValueError, match="frame: expected an \\(H, W, 3\\)"):
         colorizer.colorize(np.zeros((4, 4), np.uint8), None, ChainState())

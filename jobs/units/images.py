@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from colorstyle_core import color, imageio, quality, storage
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, Reference
+from colorstyle_core.exemplar import Reference
 from colorstyle_core.hints import ColorHints, HintsError, keyframe_hints, parse_hints
 from colorstyle_core.pipeline_types import LARGE_IMAGE_PIXELS, FrameResult
 from colorstyle_core.resample import band_as_float
@@ -129,7 +129,7 @@ class ImageShards:
                 image, own, hints, reference = loaded
                 del loaded
                 if image.shape[-1] * image.shape[-2] > LARGE_IMAGE_PIXELS:
-                    result = ctx.pipeline.process_large(image, hints)
+                    result = ctx.pipeline.process_large(image, hints, reference=reference)
                     del image  # free the input before encoding the output
                     write(item, result, own, 1)
                     ctx.report(len(rows) + len(failures))
@@ -152,12 +152,9 @@ class ImageShards:
 
         Raises:
             HintsError: a hints file of another kind, or neither it nor the job names a reference.
-            imageio.ImageDecodeError: the still is above the size this model takes, or its reference does not decode.
+            imageio.ImageDecodeError: its reference does not decode.
         """
         ctx = self.ctx
-        if image.shape[-1] * image.shape[-2] > LARGE_IMAGE_PIXELS:
-            raise imageio.ImageDecodeError(f"{item.uri}: {EXEMPLAR_MODEL} does not take stills above "
-                                           f"{LARGE_IMAGE_PIXELS:,} pixels yet")
         keyframes = self._keyframes(item, references=True)
         if keyframes:
             uri = keyframes[0].reference
