@@ -110,9 +110,15 @@ def decode_frame(data: bytes, uri: str, index: int, size: tuple[int, int]) -> np
     return rgb if rgb.flags.writeable and rgb.flags.c_contiguous else rgb.copy()  # Pillow's buffer is read-only
 
 
-def read_sequence(info: VideoInfo, start: int, stop: int, storage_options: dict | None = None
-                  ) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode frames ``start .. stop-1`` of an image sequence, one file at a time.
+READ_AHEAD = 8
+"""Frames of a sequence fetched at once (concurrently on object stores: one round trip for the lot, instead of
+one per frame; the compressed files of that many frames are held at a time)."""
+
+
+def read_sequence(info: VideoInfo, start: int, stop: int, storage_options: dict | None = None,
+                  read_ahead: int = READ_AHEAD) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode frames ``start .. stop-1`` of an image sequence, fetching ``read_ahead`` files at a time
+    (:func:`colorstyle_core.storage.read_many`).
 
     Yields:
         ``(index, rgb)`` with ``rgb`` ``(H, W, 3)`` uint8.
@@ -123,9 +129,11 @@ def read_sequence(info: VideoInfo, start: int, stop: int, storage_options: dict 
     """
     if not info.is_sequence or not info.first_index <= start < stop <= info.first_index + len(info.frame_uris or ()):
         raise ValueError(f"frames [{start}, {stop}) are not in this image sequence's window")
-    for index in range(start, stop):
-        uri = info.frame_uri(index)
-        yield index, decode_frame(storage.read_bytes(uri, storage_options), uri, index, (info.width, info.height))
+    for first in range(start, stop, max(1, read_ahead)):
+        indices = range(first, min(first + max(1, read_ahead), stop))
+        uris = [info.frame_uri(i) for i in indices]
+        for index, uri, data in zip(indices, uris, storage.read_many(uris, storage_options)):
+            yield index, decode_frame(data, uri, index, (info.width, info.height))
 
 
 @contextmanager

@@ -116,7 +116,7 @@ def test_a_sequence_kept_as_frames_is_written_under_the_same_names_with_its_ligh
     info = probe_sequence(str(tmp_path / "in" / "reel"), Fraction(24))
     for row in rows:
         assert Path(row.output_uri).name == Path(info.frame_uris[row.frame_index]).name
-        out = np.asarray(Image.open(row.output_uri).convert("RGB"))
+        out = np.array(Image.open(row.output_uri).convert("RGB"))
         assert out.shape == (90, 160, 3) and out.std(axis=2).mean() > 0.5  # colour, at the frame's size
         lightness = color.rgb_to_l(torch.from_numpy(out).permute(2, 0, 1)[None].float() / 255)
         source = color.rgb_to_l(torch.from_numpy(np.repeat(greys[row.frame_index][..., None], 3, 2))
