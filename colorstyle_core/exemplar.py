@@ -328,19 +328,7 @@ class ExemplarColorizer:
     def _colorize_authors(self, rgb8: np.ndarray, reference: Reference, state: ChainState) -> np.ndarray:
         lab_large = authors_lab(rgb8, self.image_size)
         lab = F.interpolate(lab_large, scale_factor=0.5, mode="bilinear")
-        ab = self.network(lab[:, :1], reference, state).float().cpu()
-        up = F.interpolate(ab, scale_factor=2, mode="bilinear") * AB_GAIN
-        l_large = lab_large[:, :1]
-        guide = ((l_large * 1.0 + 50.0) * 255 / 100)[0, 0].numpy().astype(np.uint8)
-        smoother = _fast_global_smoother(guide)
-        a, b = (smoother.filter(up[0, c].numpy()) for c in (0, 1))
-        lab_out = torch.cat((l_large * 1.0 + 50.0, torch.from_numpy(np.stack((a, b)))[None]), dim=1)[0]
-        from skimage import color as skcolor
-
-        with warnings.catch_warnings():  # "negative Z values clipped": their conversion's own clipping
-            warnings.simplefilter("ignore", UserWarning)
-            rgb = skcolor.lab2rgb(lab_out.numpy().astype(np.float64).transpose(1, 2, 0))
-        return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+        return authors_post(lab_large[:, :1], self.network(lab[:, :1], reference, state).float().cpu())
 
     # ---- in a job: what the frame pipeline asks of a colorizer (colorstyle's pipeline, preserve-l) -------
 
@@ -401,11 +389,8 @@ class ExemplarColorizer:
     def predict_ab_bands(self, image: Tensor, hints: object = None, band_rows: int = 512,
                          reference: Reference | None = None) -> Iterator[tuple[int, int, Tensor, Tensor]]:
         """A large still (above :data:`~colorstyle_core.pipeline_types.LARGE_IMAGE_PIXELS`), a band of rows at a
-        time, never all of it in float: a chain of one, as :meth:`predict_ab_list`.
-
-        The working-size L is the antialiased bilinear resize of :meth:`step_ab`, made as ``W_y @ L @ W_x^T``
-        from bands of input rows (:func:`~colorstyle_core.resample.resize_matrix`; equal to the one-pass resize
-        to float rounding); each band's ab is the rows of the bilinear upsampling of the network's ab.
+        time, never all of it in float: a chain of one, as :meth:`predict_ab_list`. The working-size L comes from
+        bands of input rows (:func:`_to_work_banded`); each band's ab is rows of the bilinear upsampling.
 
         Args:
             image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (any device).
@@ -422,13 +407,7 @@ class ExemplarColorizer:
         if hints is not None:
             raise ValueError(f"{EXEMPLAR_MODEL} takes a reference, not colour hints")
         h, w = image.shape[-2:]
-        wy = torch.from_numpy(resize_matrix(h, self.work_size[0], "bilinear", antialias=True))
-        wx = torch.from_numpy(resize_matrix(w, self.work_size[1], "bilinear", antialias=True))
-        l_work = torch.zeros(self.work_size, dtype=torch.float64)
-        for r0, r1 in bands(h, band_rows):
-            band = self.lightness(band_as_float(image, r0, r1, "cpu"))[0, 0].double()
-            l_work += wy[:, r0:r1] @ (band @ wx.T)
-        lightness = l_work.float()[None, None].to(self.device)
+        lightness = _to_work_banded(image, self.work_size, band_rows, self.lightness).to(self.device)
         reference = reference or self.job_reference
         if reference is None:
             raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference (pipeline.colorize.reference, or a hints file's)")
@@ -475,6 +454,20 @@ def _to_work(images: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(images.shape[-2:]) == tuple(size):
         return images
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _to_work_banded(image: Tensor, size: tuple[int, int], band_rows: int, lightness: Callable[[Tensor], Tensor]
+                    ) -> Tensor:
+    """:func:`_to_work` of a large image's L, from bands of ``band_rows`` input rows: ``W_y @ L @ W_x^T`` with the
+    antialiased bilinear :func:`~colorstyle_core.resample.resize_matrix` (equal to float rounding), accumulated in
+    float64; ``(1, C, H, W)`` float or uint8 -> ``(1, 1, *size)`` float32 on the CPU."""
+    h, w = image.shape[-2:]
+    wy = torch.from_numpy(resize_matrix(h, size[0], "bilinear", antialias=True))
+    wx = torch.from_numpy(resize_matrix(w, size[1], "bilinear", antialias=True))
+    out = torch.zeros(size, dtype=torch.float64)
+    for r0, r1 in bands(h, band_rows):
+        out += wy[:, r0:r1] @ (lightness(band_as_float(image, r0, r1, "cpu"))[0, 0].double() @ wx.T)
+    return out.float()[None, None]
 
 
 # ---- the authors' pre- and post-processing (``clip``) --------------------------------------------
@@ -551,6 +544,30 @@ def authors_lab_to_rgb(lab: Tensor) -> Tensor:
     out[curve] = 1.055 * torch.pow(rgb[curve], 1 / 2.4) - 0.055
     out[~curve] = rgb[~curve] * 12.92
     return out.clamp(0, 1)
+
+
+def authors_post(l_large: Tensor, ab: Tensor) -> np.ndarray:
+    """The authors' post-processing (``clip``): ab upsampled x2 (bilinear) and multiplied by :data:`AB_GAIN`,
+    smoothed by the fast global smoother guided by the 8-bit L, joined with L, scikit-image's Lab -> sRGB,
+    clipped and truncated.
+
+    Args:
+        l_large: ``(1, 1, H, W)`` L - 50 at ``image_size`` (their centred L), float32 on the CPU.
+        ab: ``(1, 2, H / 2, W / 2)`` the network's ab, float32 on the CPU.
+    Returns:
+        ``(H, W, 3)`` uint8 sRGB.
+    """
+    up = F.interpolate(ab, scale_factor=2, mode="bilinear") * AB_GAIN
+    guide = ((l_large * 1.0 + 50.0) * 255 / 100)[0, 0].numpy().astype(np.uint8)
+    smoother = _fast_global_smoother(guide)
+    a, b = (smoother.filter(up[0, c].numpy()) for c in (0, 1))
+    lab_out = torch.cat((l_large * 1.0 + 50.0, torch.from_numpy(np.stack((a, b)))[None]), dim=1)[0]
+    from skimage import color as skcolor
+
+    with warnings.catch_warnings():  # "negative Z values clipped": their conversion's own clipping
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = skcolor.lab2rgb(lab_out.numpy().astype(np.float64).transpose(1, 2, 0))
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
 def _fast_global_smoother(guide: np.ndarray):

@@ -253,14 +253,12 @@ class FramePipeline:
                       reference: Reference | None = None) -> FrameResult:
         """Process one large still a band of rows at a time; the result is 8-bit.
 
-        The steps of :meth:`process` with every full-resolution operation done per band
-        (:meth:`~colorstyle_core.colorizer.Colorizer.colorize_bands`, the stylizer's
-        processing size made by :class:`~colorstyle_core.resample.BandedDownscale` and its
-        result restored with the rows of a bicubic :func:`~colorstyle_core.resample.resize_matrix`):
-        memory is the input, the 8-bit output (3 bytes per pixel; 6 with both steps, for
-        ``colorized``) and one band. The network's input and the stylizer's content are
-        bit-identical to :meth:`process`'s; the full-size ab and the restored stylization
-        are interpolated as matrices, equal to float rounding (rarely one 8-bit level).
+        The steps of :meth:`process` with every full-resolution operation done per band (the colorizer's
+        ``predict_ab_bands``, the stylizer's processing size made by :class:`~colorstyle_core.resample.BandedDownscale`
+        and its result restored with the rows of a bicubic :func:`~colorstyle_core.resample.resize_matrix`): memory
+        is the input, the 8-bit output (3 bytes per pixel; 6 with both steps, for ``colorized``) and one band. The
+        network's input and the stylizer's content are bit-identical to :meth:`process`'s (Zhang, DDColor); the
+        full-size ab and the restored stylization are interpolated as matrices, equal to float rounding.
 
         Args:
             image: ``(1, C, H, W)`` float32 in ``[0, 1]`` or uint8 (8-bit levels), on the CPU.
