@@ -160,7 +160,7 @@ def iter_files(inputs: Sequence[InputSpec], storage_options: dict | None, output
 
     for spec in inputs:
         if spec.sequence is not None:
-            if (f := _sequence(spec, sequences, seen)) is not None:
+            if (f := _sequence(spec, sequences, seen, (out_fs, out_root), storage_options)) is not None:
                 yield f
             continue
         if spec.list is not None:
@@ -195,13 +195,20 @@ def iter_files(inputs: Sequence[InputSpec], storage_options: dict | None, output
             yield InputProblem(spec.uri, "MissingInput", f"{spec.uri}: cannot list ({e})")
 
 
-def _sequence(spec: InputSpec, allowed: bool, seen: set[int]) -> InputFile | InputProblem | None:
-    """An image sequence entry as one input (``None`` when the same folder was named before)."""
+def _sequence(spec: InputSpec, allowed: bool, seen: set[int], output: tuple[fsspec.AbstractFileSystem, str],
+              storage_options: dict | None) -> InputFile | InputProblem | None:
+    """An image sequence entry as one input (``None`` when the same folder was named before); a folder under the
+    output prefix is a problem (its frames would be written over, or be outputs read back in)."""
     assert spec.sequence is not None
     uri = spec.sequence.rstrip("/")
     if not allowed:
         return InputProblem(uri, "UnsupportedInput", f"{uri}: image sequences are inputs of jobs; to train on its "
                             "frames, name the folder as uri")
+    fs, path = storage.filesystem(uri, storage_options)
+    out_fs, out_root = output
+    if type(fs) is type(out_fs) and (path.rstrip("/") + "/").startswith(out_root):
+        return InputProblem(uri, "UnsafePath", f"{uri}: the sequence lies under the output prefix {out_root}: its "
+                            "frames could be written over; nothing is written for it")
     digest = int.from_bytes(hashlib.blake2b(uri.encode(), digest_size=8).digest(), "little")
     if digest in seen:
         return None

@@ -91,10 +91,13 @@ def test_bad_sequences_are_failure_rows_naming_the_folder_or_frame(shared, tmp_p
     twice = tmp_path / "twice"
     write_scans(twice, shared, count=2, first=1)
     Image.open(twice / "scan_1.tif").save(twice / "scan_01.png")
-    inputs = "[" + ", ".join(f"{{sequence: {tmp_path / n}}}" for n in ("good", "empty", "twice", "missing")) + "]"
+    write_scans(tmp_path / "out" / "old", shared, count=2)  # an earlier output, or scans where outputs go
+    inputs = "[" + ", ".join(f"{{sequence: {tmp_path / n}}}" for n in ("good", "empty", "twice", "missing",
+                                                                         "out/old")) + "]"
     plan = plan_job(_manifest(inputs, tmp_path / "out"))
     assert [v.rel for v in plan.videos] == ["good"]
     problems = {Path(p.input_uri).name: p for p in plan.problems}
+    assert problems["old"].error_type == "UnsafePath" and "under the output prefix" in problems["old"].message
     assert problems["empty"].error_type == "VideoError" and "no frames" in problems["empty"].message
     assert "scan_01.png and scan_1.tif have the same number" in problems["twice"].message
     assert problems["missing"].error_type == "MissingInput"
@@ -126,6 +129,17 @@ def test_a_sequence_kept_as_frames_is_written_under_the_same_names_with_its_ligh
     [result] = assembled
     assert result.output_uri == str(tmp_path / "out" / "reel") and result.frames == FRAMES
     assert result.audio == "none" and result.consistency is not None and len(result.consistency.e_warp_pairs) == 11
+
+
+def test_a_part_of_a_sequence_is_planned_like_a_part_of_a_video(shared, tmp_path):
+    write_scans(tmp_path / "reel", shared)
+    plan = plan_job(_manifest(f"[{{sequence: {tmp_path / 'reel'}, frames: {{start: 2, end: 9}}}}]", tmp_path / "o"))
+    [video] = plan.videos
+    assert (video.start, video.stop, video.seams) == (2, 9, (7,)) and video.as_frames
+    assert [(r.write_start, r.stop) for r in plan.ranges] == [(2, 7), (7, 9)]
+    assert plan.ranges[1].info.frame_uri(8).endswith("scan_17.jpg")  # frame 8 is the 9th file: scan_9 + 8
+    too_far = plan_job(_manifest(f"[{{sequence: {tmp_path / 'reel'}, frames: {{start: 2, end: 13}}}}]", tmp_path))
+    assert too_far.problems[0].error_type == "FrameRangeError"
 
 
 def test_a_sequence_as_mp4_has_every_frame_at_its_rate(shared, tmp_path):
