@@ -138,7 +138,7 @@ def test_a_part_of_a_sequence_is_planned_like_a_part_of_a_video(shared, tmp_path
     assert (video.start, video.stop, video.seams) == (2, 9, (7,)) and video.as_frames
     assert [(r.write_start, r.stop) for r in plan.ranges] == [(2, 7), (7, 9)]
     assert plan.ranges[1].info.frame_uri(8).endswith("scan_17.jpg")  # frame 8 is the 9th file: scan_9 + 8
-    too_far = plan_job(_manifest(f"[{{sequence: {tmp_path / 'reel'}, frames: {{start: 2, end: 13}}}}]", tmp_path))
+    too_far = plan_job(_manifest(f"[{{sequence: {tmp_path / 'reel'}, frames: {{start: 2, end: 13}}}}]", tmp_path / "o"))
     assert too_far.problems[0].error_type == "FrameRangeError"
 
 
