@@ -138,6 +138,24 @@ class ChainState:
     restarts: int = 0
 
 
+def parse_file_hashes(text: str | None, where: str = "sha256") -> dict[str, str]:
+    """``"FILE=HEX,FILE=HEX"`` (a job's ``weights.sha256``, the command's ``--weights-sha256``) -> ``{file name: hex}``
+    for the three files by the authors' names.
+
+    Raises:
+        ValueError: an item that is not ``FILE=<64 hex>`` of one of the three files; the message names ``where``.
+    """
+    names = {spec.filename for spec in WEIGHTS.values()}
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        name, sep, digest = (part.strip() for part in item.partition("="))
+        if not sep or name not in names or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise ValueError(f"{where} {item!r}: with {EXEMPLAR_MODEL} give FILE=HEX (the full sha256) for its files, "
+                             f"{', '.join(sorted(names))}, comma-separated (or a SHA256SUMS file beside them)")
+        out[name] = digest.lower()
+    return out
+
+
 def load_state_dicts(prefix: str, sha256: Mapping[str, str] | None = None,
                      storage_options: Mapping[str, object] | None = None
                      ) -> tuple[dict[str, dict[str, Tensor]], Provenance]:

@@ -181,8 +181,9 @@ def load_weights(manifest: Manifest) -> tuple[ModelWeights | None, ModelWeights 
             raise loader.WeightsUnavailableError(
                 f"{exemplar.EXEMPLAR_MODEL}: its published files' sha256 are not recorded: give pipeline.colorize."
                 "weights: the prefix holding vgg19_conv.pth, nonlocal_net_iter_76000.pth and colornet_iter_76000.pth "
-                "with a SHA256SUMS file of them")
-        state_dicts, provenance = exemplar.load_state_dicts(c.weights.uri, None, manifest.storage_options)
+                "with a SHA256SUMS file of them (or their hashes in weights.sha256: FILE=HEX,...)")
+        state_dicts, provenance = exemplar.load_state_dicts(c.weights.uri, exemplar.parse_file_hashes(c.weights.sha256),
+                                                            manifest.storage_options)
         colorizer = ModelWeights.from_state_dict(c.model, exemplar.flatten(state_dicts), provenance)
     elif c is not None and not pipe.untrained_weights:
         spec = COLORIZERS.get(c.model).weights

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from colorstyle_core.colorizers import COLORIZERS
-from colorstyle_core.exemplar import EXEMPLAR_MODEL
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, parse_file_hashes
 from colorstyle_core.pipeline_types import DEFAULT_MAX_PIXELS, ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.segments import DEFAULT_PRESET
 from colorstyle_core.style.gatys import StyleConfig
@@ -133,7 +133,8 @@ class ColorizeSpec(Model):
             the DDColor weight sets) or ``deepexemplar`` (colour from a reference photo); hints need one
             that takes them (``siggraph17``).
         weights: where the checkpoint is (default: cache, then the published URL); ``deepexemplar``: the
-            prefix holding the authors' three files and a ``SHA256SUMS`` of them.
+            prefix holding the authors' three files and a ``SHA256SUMS`` of them (or ``{uri: PREFIX, sha256:
+            "FILE=HEX,FILE=HEX,FILE=HEX"}``).
         hints: prefix of hints files: ``<relative path without suffix>.json`` for a still,
             ``<relative path>.json`` (or without the suffix) for a video; keyframes of a
             video are carried through their shots.
@@ -170,6 +171,8 @@ class ColorizeSpec(Model):
                                  "`colorstyle colorize`; jobs keep every frame's size (preserve-l)")
             if self.image_size and (self.image_size[0] % 16 or self.image_size[1] % 16 or min(self.image_size) < 16):
                 raise ValueError(f"image_size {list(self.image_size)}: two multiples of 16")
+            if self.weights is not None:
+                parse_file_hashes(self.weights.sha256, "weights.sha256")
             return self
         if self.reference or self.image_size:
             raise ValueError(f"reference and image_size are for model {EXEMPLAR_MODEL}")

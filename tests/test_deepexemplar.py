@@ -80,6 +80,29 @@ def test_checkpoints_load_strictly_from_a_prefix_with_their_hashes(weights_dir, 
     assert loaded.provenance.origin == str(weights_dir) and not loaded.provenance.untrained
 
 
+def test_a_job_gives_the_hashes_with_its_weights_or_beside_them(weights_dir, tmp_path):
+    """``weights: {uri: PREFIX, sha256: "FILE=HEX,..."}`` for a prefix without SHA256SUMS; a bare hex is refused
+    when the manifest is read, naming the form it wants; a wrong hash stops the job before any work."""
+    from jobs.driver import load_weights
+    from jobs.manifest import parse_manifest
+    from jobs.manifest_base import ManifestError
+
+    for spec in WEIGHTS.values():
+        (tmp_path / spec.filename).write_bytes((weights_dir / spec.filename).read_bytes())
+    sums = ",".join(f"{p.name}={hashlib.sha256(p.read_bytes()).hexdigest()}" for p in tmp_path.glob("*.pth"))
+
+    def manifest(sha256: str):
+        return parse_manifest(f"inputs: [a/]\noutput: {{prefix: o/}}\npipeline: {{colorize: {{model: deepexemplar, "
+                              f"reference: r.jpg, weights: {{uri: {tmp_path}, sha256: '{sha256}'}}}}}}\n", "m.yaml")
+
+    colorizer, _ = load_weights(manifest(sums))
+    assert colorizer is not None and colorizer.name == "deepexemplar" and colorizer.provenance.origin == str(tmp_path)
+    with pytest.raises(ManifestError, match="FILE=HEX"):
+        manifest("ab" * 32)
+    with pytest.raises(WeightsError, match="does not match"):
+        load_weights(manifest(sums.replace(sums.split("=")[1][:64], "0" * 64)))
+
+
 def test_a_checkpoint_without_a_hash_or_with_another_layout_is_refused(weights_dir, tmp_path):
     for name in ("vgg19_conv.pth", "nonlocal_net_iter_76000.pth", "colornet_iter_76000.pth"):
         (tmp_path / name).write_bytes((weights_dir / name).read_bytes())

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from colorstyle_core import imageio, storage
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer
+from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer, parse_file_hashes
 from colorstyle_core.sequences import list_frames
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 
@@ -32,22 +32,6 @@ def _read_rgb(uri: str, opts: dict | None, max_pixels: int | None) -> np.ndarray
     decoded = imageio.decode_image(storage.read_bytes(uri, opts), uri, max_pixels, "--max-pixels")
     pixels = decoded.pixels.astype(np.float32, copy=False)
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-
-
-def _sha256_flags(text: str | None) -> dict[str, str]:
-    """``--weights-sha256 NAME=HEX,NAME=HEX`` -> ``{file name: hex}``.
-
-    Raises:
-        ValueError: an item without ``=``.
-    """
-    out = {}
-    for item in filter(None, (text or "").split(",")):
-        name, sep, digest = item.partition("=")
-        if not sep:
-            raise ValueError(f"--weights-sha256 {item!r}: with --model {EXEMPLAR_MODEL} give FILE=HEX for each "
-                             "checkpoint (or a SHA256SUMS file beside them)")
-        out[name.strip()] = digest.strip()
-    return out
 
 
 def load(args: argparse.Namespace, opts: dict | None) -> ExemplarColorizer:
@@ -69,7 +53,8 @@ def load(args: argparse.Namespace, opts: dict | None) -> ExemplarColorizer:
     if not args.weights:
         raise ValueError(f"--model {EXEMPLAR_MODEL} needs --weights PREFIX: the folder holding the authors' "
                          "vgg19_conv.pth, nonlocal_net_iter_76000.pth and colornet_iter_76000.pth")
-    return ExemplarColorizer.from_prefix(args.weights, _sha256_flags(args.weights_sha256), opts, **kwargs)
+    sha256 = parse_file_hashes(args.weights_sha256, "--weights-sha256")
+    return ExemplarColorizer.from_prefix(args.weights, sha256, opts, **kwargs)
 
 
 def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
