@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,6 +136,26 @@ class ChainState:
     cut_threshold: float | None = None
     last_l: Tensor | None = None
     restarts: int = 0
+
+
+def starts_a_shot(state: ChainState, l_work: Tensor) -> bool:
+    """Whether a frame's centred working-size L ``(1, 1, h, w)`` starts a new shot after ``state``'s last frame
+    (:func:`~colorstyle_core.cuts.cut_score` above ``state.cut_threshold``); records it as the last frame."""
+    cut = state.cut_threshold is not None and state.last_l is not None and \
+        float(cut_score(state.last_l + 50.0, l_work + 50.0)[0]) > state.cut_threshold
+    state.last_l = l_work
+    return cut
+
+
+def scene_cuts(colorizer: ExemplarColorizer, frames: Iterable[tuple[int, Tensor]]) -> list[int]:
+    """The frames of a film that start a new shot, as a job's chain decides them (:meth:`ExemplarColorizer.new_chain`,
+    the same test on the same working-size L): ``(index, (1, 1, H, W) L in [0, 100])`` in frame order -> indices
+    (the first frame is not counted)."""
+    state, cuts = colorizer.new_chain(), []
+    for index, lightness in frames:
+        if starts_a_shot(state, (_to_work(lightness, colorizer.work_size) - 50.0).to(colorizer.device)):
+            cuts.append(index)
+    return cuts
 
 
 def parse_file_hashes(text: str | None, where: str = "sha256") -> dict[str, str]:
@@ -309,11 +329,9 @@ class ExemplarColorizer:
         Updates ``state.previous`` to this frame's Lab (the next frame's input).
         """
         l_work = l_work.to(self.device)
-        if state.cut_threshold is not None and state.last_l is not None:
-            if float(cut_score(state.last_l + 50.0, l_work + 50.0)[0]) > state.cut_threshold:
-                state.previous = None
-                state.restarts += 1
-        state.last_l = l_work
+        if starts_a_shot(state, l_work):
+            state.previous = None
+            state.restarts += 1
         gray = ((l_work + 50.0) / 100.0).expand(-1, 3, -1, -1)  # the authors' gray2rgb_batch
         features = normalize_features(self.vgg(gray))
         warped, confidence = self.warpnet(reference.lab, features, reference.features, TEMPERATURE)

@@ -132,15 +132,23 @@ class HintsFile:
                     "'reference' keyframes are for model deepexemplar; this model takes points or an image"))
 
 
-def reference_at(references: Sequence[tuple[int, str]], frame: int) -> str | None:
-    """The reference URI of the last ``(frame, URI)`` reference keyframe at or before ``frame`` (frame order), or
-    ``None`` before the first: a reference applies from its keyframe to the next one."""
-    current = None
+def reference_at(references: Sequence[tuple[int, str]], frame: int, cuts: Sequence[int] = ()) -> str | None:
+    """The reference URI that applies to ``frame``: a reference applies from its keyframe to the next reference
+    keyframe or the next scene cut, whichever comes first.
+
+    Args:
+        references: ``(frame, URI)`` reference keyframes, in frame order.
+        cuts: frames that start a new shot.
+    Returns:
+        The URI of the last keyframe at or before ``frame`` with no cut after it up to ``frame``; ``None``
+        (the job's reference) before the first keyframe and in a shot no keyframe starts.
+    """
+    current, since = None, -1
     for start, uri in references:
         if start > frame:
             break
-        current = uri
-    return current
+        current, since = uri, start
+    return None if any(since < c <= frame for c in cuts) else current
 
 
 def _point(row: Any) -> tuple[float, float, float, float]:

@@ -403,7 +403,12 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
             tally.problems += 1
             yield problem
             return
-        if recurrent:  # the references are read by each range: nothing to carry through the shots
+        # the track carries keyframe hints through their shots, or (deepexemplar) finds the scene cuts that end
+        # each reference keyframe's reach; the ranges wait for it
+        ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
+        if ref.track_unit_id not in done.ranges:
+            track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
+        if recurrent:  # the ranges take each frame's reference from the keyframes and the track's cuts
             references = tuple((k.frame, k.reference) for k in parsed.keyframes if k.reference)
             hints_uri = None
             if not colour.reference and references[0][0] > start:
@@ -412,10 +417,6 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
                                    "reference: the first reference keyframe of its hints file must be at the first "
                                    "frame processed, or give pipeline.colorize.reference")
                 return
-        else:
-            ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
-            if ref.track_unit_id not in done.ranges:
-                track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
     overlap = manifest.pipeline.overlap
     as_frames = info.is_sequence and manifest.output.sequence_as == "frames"
     cuts = split_ranges(start, stop, manifest.execution.frames_per_range, overlap)

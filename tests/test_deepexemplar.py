@@ -376,9 +376,9 @@ def test_reference_keyframes_reach_every_range_and_bad_ones_are_refused_before_a
         Image.open(shared / "data" / "color" / f"{name}.jpg").resize((80, 60)).save(path)
     plan = _plan_with_hints(shared, tmp_path, [{"frame": 20, "reference": str(ref_a)},
                                                {"frame": 36, "reference": str(ref_b)}])
-    assert not plan.problems and not plan.tracks and len(plan.ranges) == 2
+    assert not plan.problems and len(plan.tracks) == 1 and len(plan.ranges) == 2  # the track finds the cuts
     for unit in plan.ranges:
-        assert unit.references == ((20, str(ref_a)), (36, str(ref_b)))
+        assert unit.references == ((20, str(ref_a)), (36, str(ref_b))) and unit.after == plan.tracks[0].unit_id
     assert [reference_at(plan.ranges[0].references, f) for f in (19, 20, 35, 36, 43)] == \
         [None, str(ref_a), str(ref_a), str(ref_b), str(ref_b)]
     (tmp_path / "bad.png").write_text("not an image")
@@ -391,6 +391,69 @@ def test_reference_keyframes_reach_every_range_and_bad_ones_are_refused_before_a
         assert len(problems) == 1 and message in problems[0].message, (model, problems)
     late = _plan_with_hints(shared, tmp_path, [{"frame": 30, "reference": str(ref_a)}]).problems  # no job reference
     assert len(late) == 1 and "frames 20-29 have no reference" in late[0].message
+
+
+@pytest.mark.parametrize("frame, cuts, expected", [
+    (19, (), None), (20, (), "a"), (35, (), "a"), (36, (), "b"), (50, (), "b"),  # up to the next reference
+    (30, (30,), None), (29, (30,), "a"), (35, (30,), None), (44, (30,), "b"),  # ... or the next cut: the job's
+    (36, (30, 36), "b"), (20, (20,), "a"),  # a keyframe at a cut starts that shot
+])
+def test_a_reference_applies_to_the_next_reference_or_scene_cut(frame, cuts, expected):
+    from colorstyle_core.hints import reference_at
+
+    assert reference_at(((20, "a"), (36, "b")), frame, cuts) == expected
+
+
+def test_a_reference_ends_at_the_next_scene_cut_in_every_range(shared, tmp_path):
+    """A keyframe at 28 (reference A) and a cut at 36, ranges of 7 frames from 28 (the range from 42 cannot see the
+    cut): frames from 36 take the job's reference B, exactly as with a keyframe of B at 36; without a job reference
+    the track refuses the film, naming the shot no reference reaches. The actor's own code, in this process."""
+    import dataclasses
+    import os
+    import socket
+
+    from jobs.driver import worker_spec
+    from jobs.manifest import parse_manifest
+    from jobs.plan import plan_job
+    from jobs.units.base import ActorInfo
+    from jobs.worker import UnitProcessor
+    from tests.media import decoded_frames
+
+    ref_a, ref_b = tmp_path / "a.png", tmp_path / "b.png"
+    for path, name in ((ref_a, "lighthouse"), (ref_b, "yellow_flower")):
+        Image.open(shared / "data" / "color" / f"{name}.jpg").resize((80, 60)).save(path)
+
+    def run(name: str, keyframes: list[dict], job_reference: bool):
+        hints = tmp_path / name / "hints"
+        hints.mkdir(parents=True)
+        (hints / "dev_kenburns_gray.mp4.json").write_text(json.dumps({"keyframes": keyframes}))
+        reference = f", reference: {ref_b}" if job_reference else ""
+        manifest = parse_manifest(f"""
+inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: 28, end: 44}}}}]
+output: {{prefix: {tmp_path / name}/out}}
+pipeline:
+  colorize: {{model: deepexemplar, hints: {hints}, image_size: [64, 96]{reference}}}
+  untrained_weights: true
+execution: {{frames_per_range: 7, batch_size: 4, cpus_per_actor: 2}}
+""", "m.yaml")
+        plan = plan_job(manifest)
+        spec = dataclasses.replace(worker_spec(manifest, plan.job_id, "test"), device="cpu")
+        processor = UnitProcessor(spec, None, None, ActorInfo("t", "local", socket.gethostname(), (), "cpu",
+                                                             os.getpid(), ""))
+        for track in plan.tracks:
+            processor.process(track, 0, 0.0)
+        for unit in plan.ranges:
+            processor.process(unit, 0, 0.0)
+        return [frame for unit in plan.ranges for frame in decoded_frames(Path(unit.segment_uri))]
+
+    ends_at_cut = run("cut", [{"frame": 28, "reference": str(ref_a)}], job_reference=True)
+    keyframe_at_cut = run("keyframe", [{"frame": 28, "reference": str(ref_a)}, {"frame": 36, "reference": str(ref_b)}],
+                          job_reference=True)
+    assert len(ends_at_cut) == 16 and all(np.array_equal(a, b) for a, b in zip(ends_at_cut, keyframe_at_cut))
+    from colorstyle_core.hints import HintsError
+
+    with pytest.raises(HintsError, match=r"shots starting at frames \[36\] have no reference"):
+        run("none", [{"frame": 28, "reference": str(ref_a)}], job_reference=False)
 
 
 def test_a_keyframes_reference_changes_its_frames_and_none_before_it(shared):

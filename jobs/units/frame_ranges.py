@@ -33,7 +33,7 @@ from colorstyle_core.video import VideoError, VideoInfo
 from jobs.actor_threads import EncodeBehind, Overlap, decoded_batches
 from jobs.units.base import UnitResult
 from jobs.units.context import UnitContext, Written
-from jobs.units.hint_tracks import VideoHintsRef, range_hints
+from jobs.units.hint_tracks import VideoHintsRef, range_cuts, range_hints
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class FrameRange:
         hints: the video's keyframe hints, when it has some: the range starts after the
             :class:`~jobs.units.hint_tracks.HintTrack` of its video has carried them through every shot.
         references: ``deepexemplar``: ``(frame, URI)`` of its hints file's reference keyframes, in frame order;
-            a frame takes the last one at or before it (the job's reference before the first).
+            a frame takes the last one at or before it unless a scene cut comes between (then, and before the
+            first, the job's reference): the cuts come from the video's track (``hints``).
         frames_to: an image sequence kept as frames (``output.sequence_as: frames``): the output folder, where
             each written frame goes under its input file's name (no segment, no assembly join).
     """
@@ -239,8 +240,10 @@ class FrameRanges:
         """Decoded frames, a batch at a time, through the pipeline's sequence for this range."""
         ctx = self.ctx
         sequence = ctx.pipeline.sequence(unit.handoff_start, unit.stop)
+        carried = unit.hints is not None and not unit.references  # keyframe hints carried through the shots
         with timer(Stage.READ):
-            hints: dict[int, ColorHints] = range_hints(unit, ctx) if unit.hints else {}
+            hints: dict[int, ColorHints] = range_hints(unit, ctx) if carried else {}
+            cuts = range_cuts(unit, ctx) if unit.hints and unit.references else ()
         batch_size = ctx.spec.batch_size
 
         def decode_batch() -> tuple[list[tuple[int, np.ndarray]], float]:
@@ -251,12 +254,12 @@ class FrameRanges:
         for batch, decode_s in decoded_batches(decode_batch, decoder, ahead=ctx.overlap):
             decode = {Stage.DECODE: decode_s / len(batch)}
             frame_hints = [hints.get(i) for i, _ in batch] if hints else None
-            references = [ctx.exemplar_reference(reference_at(unit.references, i)) for i, _ in batch] \
+            references = [ctx.exemplar_reference(reference_at(unit.references, i, cuts)) for i, _ in batch] \
                 if unit.references else None
             results = sequence.process([i for i, _ in batch], frames_rgb8([rgb for _, rgb in batch]), frame_hints,
                                        references)
             for (index, _), result in zip(batch, results):
-                count = len(hints[index].points) if index in hints else (0 if unit.hints else None)
+                count = len(hints[index].points) if index in hints else (0 if carried else None)
                 yield Written(index, result, added(decode, result.stages), len(batch), count)
 
     def writer(self, path: str, unit: FrameRange) -> SegmentWriter | FrameFiles:

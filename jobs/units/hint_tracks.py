@@ -1,4 +1,5 @@
-"""Hint tracks: a video's keyframe hints carried through its shots, as a work unit before its frame ranges.
+"""Hint tracks: a video's keyframe hints carried through its shots, as a work unit before its frame ranges
+(``deepexemplar``: the film's scene cuts, which end each reference keyframe's reach).
 
 Done once per video, on an actor: the keyframes' points follow the optical flow forward and
 backward to the next keyframe or scene cut (:func:`colorstyle_core.keyframes.propagate`), and
@@ -12,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -22,7 +23,16 @@ import pyarrow.parquet as pq
 import torch
 
 from colorstyle_core import color, storage
-from colorstyle_core.hints import ColorHints, keyframe_hints, keyframe_points, parse_hints
+from colorstyle_core.exemplar import scene_cuts
+from colorstyle_core.hints import (
+    ColorHints,
+    HintsError,
+    HintsFile,
+    keyframe_hints,
+    keyframe_points,
+    parse_hints,
+    reference_at,
+)
 from colorstyle_core.imageio import frame_tensor
 from colorstyle_core.keyframes import propagate
 from colorstyle_core.sequences import input_frames
@@ -37,6 +47,9 @@ HINT_TRACK_SCHEMA = pa.schema([
     ("weight", pa.float32()), ("keyframe", pa.int64()), ("patch", pa.int32()),
 ])
 """A video's keyframe hints carried through its shots: one row per hint point per frame."""
+
+CUTS_SCHEMA = pa.schema([("frame", pa.int64())])
+"""``deepexemplar``: the frames of a film that start a new shot (its track's output instead of carried hints)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,11 @@ class HintTracks:
                 for index, rgb in frames:
                     yield index, color.rgb_to_l(frame_tensor(rgb))
 
+        if ctx.spec.pipeline.colorize is not None and ctx.spec.pipeline.colorize.recurrent:
+            self._write(unit, [{"frame": c} for c in self.reference_cuts(unit, source, read(unit.start, unit.stop))],
+                        CUTS_SCHEMA)
+            return UnitResult(unit.unit_id, (), (), ctx.actor, started, time.time())
+
         points = {k.frame: keyframe_points(k, *ctx.keyframe_images(k),
                                            lightness=next(read(k.frame, k.frame + 1))[1] if k.image else None)
                   for k in source.keyframes}  # colours sampled from a keyframe image must exist at the film's L
@@ -124,12 +142,44 @@ class HintTracks:
                             cut_threshold=unit.cut_threshold, name=unit.hints.source_uri)
         rows = [{"frame": f, "y": h.y, "x": h.x, "a": h.a, "b": h.b, "weight": h.weight, "keyframe": h.keyframe,
                  "patch": patches[h.keyframe]} for f, hs in sorted(carried.hints.items()) for h in hs]
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows, schema=HINT_TRACK_SCHEMA), buf, compression="zstd")
-        storage.write_bytes_atomic(unit.hints.tracks_uri, buf.getvalue(), ctx.spec.output_storage_options)
+        self._write(unit, rows, HINT_TRACK_SCHEMA)
         log.info("%s: keyframes %s carried over %d frames (scene cuts at %s)", unit.video_uri,
                  [k.frame for k in source.keyframes], len(carried.hints), carried.cuts or "none")
         return UnitResult(unit.unit_id, (), (), ctx.actor, started, time.time())
+
+
+    def reference_cuts(self, unit: HintTrack, source: HintsFile, lightness: Iterable[tuple[int, torch.Tensor]]
+                       ) -> list[int]:
+        """``deepexemplar``: the film's scene cuts as its chains find them (:func:`colorstyle_core.exemplar.scene_cuts`
+        over every frame's L), which end the reach of each reference keyframe.
+
+        Raises:
+            HintsError: a shot that no reference keyframe starts while the job has no reference of its own (names
+                the frames where those shots start).
+        """
+        ctx = self.ctx
+        cuts = scene_cuts(ctx.pipeline.colorizer, lightness)  # type: ignore[arg-type]
+        keyframes = [(k.frame, k.reference) for k in source.keyframes if k.reference]
+        orphans = [c for c in cuts if reference_at(keyframes, c, cuts) is None]
+        if orphans and not (ctx.spec.pipeline.colorize and ctx.spec.pipeline.colorize.reference):
+            raise HintsError(f"{unit.hints.source_uri}: the shots starting at frames {orphans} have no reference (a "
+                             "reference applies up to the next scene cut): give each a keyframe with a reference, or "
+                             "give pipeline.colorize.reference")
+        log.info("%s: scene cuts at %s; references from %s", unit.video_uri, cuts or "none", keyframes)
+        return cuts
+
+    def _write(self, unit: HintTrack, rows: list[dict], schema: pa.Schema) -> None:
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd")
+        storage.write_bytes_atomic(unit.hints.tracks_uri, buf.getvalue(), self.ctx.spec.output_storage_options)
+
+
+def range_cuts(unit: RangeWithHints, ctx: UnitContext) -> tuple[int, ...]:
+    """``deepexemplar``: the scene cuts of a range's film (all of them: a keyframe's reach may start in an earlier
+    range), as its track wrote them."""
+    assert unit.hints is not None
+    table = pq.read_table(io.BytesIO(storage.read_bytes(unit.hints.tracks_uri, ctx.spec.output_storage_options)))
+    return tuple(table["frame"].to_pylist())
 
 
 class RangeWithHints(Protocol):
