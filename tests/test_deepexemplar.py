@@ -257,6 +257,8 @@ def test_a_film_in_two_ranges_has_every_frame_once_and_no_jump_at_the_seam(film_
     frames = pq.read_table(report.written["frames"]).to_pylist()
     video_rows = sorted(r["frame_index"] for r in frames if r["input_uri"].endswith(".mp4"))
     assert video_rows == list(range(20, 44))  # warm-up frames are processed, never written
+    units = pq.read_table(report.written["units"]).to_pylist()
+    assert sum(u["unit_id"].startswith("hints-") for u in units) == 1  # the film's track found its cuts first
     [video] = [v for v in pq.read_table(report.written["videos"]).to_pylist() if v["input_uri"].endswith(".mp4")]
     assert video["seams"] == [32] and video["scene_cuts"] == [36] and video["audio"] == "copied"
     assert audio_packet_payloads(root / "out" / "dev_kenburns_gray.mp4")  # the film's sound, kept
