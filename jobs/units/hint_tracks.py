@@ -112,10 +112,12 @@ class HintTracks:
 
     def process(self, unit: HintTrack, attempt: int, submitted_at: float,
                 give_up: Callable[[], None] = lambda: None) -> UnitResult:
-        """Carry a video's keyframe hints through its shots and write every frame's hints (Parquet) to staging.
+        """Carry a video's keyframe hints through its shots and write every frame's hints (Parquet) to staging;
+        for a ``deepexemplar`` job, find the film's scene cuts (:meth:`reference_cuts`) and write them instead.
 
         Raises:
-            HintsError: keyframes labelled as one shot with a scene cut between them (permanent).
+            HintsError: keyframes labelled as one shot with a scene cut between them; deepexemplar: a shot no
+                reference reaches (permanent).
             VideoError: the video cannot be decoded.
         """
         ctx = self.ctx
@@ -146,7 +148,6 @@ class HintTracks:
         log.info("%s: keyframes %s carried over %d frames (scene cuts at %s)", unit.video_uri,
                  [k.frame for k in source.keyframes], len(carried.hints), carried.cuts or "none")
         return UnitResult(unit.unit_id, (), (), ctx.actor, started, time.time())
-
 
     def reference_cuts(self, unit: HintTrack, source: HintsFile, lightness: Iterable[tuple[int, torch.Tensor]]
                        ) -> list[int]:
