@@ -182,6 +182,11 @@ def _resolve_user_uri(spec: WeightSpec, source: WeightsSource, cache_dir: Path) 
     return ResolvedWeights(Path(tmp_name), source.uri, digest, temporary=True)
 
 
+def _downloads_allowed(allow: bool | None) -> bool:
+    """``allow`` as given, or (``None``) unless ``COLORSTYLE_OFFLINE`` is set (``1``, ``true``, ``yes``)."""
+    return allow if allow is not None else os.environ.get("COLORSTYLE_OFFLINE", "") not in ("1", "true", "yes")
+
+
 def _download(spec: WeightSpec, cache_dir: Path, timeout_s: float) -> ResolvedWeights:
     target = cache_dir / spec.filename
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -245,9 +250,7 @@ def resolve(
             digest = _hash_stream(f.read)
         _verify(digest, spec.sha256, f"the published hash of {spec.filename}", spec, f"cached file {cached}")
         return ResolvedWeights(cached, f"cache:{cached}", digest)
-    if allow_download is None:
-        allow_download = os.environ.get("COLORSTYLE_OFFLINE", "") not in ("1", "true", "yes")
-    if not allow_download:
+    if not _downloads_allowed(allow_download):
         raise _unavailable(spec, cache_dir, "not in the cache and downloads are off (COLORSTYLE_OFFLINE=1)")
     return _download(spec, cache_dir, timeout_s)
 
@@ -492,9 +495,7 @@ def fetch_from_archive(
                 with storage.open_read(source_uri, storage_options) as src, local.open("wb") as sink:
                     _hash_stream(src.read, sink)
             else:
-                if allow_download is None:
-                    allow_download = os.environ.get("COLORSTYLE_OFFLINE", "") not in ("1", "true", "yes")
-                if not allow_download:
+                if not _downloads_allowed(allow_download):
                     raise WeightsUnavailableError(f"{spec.name!r}: downloads are off (COLORSTYLE_OFFLINE=1); "
                                                   f"give the archive {spec.url} with --from")
                 log.info("downloading %s (for %s)", spec.url, spec.name)

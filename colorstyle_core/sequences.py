@@ -47,10 +47,10 @@ def list_frames(prefix: str, storage_options: dict | None) -> list[str]:
         FileNotFoundError: no such folder.
         VideoError: it holds no frames.
     """
+    if not storage.is_dir(prefix, storage_options):
+        raise FileNotFoundError(f"{prefix}: no such folder")
     fs, path = storage.filesystem(prefix, storage_options)
     with storage.errors(prefix, "list"):
-        if not fs.isdir(path):
-            raise FileNotFoundError(f"{prefix}: no such folder")
         names = [storage.unstrip(fs, p) for p in fs.ls(path, detail=False)
                  if p.lower().endswith(imageio.IMAGE_SUFFIXES)]
     if not names:

@@ -152,6 +152,17 @@ def basename(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
+def is_dir(uri: str, storage_options: StorageOptions | None = None) -> bool:
+    """Whether ``uri`` is a folder (on an object store: a prefix holding keys).
+
+    Raises:
+        StorageError: it cannot be listed (credentials, connection), naming it.
+    """
+    with errors(uri, "list"):
+        fs, path = filesystem(uri, storage_options)
+        return fs.isdir(path)
+
+
 def read_bytes(uri: str, storage_options: StorageOptions | None = None) -> bytes:
     """The whole content of ``uri``.
 

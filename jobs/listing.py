@@ -29,6 +29,13 @@ from colorstyle_core.video import VIDEO_SUFFIXES
 from jobs.manifest_base import InputSpec
 from jobs.paths import CONTROL_DIR, suffix
 
+
+def digest(text: str) -> int:
+    """An 8-byte digest of ``text`` (BLAKE2b), as an unsigned 64-bit int: how listing, planning and resuming keep
+    millions of URIs in little memory."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
 IGNORED_SHOWN = 1000
 """Files of other kinds named in a listing that are kept for the plan's printout (all are counted)."""
 
@@ -152,10 +159,10 @@ def iter_files(inputs: Sequence[InputSpec], storage_options: dict | None, output
                 if len(ignored.ignored) < IGNORED_SHOWN:
                     ignored.ignored.append(uri)
             return None
-        digest = int.from_bytes(hashlib.blake2b(uri.encode(), digest_size=8).digest(), "little")
-        if digest in seen:
+        key = digest(uri)
+        if key in seen:
             return None
-        seen.add(digest)
+        seen.add(key)
         return InputFile(uri, rel, kind, (spec.frames.start, spec.frames.end) if spec.frames else None)
 
     for spec in inputs:
@@ -209,10 +216,10 @@ def _sequence(spec: InputSpec, allowed: bool, seen: set[int], output: tuple[fssp
     if type(fs) is type(out_fs) and (path.rstrip("/") + "/").startswith(out_root):
         return InputProblem(uri, "UnsafePath", f"{uri}: the sequence lies under the output prefix {out_root}: its "
                             "frames could be written over; nothing is written for it")
-    digest = int.from_bytes(hashlib.blake2b(uri.encode(), digest_size=8).digest(), "little")
-    if digest in seen:
+    key = digest(uri)
+    if key in seen:
         return None
-    seen.add(digest)
+    seen.add(key)
     frames = (spec.frames.start, spec.frames.end) if spec.frames else None
     return InputFile(uri, posixpath.basename(uri) or uri, "sequence", frames, spec.rate)
 

@@ -27,7 +27,7 @@ from colorstyle_core.hints import HintsError, HintsFile, check_keyframes, parse_
 from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode_image, image_size
 from colorstyle_core.sequences import probe_sequence
 from colorstyle_core.video import VideoError, VideoInfo, probe, probe_header, probe_index
-from jobs.listing import InputFile, InputProblem, iter_files
+from jobs.listing import InputFile, InputProblem, digest, iter_files
 from jobs.manifest import Manifest
 from jobs.manifest_base import SEQUENCE_FPS
 from jobs.paths import output_uri_for, staging_root, stem, under
@@ -268,7 +268,7 @@ def plan_stream(manifest: Manifest, done: DoneState | None = None, *, prober: Pr
     pending: list[tuple[InputFile, Future]] = []
 
     def claim(f: InputFile, out: str) -> InputProblem | None:
-        h = int.from_bytes(hashlib.blake2b(out.encode(), digest_size=8).digest(), "little")
+        h = digest(out)
         if h in outputs:
             return InputProblem(f.uri, "OutputCollision", f"{f.uri}: its output {out} is already the output of "
                                 f"{outputs[h]}")

@@ -13,21 +13,15 @@ URIs would.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 import numpy as np
 
 from colorstyle_core import storage
-from jobs.listing import walk_files
+from jobs.listing import digest, walk_files
 from jobs.manifest import Manifest
 from jobs.metrics.store import MetricsStore
 from jobs.paths import staging_root, under
-
-
-def digest(text: str) -> int:
-    """An 8-byte digest of ``text`` (BLAKE2b), as an unsigned 64-bit int."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 class DigestSet:
@@ -90,15 +84,8 @@ def load_done_state(store: MetricsStore, manifest: Manifest) -> DoneState:
         elif kind == "hints" and under(staging, uid.removeprefix("hints-"), "hints.parquet") in existing:
             ranges.append(uid)  # the video's keyframe hints are carried through its shots already
     done_videos = [k for k, out in zip(videos["video_key"].to_pylist(), videos["output_uri"].to_pylist())
-                   if out in existing or _is_folder(out, manifest)]  # an image sequence kept as frames
+                   if out in existing or storage.is_dir(out, manifest.output_storage_options)]  # a sequence's frames
     return DoneState(images, ranges, done_videos)
-
-
-def _is_folder(uri: str, manifest: Manifest) -> bool:
-    """Whether ``uri`` is a folder under the output prefix (one request; only for recorded films not found as files)."""
-    fs, path = storage.filesystem(uri, manifest.output_storage_options)
-    with storage.errors(uri, "list"):
-        return fs.isdir(path)
 
 
 def _existing(manifest: Manifest) -> DigestSet:

@@ -22,11 +22,6 @@ from colorstyle_core.synthetic import UNTRAINED_NOTE
 log = logging.getLogger("colorstyle")
 
 
-def _is_folder(uri: str, opts: dict | None) -> bool:
-    fs, path = storage.filesystem(uri, opts)
-    return fs.isdir(path)
-
-
 def _read_rgb(uri: str, opts: dict | None, max_pixels: int | None) -> np.ndarray:
     """``(H, W, 3)`` float32 in ``[0, 1]`` (gray sources repeated to three channels)."""
     decoded = imageio.decode_image(storage.read_bytes(uri, opts), uri, max_pixels, "--max-pixels")
@@ -68,7 +63,7 @@ def cmd_colorize_exemplar(args: argparse.Namespace) -> int:
     colorizer = load(args, opts)
     colorizer.keep_network_ab = bool(args.save_ab)
     reference = colorizer.reference(_read_rgb(args.reference, opts, args.max_pixels), args.reference)
-    folder = _is_folder(args.input, opts)
+    folder = storage.is_dir(args.input, opts)
     frames = list_frames(args.input, opts) if folder else [args.input]
     state = ChainState()
     for uri in frames:
