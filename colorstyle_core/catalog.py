@@ -13,8 +13,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from colorstyle_core import exemplar
 from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.colorizers.entry import ColorizerEntry
 from colorstyle_core.models import layout_of
 from colorstyle_core.models.vgg import VGG
 from colorstyle_core.style.methods import METHODS
@@ -23,10 +23,9 @@ from colorstyle_core.weights import VGG_SPECS, WeightSpec
 
 
 def _specs() -> dict[str, WeightSpec]:
-    specs = [entry.weights for entry in COLORIZERS]
+    specs = [spec for entry in COLORIZERS for spec in entry.weight_specs]
     specs += [spec for method in METHODS for spec in method.weight_specs]
     specs += list(VGG_SPECS)
-    specs += list(exemplar.WEIGHTS.values())
     out: dict[str, WeightSpec] = {}
     for spec in specs:
         out.setdefault(spec.name, spec)  # Gatys lists the VGG records too
@@ -55,16 +54,11 @@ def build(name: str) -> nn.Module:
     Raises:
         ValueError: for an unknown name, or weights that are not a torch network (ONNX).
     """
-    if name in COLORIZERS:
-        return COLORIZERS.get(name).network()
     if any(name == spec.name for spec in VGG_SPECS):
         return VGG(name)
-    for role, spec in exemplar.WEIGHTS.items():
-        if name == spec.name:
-            return exemplar.BUILDERS[role]()
-    for method in METHODS:
-        if name in method.networks:
-            return method.networks[name]()
+    for entry in (*COLORIZERS, *METHODS):
+        if name in entry.networks:
+            return entry.networks[name]()
     get_spec(name)  # unknown: the message lists the known ones
     raise ValueError(f"{name} is an ONNX model, not a torch network")
 
@@ -75,7 +69,8 @@ def layout(name: str) -> Layout:
 
 
 def _generation(name: str) -> Generation:
-    return COLORIZERS.get(name).generation if name in COLORIZERS else Generation()
+    entry = COLORIZERS.get(name) if name in COLORIZERS else None
+    return entry.generation if isinstance(entry, ColorizerEntry) else Generation()
 
 
 def generated_state_dict(name: str, seed: int = 0) -> dict[str, Tensor]:

@@ -36,23 +36,23 @@ from colorstyle_core.synthetic import generate
 
 
 class Colorizer:
-    """A loaded colorization network plus the Lab pipeline around it.
-
-    Build it once (``Colorizer.from_weights``) and call it on batches.
+    """A loaded colorization network plus the Lab pipeline around it: built once (``Colorizer.from_weights``),
+    called on batches; each frame colorized on its own (not :attr:`recurrent`: no chain along a shot).
 
     Args:
         net: the entry's network, weights loaded, on its device.
         entry: the colorizer (:data:`colorstyle_core.colorizers.COLORIZERS`): its weight record, network size
             and pre/post-processing.
         provenance: which weights are loaded.
-        gamut: ``"preserve-l"`` (default: output L == input L) or ``"clip"`` (the
-            authors' pipeline), see the module.
+        gamut: ``"preserve-l"`` (default: output L == input L) or ``"clip"`` (the authors' pipeline), see the module.
 
     Attributes:
         keep_network_ab: when set, :attr:`network_ab` keeps the last network output.
         network_ab: ``(N, 2, h, w)`` float32 ab at network resolution of the last batch (CPU),
             when ``keep_network_ab`` (``colorstyle colorize --save-ab``).
     """
+
+    recurrent = False
 
     def __init__(self, net: nn.Module, entry: ColorizerEntry, provenance: Provenance,
                  gamut: color.GamutMode = "preserve-l"):
@@ -98,10 +98,10 @@ class Colorizer:
             untrained_seed: if not ``None``, load generated UNTRAINED weights with this
                 seed instead of real ones (explicit smoke runs only).
         Raises:
-            ValueError: unknown colorizer name.
+            ValueError: unknown colorizer name, or one that is not one network (``deepexemplar``).
             colorstyle_core.loader.WeightsError: weights missing, corrupt or of the wrong layout.
         """
-        entry = COLORIZERS.get(name)
+        entry = network_entry(name)
         if untrained_seed is not None:
             weights = generate(layout_of(entry.network), untrained_seed, entry.generation)
             return cls.from_state_dict(name, weights, Provenance.generated(name, untrained_seed), device=device,
@@ -123,10 +123,10 @@ class Colorizer:
         """Build ``name`` from already verified tensors (see ``loader.load_verified_state_dict``).
 
         Raises:
-            ValueError: unknown colorizer name.
+            ValueError: unknown colorizer name, or one that is not one network (``deepexemplar``).
             colorstyle_core.loader.WeightsLayoutError: the tensors do not fit the architecture.
         """
-        entry = COLORIZERS.get(name)
+        entry = network_entry(name)
         net = entry.network()
         load_strict(net, state_dict, provenance.origin)
         return cls(net.to(resolve_device(device)), entry, provenance, gamut)
@@ -288,6 +288,18 @@ class Colorizer:
 
 
 @torch.inference_mode()
+def network_entry(name: str) -> ColorizerEntry:
+    """The registry entry of a one-network colorizer (what :class:`Colorizer` runs).
+
+    Raises:
+        ValueError: an unknown name, or a colorizer of another shape (built by its own entry's ``build``).
+    """
+    entry = COLORIZERS.get(name)
+    if not isinstance(entry, ColorizerEntry):
+        raise ValueError(f"{name} is not a one-network colorizer: build it with COLORIZERS.get({name!r}).build")
+    return entry
+
+
 def colorize_rgb8(colorizer: Colorizer, frames: Tensor) -> Tensor | None:
     """Colorize 8-bit frames on the CPU in one pass per pixel around the network (video on CPU actors).
 

@@ -24,7 +24,6 @@ Two output pipelines (``gamut``):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,71 +32,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from colorstyle_core import color, imageio, storage
+from colorstyle_core import color, imageio
+from colorstyle_core.colorizers.deepexemplar import BUILDERS, NAME, WEIGHTS, generated_weights, load_state_dicts
 from colorstyle_core.colorizers.entry import LabJoin
 from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD, cut_score
 from colorstyle_core.devices import resolve_device
 from colorstyle_core.exemplar_authors import authors_lab, authors_lab_to_rgb, authors_post
-from colorstyle_core.loader import (
-    WeightsError,
-    WeightsSource,
-    load_strict,
-    load_verified_state_dict,
-    read_sha256sums,
-)
-from colorstyle_core.models import layout_of
-from colorstyle_core.models.deepexemplar import ColorVidNet, ExemplarVGG19, WarpNet, normalize_features
+from colorstyle_core.loader import load_strict
+from colorstyle_core.models.deepexemplar import normalize_features
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.resample import band_as_float, bands, resize_matrix
-from colorstyle_core.synthetic import generate
-from colorstyle_core.weights import WeightSpec
 
-EXEMPLAR_MODEL = "deepexemplar"
-"""The method's name in manifests and on the command line."""
 AUTHORS_IMAGE_SIZE = (432, 768)
 """The authors' ``--image_size`` default ``(height, width)`` in pixels; the network works at half of it."""
 TEMPERATURE = 1e-10
 """The correspondence softmax's temperature in the authors' test script (winner takes all)."""
 REFERENCE_CACHE = 16
 """Prepared references an actor keeps (each: the reference's Lab and VGG activations at the working size)."""
-
-_RELEASE = ("https://github.com/zhangmozhe/Deep-Exemplar-based-Video-Colorization/releases/download/v1.0/"
-            "colorization_checkpoint.zip")
-_REFERENCE = ("Zhang, He, Liao, Sander, Yuan, Bermak, Chen. Deep Exemplar-based Video Colorization. CVPR 2019. "
-              "Published inside colorization_checkpoint.zip (release v1.0) as {member}; its sha256 is not "
-              "recorded here (it could not be established offline): give the file with its sha256.")
-
-
-def _spec(name: str, member: str) -> WeightSpec:
-    return WeightSpec(name=name, kind="colorizer", url=_RELEASE, sha256="", license="MIT (the authors' repository)",
-                      reference=_REFERENCE.format(member=member), preprocess=None,
-                      file_name=member.rsplit("/", 1)[-1], archive_member=member)
-
-
-WEIGHTS: Mapping[str, WeightSpec] = {
-    "vgg": _spec("deepexemplar_vgg19", "data/vgg19_conv.pth"),
-    "warpnet": _spec("deepexemplar_nonlocal", "checkpoints/video_moredata_l1/nonlocal_net_iter_76000.pth"),
-    "colornet": _spec("deepexemplar_colornet", "checkpoints/video_moredata_l1/colornet_iter_76000.pth"),
-}
-"""The three published files, by role; ``spec.filename`` is the authors' file name. The authors' test
-script also loads ``vgg19_gray.pth``, which inference never uses: it is not needed here."""
-
-BUILDERS: Mapping[str, type[nn.Module]] = {"vgg": ExemplarVGG19, "warpnet": WarpNet, "colornet": ColorVidNet}
-
-
-def generated_weights(seed: int) -> dict[str, dict[str, Tensor]]:
-    """Seeded UNTRAINED weights in the three published layouts, by role (PReLU slopes 0.25, as initialised;
-    the last convolution scaled so that ab stays in tens, not at tanh's +-128)."""
-    out = {}
-    for i, (role, build) in enumerate(BUILDERS.items()):
-        sd = generate(layout_of(build), seed * 3 + i)
-        for key, value in sd.items():
-            if value.shape == (1,) and key.endswith(".weight"):  # PReLU
-                sd[key] = torch.full((1,), 0.25)
-        if role == "colornet":  # ab of a trained magnitude, not tanh's saturation
-            sd["conv10_ab.weight"] = sd["conv10_ab.weight"] * 0.05
-        out[role] = sd
-    return out
 
 
 @dataclass(frozen=True)
@@ -152,66 +103,6 @@ def scene_cuts(colorizer: ExemplarColorizer, frames: Iterable[tuple[int, Tensor]
         if starts_a_shot(state, (_to_work(lightness, colorizer.work_size) - 50.0).to(colorizer.device)):
             cuts.append(index)
     return cuts
-
-
-def parse_file_hashes(text: str | None, where: str = "sha256") -> dict[str, str]:
-    """``"FILE=HEX,FILE=HEX"`` (a job's ``weights.sha256``, the command's ``--weights-sha256``) -> ``{file name: hex}``
-    for the three files by the authors' names.
-
-    Raises:
-        ValueError: an item that is not ``FILE=<64 hex>`` of one of the three files; the message names ``where``.
-    """
-    names = {spec.filename for spec in WEIGHTS.values()}
-    out = {}
-    for item in filter(None, (text or "").split(",")):
-        name, sep, digest = (part.strip() for part in item.partition("="))
-        if not sep or name not in names or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-            raise ValueError(f"{where} {item!r}: with {EXEMPLAR_MODEL} give FILE=HEX (the full sha256) for its files, "
-                             f"{', '.join(sorted(names))}, comma-separated (or a SHA256SUMS file beside them)")
-        out[name] = digest.lower()
-    return out
-
-
-def load_state_dicts(prefix: str, sha256: Mapping[str, str] | None = None,
-                     storage_options: Mapping[str, object] | None = None
-                     ) -> tuple[dict[str, dict[str, Tensor]], Provenance]:
-    """Read and verify the three files by the authors' names under ``prefix`` (a folder or object-store prefix).
-
-    Every file is hash-checked: its sha256 from ``sha256`` (``{file name: hex}``), else from
-    ``<prefix>/SHA256SUMS``; a file with neither is refused (the published hashes are not recorded).
-
-    Returns:
-        ``({role: state_dict}, provenance)``; the provenance's sha256 is that of the three files' digests.
-    Raises:
-        colorstyle_core.loader.WeightsError: a file missing, without a hash or corrupt.
-    """
-    sums = {**read_sha256sums(prefix, storage_options), **(sha256 or {})}
-    state_dicts, digests = {}, []
-    for role, spec in WEIGHTS.items():
-        digest = sums.get(spec.filename)
-        if not digest:
-            raise WeightsError(f"{storage.join(prefix, spec.filename)}: no sha256 for it; the published file's "
-                               "is not recorded here: give it (--weights-sha256 NAME=HEX, weights.sha256, "
-                               "or a SHA256SUMS file beside the checkpoints)")
-        source = WeightsSource(storage.join(prefix, spec.filename), digest, storage_options)
-        state_dicts[role], resolved = load_verified_state_dict(spec, source)
-        digests.append(f"{resolved.sha256}  {spec.filename}")
-    fingerprint = hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    return state_dicts, Provenance(EXEMPLAR_MODEL, fingerprint, prefix)
-
-
-def flatten(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
-    """The three networks' tensors as one state dict (``role/key``), to ship to actors as one weight set."""
-    return {f"{role}/{k}": v for role, sd in state_dicts.items() for k, v in sd.items()}
-
-
-def unflatten(flat: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-    """:func:`flatten`'s inverse: ``{role: state_dict}``."""
-    out: dict[str, dict[str, Tensor]] = {role: {} for role in BUILDERS}
-    for key, value in flat.items():
-        role, _, name = key.partition("/")
-        out[role][name] = value
-    return out
 
 
 class ExemplarColorizer:
@@ -283,7 +174,7 @@ class ExemplarColorizer:
     @classmethod
     def from_seed(cls, seed: int, **kwargs) -> ExemplarColorizer:
         """Generated UNTRAINED weights (tests and explicit smoke runs)."""
-        return cls.from_state_dicts(generated_weights(seed), Provenance.generated(EXEMPLAR_MODEL, seed), **kwargs)
+        return cls.from_state_dicts(generated_weights(seed), Provenance.generated(NAME, seed), **kwargs)
 
     @classmethod
     def from_prefix(cls, prefix: str, sha256: Mapping[str, str] | None = None,
@@ -395,7 +286,7 @@ class ExemplarColorizer:
         """
         reference = reference or self.job_reference
         if reference is None:
-            raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference (pipeline.colorize.reference, or a hints file's)")
+            raise RuntimeError(f"{NAME} needs a reference (pipeline.colorize.reference, or a hints file's)")
         ab = self.network(_to_work(lightness, self.work_size) - 50.0, reference, state)
         return F.interpolate(ab.float().to(lightness.device), size=lightness.shape[-2:], mode="bilinear",
                              align_corners=False)
@@ -409,7 +300,7 @@ class ExemplarColorizer:
             ValueError: hints (this model takes a reference, not hints).
         """
         if hints is not None and any(h is not None for h in hints):  # type: ignore[union-attr]
-            raise ValueError(f"{EXEMPLAR_MODEL} takes a reference, not colour hints")
+            raise ValueError(f"{NAME} takes a reference, not colour hints")
         out = []
         for i, image in enumerate(images):
             lightness = self.lightness(image[None].float())
@@ -437,12 +328,12 @@ class ExemplarColorizer:
             RuntimeError: no reference given and none set.
         """
         if hints is not None:
-            raise ValueError(f"{EXEMPLAR_MODEL} takes a reference, not colour hints")
+            raise ValueError(f"{NAME} takes a reference, not colour hints")
         h, w = image.shape[-2:]
         lightness = _to_work_banded(image, self.work_size, band_rows, self.lightness).to(self.device)
         reference = reference or self.job_reference
         if reference is None:
-            raise RuntimeError(f"{EXEMPLAR_MODEL} needs a reference (pipeline.colorize.reference, or a hints file's)")
+            raise RuntimeError(f"{NAME} needs a reference (pipeline.colorize.reference, or a hints file's)")
         ab = self.network(lightness - 50.0, reference, ChainState()).float()
         upsample = self._join.band_upsampler(ab, (h, w))
         for r0, r1 in bands(h, band_rows):

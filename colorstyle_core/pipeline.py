@@ -29,7 +29,7 @@ the benchmark's model loop).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,8 +37,11 @@ from torch import Tensor
 
 from colorstyle_core.color import as_rgb, to_uint8
 from colorstyle_core.colorizer import Colorizer, colorize_rgb8
+from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.colorizers.deepexemplar import ExemplarEntry, unflatten
+from colorstyle_core.colorizers.entry import ColorizerEntry
 from colorstyle_core.devices import Precision, resolve_device, tune_for
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, ExemplarColorizer, Reference, unflatten
+from colorstyle_core.exemplar import ExemplarColorizer, Reference
 from colorstyle_core.hints import ColorHints, HintPull
 from colorstyle_core.imageio import frames_float
 from colorstyle_core.pipeline_types import (
@@ -114,7 +117,8 @@ class FramePipeline:
         Args:
             config: the steps.
             styles: the style images (see the class).
-            reference: ``deepexemplar``: the job's reference (``(H, W, 3)`` uint8 or float32 in ``[0, 1]``), if any.
+            reference: the job's reference photo (``(H, W, 3)`` uint8 or float32 in ``[0, 1]``) for a colorizer
+                that takes one (``deepexemplar``), if any.
             colorizer_weights, stylizer_weights: verified tensors for the steps that run.
             untrained_seed: use generated UNTRAINED weights with this seed instead (smoke runs; a method
                 whose real weights are installed, ``arbitrary``, uses those).
@@ -123,22 +127,16 @@ class FramePipeline:
             compile_colour: compile the colorizer's per-pixel colour maths
                 (:meth:`~colorstyle_core.colorizer.Colorizer.compile_colour_math`).
         Raises:
-            ValueError: a step without weights (and no ``untrained_seed``).
+            ValueError: a step without weights (and no ``untrained_seed``); a reference for a colorizer that
+                takes none.
             colorstyle_core.loader.WeightsLayoutError: tensors that do not fit the architecture.
         """
         colorizer = stylizer = None
-        if (c := config.colorize) is not None and c.recurrent:
-            colorizer = _exemplar(c, colorizer_weights, untrained_seed, device, reference)
-        elif c is not None:
-            if untrained_seed is not None:
-                colorizer = Colorizer.from_weights(c.model, device=device, gamut=c.gamut, untrained_seed=untrained_seed)
-            elif colorizer_weights is None:
-                raise ValueError(f"no weights for the colorizer {c.model}")
-            else:
-                colorizer = Colorizer.from_state_dict(c.model, colorizer_weights.state_dict(),
-                                                      colorizer_weights.provenance, device=device, gamut=c.gamut)
-            colorizer.precision = precision
-            colorizer.compile_colour_math(compile_colour)
+        if (c := config.colorize) is not None:
+            entry = COLORIZERS.get(c.model)
+            colorizer = RUNTIMES[type(entry)](entry, c, colorizer_weights, untrained_seed=untrained_seed,
+                                              device=device, precision=precision, compile_colour=compile_colour,
+                                              reference=reference)
         if (s := config.stylize) is not None:
             stylizer = METHODS.get(s.method).build(s, stylizer_weights, untrained_seed=untrained_seed, device=device,
                                                    precision=precision)
@@ -166,7 +164,8 @@ class FramePipeline:
 
     @property
     def temporal(self) -> bool:
-        return self.config.temporal
+        """Whether a film's frames go through chains: a step with temporal settings, or a recurrent colorizer."""
+        return self.config.temporal or (self.colorizer is not None and self.colorizer.recurrent)
 
     def hint_pull(self, hints: ColorHints | None, size: tuple[int, int]) -> HintPull | None:
         """The pull that keeps ``hints``' colours in an image of ``size``, or ``None`` (no hints, or adherence 0)."""
@@ -333,20 +332,49 @@ def _rgb8_results(pipeline: FramePipeline, frames: Tensor, hints: Sequence[Color
     return [FrameResult(image, None, {}, dict(share)) for image in out.split(1)]
 
 
-def _exemplar(step: ColorizeStep, weights: ModelWeights | None, untrained_seed: int | None,
-              device: str | torch.device | None, reference: np.ndarray | None) -> ExemplarColorizer:
-    """``deepexemplar`` from verified weights (:func:`~colorstyle_core.exemplar.flatten`) or generated ones, with the
-    job's reference prepared (``None``: every input names its own, in its hints file)."""
+def _network_colorizer(entry: ColorizerEntry, step: ColorizeStep, weights: ModelWeights | None, *,
+                       untrained_seed: int | None, device: str | torch.device | None, precision: Precision,
+                       compile_colour: bool, reference: np.ndarray | None) -> Colorizer:
+    """A one-network colorizer (Zhang et al., DDColor) from verified weights or generated ones."""
+    if reference is not None:
+        raise ValueError(f"{entry.name} takes no reference photo")
+    if untrained_seed is not None:
+        colorizer = Colorizer.from_weights(entry.name, device=device, gamut=step.gamut, untrained_seed=untrained_seed)
+    elif weights is None:
+        raise ValueError(f"no weights for the colorizer {entry.name}")
+    else:
+        colorizer = Colorizer.from_state_dict(entry.name, weights.state_dict(), weights.provenance, device=device,
+                                              gamut=step.gamut)
+    colorizer.precision = precision
+    colorizer.compile_colour_math(compile_colour)
+    return colorizer
+
+
+def _exemplar_colorizer(entry: ExemplarEntry, step: ColorizeStep, weights: ModelWeights | None, *,
+                        untrained_seed: int | None, device: str | torch.device | None, precision: Precision,
+                        compile_colour: bool, reference: np.ndarray | None) -> ExemplarColorizer:
+    """``deepexemplar`` from verified weights (its entry's ``load_weights``: the three files as one flat state dict)
+    or generated ones, with the job's reference prepared (``None``: every input names its own, in its hints file).
+    Runs in float32 (``precision`` and ``compile_colour`` are for the one-network colorizers)."""
     kwargs = {"gamut": step.gamut, "image_size": step.image_size, "device": device}
     if untrained_seed is not None:
         colorizer = ExemplarColorizer.from_seed(untrained_seed, **kwargs)
     elif weights is None:
-        raise ValueError(f"no weights for the colorizer {EXEMPLAR_MODEL}")
+        raise ValueError(f"no weights for the colorizer {entry.name}")
     else:
         colorizer = ExemplarColorizer.from_state_dicts(unflatten(weights.state_dict()), weights.provenance, **kwargs)
     if reference is not None:
         colorizer.set_reference(reference, step.reference or "reference")
     return colorizer
+
+
+RUNTIMES: dict[type, Callable[..., Colorizer | ExemplarColorizer]] = {
+    ColorizerEntry: _network_colorizer,
+    ExemplarEntry: _exemplar_colorizer,
+}
+"""What builds a colorizer of each kind of registry entry (:data:`~colorstyle_core.colorizers.COLORIZERS`) in an
+actor. A new network is one file in ``colorizers/`` and needs nothing here; a colorizer of a new shape (its own
+entry class and runtime class) adds its line."""
 
 
 def _u8_view(hwc: np.ndarray) -> Tensor:

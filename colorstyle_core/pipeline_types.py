@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from colorstyle_core import color
-from colorstyle_core.exemplar import EXEMPLAR_MODEL
 from colorstyle_core.provenance import Provenance
 from colorstyle_core.style.gatys import StyleConfig
 from colorstyle_core.temporal import StepInfo, TemporalSettings
@@ -44,7 +43,7 @@ class ColorizeStep:
         hint_adherence: how strictly the output keeps hinted colours, 0 (the network's
             answer) .. 1 (a hint's ab exactly at the hint; :class:`~colorstyle_core.hints.HintPull`).
         hint_radius: pixels over which a hint's pull fades into the prediction.
-        reference: ``deepexemplar``: the colour photo whose colours every input takes
+        reference: a colorizer that takes one (``deepexemplar``): the colour photo whose colours every input takes
             (:mod:`colorstyle_core.exemplar`).
         image_size: ``deepexemplar``: the authors' ``image_size`` ``(height, width)``, the network working
             at half of it (``None``: theirs, 432 x 768).
@@ -57,11 +56,6 @@ class ColorizeStep:
     hint_radius: float = 24.0
     reference: str | None = None
     image_size: tuple[int, int] | None = None
-
-    @property
-    def recurrent(self) -> bool:
-        """Whether the colorizer takes the previous frame's output (a shot is one chain: frame ranges warm up)."""
-        return self.model == EXEMPLAR_MODEL
 
 
 @dataclass(frozen=True)
@@ -101,10 +95,9 @@ class PipelineConfig:
 
     @property
     def temporal(self) -> bool:
-        """Whether video frames go through temporal chains (some step has temporal settings, or the colorizer
-        is recurrent)."""
-        return any(step is not None and step.temporal is not None for step in (self.colorize, self.stylize)) \
-            or (self.colorize is not None and self.colorize.recurrent)
+        """Whether some step has temporal settings (video frames go through temporal chains; so do those of a
+        recurrent colorizer: :attr:`colorstyle_core.pipeline.FramePipeline.temporal`)."""
+        return any(step is not None and step.temporal is not None for step in (self.colorize, self.stylize))
 
 
 @dataclass(frozen=True)

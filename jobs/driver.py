@@ -20,10 +20,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.table import Table
 
-from colorstyle_core import exemplar, imageio, loader, storage
+from colorstyle_core import imageio, loader, storage
 from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.pipeline_types import ModelWeights
-from colorstyle_core.provenance import Provenance, mark_untrained_logs, unmark_untrained_logs
+from colorstyle_core.provenance import mark_untrained_logs, unmark_untrained_logs
 from colorstyle_core.style.methods import METHODS
 from colorstyle_core.synthetic import UNTRAINED_NOTE, UNTRAINED_TAG
 from jobs.actor import PipelineActor
@@ -176,19 +176,8 @@ def load_weights(manifest: Manifest) -> tuple[ModelWeights | None, ModelWeights 
     """
     pipe = manifest.pipeline
     colorizer = stylizer = None
-    if (c := pipe.colorize) is not None and not pipe.untrained_weights and c.model == exemplar.EXEMPLAR_MODEL:
-        if c.weights is None or not c.weights.uri:
-            raise loader.WeightsUnavailableError(
-                f"{exemplar.EXEMPLAR_MODEL}: its published files' sha256 are not recorded: give pipeline.colorize."
-                "weights: the prefix holding vgg19_conv.pth, nonlocal_net_iter_76000.pth and colornet_iter_76000.pth "
-                "with a SHA256SUMS file of them (or their hashes in weights.sha256: FILE=HEX,...)")
-        state_dicts, provenance = exemplar.load_state_dicts(c.weights.uri, exemplar.parse_file_hashes(c.weights.sha256),
-                                                            manifest.storage_options)
-        colorizer = ModelWeights.from_state_dict(c.model, exemplar.flatten(state_dicts), provenance)
-    elif c is not None and not pipe.untrained_weights:
-        spec = COLORIZERS.get(c.model).weights
-        state_dict, resolved = loader.load_verified_state_dict(spec, manifest.weights_source(c.weights))
-        colorizer = ModelWeights.from_state_dict(c.model, state_dict, Provenance.from_resolved(c.model, resolved))
+    if (c := pipe.colorize) is not None and not pipe.untrained_weights:
+        colorizer = COLORIZERS.get(c.model).load_weights(manifest.weights_source(c.weights))
     if (st := pipe.stylize) is not None:
         stylizer = METHODS.get(st.method).weights(st.step(), manifest.weights_source(st.weights_ref),
                                                   pipe.untrained_weights)

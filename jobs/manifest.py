@@ -12,7 +12,6 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from colorstyle_core.colorizers import COLORIZERS
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, parse_file_hashes
 from colorstyle_core.pipeline_types import DEFAULT_MAX_PIXELS, ColorizeStep, PipelineConfig, StylizeStep
 from colorstyle_core.segments import DEFAULT_PRESET
 from colorstyle_core.style.gatys import StyleConfig
@@ -73,8 +72,8 @@ class OutputSpec(Model):
 
 _TEMPORAL = TemporalSettings()
 RECURRENT_WARMUP = 6
-"""Frames a range of a ``deepexemplar`` job reads before its first written one, to start its chain (and, in the
-range before, the fresh chain it fades into over the same frames: no jump at the seam)."""
+"""Frames a range of a recurrent colorizer's job (``deepexemplar``) reads before its first written one, to start
+its chain (and, in the range before, the fresh chain it fades into over the same frames: no jump at the seam)."""
 
 
 class TemporalSpec(Model):
@@ -130,8 +129,9 @@ class ColorizeSpec(Model):
 
     Attributes:
         model: a colorizer (:data:`colorstyle_core.colorizers.COLORIZERS`: ``eccv16``, ``siggraph17``,
-            the DDColor weight sets) or ``deepexemplar`` (colour from a reference photo); hints need one
-            that takes them (``siggraph17``).
+            the DDColor weight sets, ``deepexemplar``: colour from a reference photo); hints need one that
+            takes them (``siggraph17``), a reference one that takes it; each colorizer checks its own
+            settings (:meth:`~colorstyle_core.colorizers.entry.ColorizerKind.check_job_step`).
         weights: where the checkpoint is (default: cache, then the published URL); ``deepexemplar``: the
             prefix holding the authors' three files and a ``SHA256SUMS`` of them (or ``{uri: PREFIX, sha256:
             "FILE=HEX,FILE=HEX,FILE=HEX"}``).
@@ -147,7 +147,7 @@ class ColorizeSpec(Model):
         image_size: ``deepexemplar``: the authors' ``image_size`` (the network works at half of it).
     """
 
-    model: Literal[(*COLORIZERS.names, EXEMPLAR_MODEL)] = "eccv16"  # type: ignore[valid-type]
+    model: Literal[COLORIZERS.names] = "eccv16"  # type: ignore[valid-type]
     weights: WeightsRef | None = None
     hints: str | None = Field(None, description="prefix holding <relative path>.json hint files (siggraph17)")
     hint_adherence: float = Field(ColorizeStep.hint_adherence, ge=0, le=1)
@@ -161,24 +161,19 @@ class ColorizeSpec(Model):
     _hints_are_plain = field_validator("hints")(no_dot_segments)
 
     @model_validator(mode="after")
-    def _hints_need_a_model_that_takes_them(self) -> ColorizeSpec:
-        if self.model == EXEMPLAR_MODEL:
-            if not self.reference and not self.hints:
-                raise ValueError(f"model {EXEMPLAR_MODEL} needs reference (URI of a colour photo) or hints (a prefix "
-                                 "of files naming a reference per input or keyframe)")
-            if self.gamut == "clip":
-                raise ValueError(f"model {EXEMPLAR_MODEL}: gamut clip (the authors' 432 x 768 output) is for "
-                                 "`colorstyle colorize`; jobs keep every frame's size (preserve-l)")
-            if self.image_size and (self.image_size[0] % 16 or self.image_size[1] % 16 or min(self.image_size) < 16):
-                raise ValueError(f"image_size {list(self.image_size)}: two multiples of 16")
-            if self.weights is not None:
-                parse_file_hashes(self.weights.sha256, "weights.sha256")
-            return self
-        if self.reference or self.image_size:
-            raise ValueError(f"reference and image_size are for model {EXEMPLAR_MODEL}")
-        if self.hints and not COLORIZERS.get(self.model).takes_hints:
+    def _settings_fit_the_model(self) -> ColorizeSpec:
+        entry = COLORIZERS.get(self.model)
+        if self.reference and not entry.takes_reference:
+            takers = " or ".join(e.name for e in COLORIZERS if e.takes_reference)
+            raise ValueError(f"reference is for model {takers} ({self.model} takes no reference photo)")
+        for option in ("image_size",):
+            if getattr(self, option) is not None and option not in entry.options:
+                takers = " or ".join(e.name for e in COLORIZERS if option in e.options)
+                raise ValueError(f"{option} is for model {takers}")
+        if self.hints and not entry.takes_hints and not entry.takes_reference:
             takers = " or ".join(e.name for e in COLORIZERS if e.takes_hints)
             raise ValueError(f"hints need model: {takers} ({self.model} takes no colour hints)")
+        entry.check_job_step(self.step(), hints=bool(self.hints), weights_sha256=self.weights and self.weights.sha256)
         return self
 
     def step(self) -> ColorizeStep:
@@ -294,7 +289,8 @@ class PipelineSpec(Model):
     def overlap(self) -> int:
         """Warm-up frames per range: the largest overlap of the steps with temporal consistency on
         (a recurrent colorizer's chain warms up :data:`RECURRENT_WARMUP` frames, or its temporal overlap)."""
-        recurrent = RECURRENT_WARMUP if self.colorize is not None and self.colorize.model == EXEMPLAR_MODEL else 0
+        recurrent = RECURRENT_WARMUP if self.colorize is not None and COLORIZERS.get(self.colorize.model).recurrent \
+            else 0
         return max(recurrent, max((t.overlap for step in (self.colorize, self.stylize)
                                    if step is not None and (t := step.temporal) is not None and t.enabled), default=0))
 

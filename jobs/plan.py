@@ -21,8 +21,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from colorstyle_core import storage
+from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.cuts import DEFAULT_CUT_THRESHOLD
-from colorstyle_core.exemplar import EXEMPLAR_MODEL
 from colorstyle_core.hints import HintsError, HintsFile, check_keyframes, parse_hints
 from colorstyle_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode_image, image_size
 from colorstyle_core.sequences import probe_sequence
@@ -391,7 +391,7 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
     ref = None
     track = None
     references: tuple[tuple[int, str], ...] = ()
-    recurrent = colour is not None and colour.model == EXEMPLAR_MODEL
+    recurrent = colour is not None and COLORIZERS.get(colour.model).recurrent
     if recurrent and hints_uri is None and not colour.reference:
         tally.problems += 1
         yield InputProblem(f.uri, "HintsError", f"{f.uri}: no reference: give pipeline.colorize.reference, or a "
@@ -475,7 +475,7 @@ def _check_video_hints(uri: str, manifest: Manifest, info: VideoInfo, start: int
     colour = manifest.pipeline.colorize
     try:
         parsed = parse_hints(storage.read_bytes(uri, opts).decode("utf-8"), uri)
-        parsed.check_kind(references=colour is not None and colour.model == EXEMPLAR_MODEL)
+        parsed.check_kind(references=colour is not None and COLORIZERS.get(colour.model).takes_reference)
         sizes = {}
         for keyframe in parsed.keyframes:
             for image in (keyframe.image, keyframe.mask):

@@ -200,9 +200,7 @@ def test_weights_fetch_stages_a_verified_file(generated_weights, tmp_path, capsy
 
 
 def test_manifest_models_are_the_registry_colorizers():
-    from colorstyle_core.exemplar import EXEMPLAR_MODEL  # its own module, not yet a registry entry
-
-    assert set(ColorizeSpec.model_fields["model"].annotation.__args__) == {*COLORIZERS.names, EXEMPLAR_MODEL}
+    assert set(ColorizeSpec.model_fields["model"].annotation.__args__) == set(COLORIZERS.names)
 
 
 def test_hints_are_refused_for_ddcolor(tmp_path, tiny):

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from colorstyle_core import color
-from colorstyle_core.exemplar import WEIGHTS, ChainState, ExemplarColorizer, generated_weights
+from colorstyle_core.colorizers.deepexemplar import WEIGHTS, generated_weights
+from colorstyle_core.exemplar import ChainState, ExemplarColorizer
 from colorstyle_core.loader import WeightsError, WeightsLayoutError
 from colorstyle_core.video_metrics import measure_consistency
 from tests.goldens.deepexemplar_inputs import CASES, SEED, case_inputs
@@ -311,7 +312,8 @@ def test_a_folder_of_scans_is_colorized_as_one_film_under_the_same_names_and_a_r
     ("{model: deepexemplar, image_size: [96, 160]}", "needs reference"),
     ("{model: deepexemplar, reference: r.jpg, gamut: clip}", "gamut clip"),
     ("{model: deepexemplar, reference: r.jpg, image_size: [100, 160]}", "multiples of 16"),
-    ("{model: eccv16, reference: r.jpg}", "are for model deepexemplar"),
+    ("{model: eccv16, reference: r.jpg}", "reference is for model deepexemplar"),
+    ("{model: eccv16, image_size: [96, 160]}", "image_size is for model deepexemplar"),
 ])
 def test_the_manifest_says_what_deepexemplar_needs(colorize, message):
     from jobs.manifest import parse_manifest
@@ -517,7 +519,7 @@ def test_weights_fetch_takes_each_file_from_the_authors_zip_and_records_the_hash
     store, its sha256 printed and written to the prefix's SHA256SUMS, which the job's loader then checks."""
     import zipfile
 
-    from colorstyle_core.exemplar import load_state_dicts
+    from colorstyle_core.colorizers.deepexemplar import load_state_dicts
     from jobs.cli import main
 
     bucket, opts = s3

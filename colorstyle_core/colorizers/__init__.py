@@ -1,16 +1,20 @@
 """The colorizers colorstyle knows: the one list of their names.
 
-Each file holds one family's entries (:class:`~colorstyle_core.colorizers.entry.ColorizerEntry`):
-its networks' builders, weight records and pre/post-processing. To add a colorizer, write
-its file beside these and add its ``ENTRIES`` to the line below; every manifest check,
-``--model`` choice, weights listing and generated-weights recipe reads :data:`COLORIZERS`.
+Each file holds one family's entries (each a :class:`~colorstyle_core.colorizers.entry.ColorizerKind`):
+its networks' builders, weight records, what it takes (hints, a reference photo), whether a
+film is one chain, how its weights are verified and how it is built. One network of one
+published weight set is a :class:`~colorstyle_core.colorizers.entry.ColorizerEntry` with its
+own pre/post-processing (Zhang et al., DDColor); another shape has its own entry class
+(``deepexemplar``: three networks, a reference, a recurrence). To add a colorizer, write its
+file beside these and add its ``ENTRIES`` to the line below; every manifest check, ``--model``
+choice, weights listing, the driver's weight checks and the frame pipeline read :data:`COLORIZERS`.
 """
 
 from __future__ import annotations
 
-from colorstyle_core.colorizers import ddcolor, zhang
-from colorstyle_core.colorizers.entry import ColorizerEntry
+from colorstyle_core.colorizers import ddcolor, deepexemplar, zhang
+from colorstyle_core.colorizers.entry import ColorizerKind
 from colorstyle_core.registry import Registry
 
-COLORIZERS: Registry[ColorizerEntry] = Registry("colorizer", (*zhang.ENTRIES, *ddcolor.ENTRIES))
+COLORIZERS: Registry[ColorizerKind] = Registry("colorizer", (*zhang.ENTRIES, *ddcolor.ENTRIES, *deepexemplar.ENTRIES))
 """Every colorizer by name, in the order ``--model`` lists them."""

@@ -1,19 +1,30 @@
-"""What a colorizer is to colorstyle: one :class:`ColorizerEntry` per published weight set.
+"""What a colorizer is to colorstyle: an entry of :data:`colorstyle_core.colorizers.COLORIZERS`.
 
-An entry holds the network's builder, its weight record (where the checkpoint lives, its
-hash, licence, preprocessing contract), whether it takes colour hints, and its own pre- and
-post-processing (:class:`Recipe`): how the network's input is made from an image, and how
-its ab at network resolution becomes a full-resolution sRGB image (:class:`LabJoin`, or the
-authors' own way under ``gamut="clip"``). :class:`colorstyle_core.colorizer.Colorizer` runs
-any entry the same way; nothing outside an entry's file knows which colorizer it is.
+Every entry answers what jobs, commands and the frame pipeline ask of a colorizer
+(:class:`ColorizerKind`): what it takes (colour hints, a reference photo), whether a film's
+frames form a chain (a recurrent colorizer), its own manifest settings and checks, which weight
+records it reads and how the driver verifies its weights once. Each actor builds the colorizer
+from those weights with the runtime of its kind of entry
+(:data:`colorstyle_core.pipeline.RUNTIMES`: the runtimes read the entries, so entries do not
+import them).
+
+Most colorizers are one network and one published weight set (:class:`ColorizerEntry`): the
+network's builder, its weight record (where the checkpoint lives, its hash, licence,
+preprocessing contract), whether it takes colour hints, and its own pre- and post-processing
+(:class:`Recipe`): how the network's input is made from an image, and how its ab at network
+resolution becomes a full-resolution sRGB image (:class:`LabJoin`, or the authors' own way
+under ``gamut="clip"``). :class:`colorstyle_core.colorizer.Colorizer` runs any such entry the
+same way. A colorizer of another shape (several networks, a reference, a recurrence:
+``deepexemplar``) has its own entry class in its file and its own runtime; nothing outside an
+entry's file branches on a colorizer's name.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -22,6 +33,9 @@ from torch import Tensor, nn
 
 from colorstyle_core import color, lab8
 from colorstyle_core.devices import compiled
+from colorstyle_core.loader import WeightsSource, load_verified_state_dict
+from colorstyle_core.pipeline_types import ColorizeStep, ModelWeights
+from colorstyle_core.provenance import Provenance
 from colorstyle_core.resample import resize_band, resize_bilinear, resize_matrix, resize_nearest_band
 from colorstyle_core.synthetic import Generation
 from colorstyle_core.weights import WeightSpec
@@ -170,9 +184,64 @@ class Finetuning:
     default_blocks: tuple[str, ...]
 
 
+class ColorizerKind(Protocol):
+    """What every colorizer entry answers (:data:`colorstyle_core.colorizers.COLORIZERS`), whatever its shape.
+
+    Attributes:
+        name: the colorizer's name in manifests (``pipeline.colorize.model``) and ``--model``.
+        takes_hints: it takes colour hints (points, a colour keyframe).
+        takes_reference: it takes a colour reference photo (``pipeline.colorize.reference``, a hints file's
+            ``reference`` keyframes).
+        recurrent: a film's frames form a chain (each frame takes the previous one's output), so frame
+            ranges warm up and a shot's chain restarts at scene cuts.
+        options: the ``pipeline.colorize`` settings only this colorizer reads (another's are refused).
+        finetuning: its blocks for ``colorstyle train`` (``None``: it cannot be fine-tuned here).
+        weight_specs: the weight records it reads (``colorstyle weights list``).
+        networks: ``{weights name: builder}`` of its torch networks (``colorstyle models layout``).
+    """
+
+    name: str
+    takes_hints: bool
+    takes_reference: bool
+    recurrent: bool
+    options: tuple[str, ...]
+    finetuning: Finetuning | None
+
+    @property
+    def weight_specs(self) -> tuple[WeightSpec, ...]: ...
+
+    @property
+    def networks(self) -> Mapping[str, Callable[[], nn.Module]]: ...
+
+    def check_job_step(self, step: ColorizeStep, *, hints: bool, weights_sha256: str | None) -> None:
+        """What a job's colorize step must hold for this colorizer (the manifest calls it once, when read).
+
+        Args:
+            step: the step as the manifest gives it.
+            hints: whether the step names a hints prefix.
+            weights_sha256: the manifest's ``weights.sha256``, as written.
+        Raises:
+            ValueError: a setting this colorizer does not take, or a bad value; the message names it.
+        """
+        ...
+
+    def load_weights(self, source: WeightsSource) -> ModelWeights:
+        """Resolve and verify its weights (the driver does this once, before any work).
+
+        Raises:
+            colorstyle_core.loader.WeightsError: missing, corrupt, without a hash, or of the wrong layout.
+        """
+        ...
+
+    def describe(self, where: str | None) -> str:
+        """One line for ``colorstyle validate --no-storage``: the weights it needs and where they come from."""
+        ...
+
+
 @dataclass(frozen=True)
 class ColorizerEntry:
-    """One colorizer: a network, its published weights and its own pre/post-processing.
+    """One colorizer of one network: the network, its published weights and its own pre/post-processing
+    (a :class:`ColorizerKind`).
 
     Attributes:
         weights: the weight record; ``weights.name`` is the colorizer's name in manifests and flags.
@@ -189,6 +258,9 @@ class ColorizerEntry:
     takes_hints: bool = False
     generation: Generation = field(default_factory=Generation)
     finetuning: Finetuning | None = None
+    takes_reference: ClassVar[bool] = False
+    recurrent: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:
@@ -198,6 +270,25 @@ class ColorizerEntry:
     def net_size(self) -> tuple[int, int]:
         """The network's input ``(height, width)`` in pixels (from the weights' contract)."""
         return self.weights.preprocess.net_size  # type: ignore[union-attr]
+
+    @property
+    def weight_specs(self) -> tuple[WeightSpec, ...]:
+        return (self.weights,)
+
+    @property
+    def networks(self) -> Mapping[str, Callable[[], nn.Module]]:
+        return {self.name: self.network}
+
+    def check_job_step(self, step: ColorizeStep, *, hints: bool, weights_sha256: str | None) -> None:
+        return None  # the manifest refuses hints, a reference and other colorizers' options for it
+
+    def load_weights(self, source: WeightsSource) -> ModelWeights:
+        state_dict, resolved = load_verified_state_dict(self.weights, source)
+        return ModelWeights.from_state_dict(self.name, state_dict, Provenance.from_resolved(self.name, resolved))
+
+    def describe(self, where: str | None) -> str:
+        return (f"{self.name} weights {self.weights.filename} sha256 {self.weights.sha256}... from "
+                f"{where or f'the cache, else {self.weights.url}'}")
 
 
 def ab_bin_centres(shape: tuple[int, ...], gen: torch.Generator) -> Tensor:

@@ -24,25 +24,28 @@ import torch
 import torch.nn.functional as F
 
 from colorstyle_core import color
-from colorstyle_core.colorizer import Colorizer
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer
+from colorstyle_core.colorizers import COLORIZERS
+from colorstyle_core.exemplar import ChainState
 from colorstyle_core.pipeline import FramePipeline
 from colorstyle_core.pipeline_types import ColorizeStep, PipelineConfig
 from jobs.bench import SHARED_DATA
 from jobs.cli.images import read_image
 
 SHARED = SHARED_DATA
-MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper", EXEMPLAR_MODEL)
+MODELS = ("eccv16", "siggraph17", "ddcolor_paper_tiny", "ddcolor_paper", "deepexemplar")
+"""The default models: every architecture of :data:`COLORIZERS` once (``ddcolor_modelscope`` and ``ddcolor_artistic``
+are ``ddcolor_paper``'s network with other weights: the same cost)."""
 
 
-def bench_exemplar(images: list[torch.Tensor], device: str) -> dict[str, object]:
-    """``deepexemplar`` as a job runs it (the job's reference prepared once; each image a chain of one; a film's
-    frame costs the same: one step of its chain): seconds per image, and its three networks alone."""
+def bench_exemplar(name: str, images: list[torch.Tensor], device: str) -> dict[str, object]:
+    """A colorizer that takes a reference (``deepexemplar``) as a job runs it (the job's reference prepared once;
+    each image a chain of one; a film's frame costs the same: one step of its chain): seconds per image, and its
+    three networks alone."""
     reference = read_image(str(sorted((SHARED / "color").glob("*.jpg"))[0]), None)[0]
-    colorizer = ExemplarColorizer.from_seed(0, device=device)
-    colorizer.set_reference(reference.permute(1, 2, 0).contiguous().numpy(), "reference")
-    step = ColorizeStep(EXEMPLAR_MODEL, reference="reference")
-    pipeline = FramePipeline(PipelineConfig(colorize=step), colorizer=colorizer)
+    step = ColorizeStep(name, reference="reference")
+    pipeline = FramePipeline.build(PipelineConfig(colorize=step), untrained_seed=0, device=device,
+                                   reference=reference.permute(1, 2, 0).contiguous().numpy())
+    colorizer = pipeline.colorizer
     pipeline.process(images[:1])
     start = time.perf_counter()
     for image in images:
@@ -57,7 +60,7 @@ def bench_exemplar(images: list[torch.Tensor], device: str) -> dict[str, object]
     network = (time.perf_counter() - start) / len(images)
     params = sum(t.numel() for net in (colorizer.vgg, colorizer.warpnet, colorizer.colornet)
                  for t in net.state_dict().values())
-    return {"model": EXEMPLAR_MODEL, "params_m": params / 1e6, "checkpoint_mb": params * 4 / 1e6,
+    return {"model": name, "params_m": params / 1e6, "checkpoint_mb": params * 4 / 1e6,
             "input": "x".join(str(v) for v in colorizer.work_size), "s_per_image": per_image,
             "network_s_per_image": network}
 
@@ -67,11 +70,11 @@ def bench_cost(photos: list[Path], models: tuple[str, ...], device: str) -> list
     images = [read_image(str(p), None) for p in photos]
     rows = []
     for name in models:
-        if name == EXEMPLAR_MODEL:
-            rows.append(bench_exemplar(images, device))
+        if COLORIZERS.get(name).takes_reference:
+            rows.append(bench_exemplar(name, images, device))
             continue
-        colorizer = Colorizer.from_weights(name, device=device, untrained_seed=0)
-        pipeline = FramePipeline(PipelineConfig(colorize=ColorizeStep(name)), colorizer=colorizer)
+        pipeline = FramePipeline.build(PipelineConfig(colorize=ColorizeStep(name)), untrained_seed=0, device=device)
+        colorizer = pipeline.colorizer
         pipeline.process(images[:1])  # warm-up: first calls allocate
         start = time.perf_counter()
         for image in images:

@@ -15,7 +15,9 @@ import logging
 import numpy as np
 
 from colorstyle_core import imageio, storage
-from colorstyle_core.exemplar import EXEMPLAR_MODEL, ChainState, ExemplarColorizer, parse_file_hashes
+from colorstyle_core.colorizers.deepexemplar import NAME as EXEMPLAR_MODEL
+from colorstyle_core.colorizers.deepexemplar import parse_file_hashes
+from colorstyle_core.exemplar import ChainState, ExemplarColorizer
 from colorstyle_core.sequences import list_frames
 from colorstyle_core.synthetic import UNTRAINED_NOTE
 

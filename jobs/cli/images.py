@@ -18,7 +18,7 @@ import torch
 from colorstyle_core import color, imageio, loader, storage
 from colorstyle_core.colorizer import Colorizer
 from colorstyle_core.colorizers import COLORIZERS
-from colorstyle_core.exemplar import EXEMPLAR_MODEL
+from colorstyle_core.colorizers.deepexemplar import NAME as EXEMPLAR_MODEL
 from colorstyle_core.hints import ColorHints, keyframe_hints, parse_hints
 from colorstyle_core.pipeline import FramePipeline
 from colorstyle_core.pipeline_types import (
@@ -122,7 +122,7 @@ def load_hints(args: argparse.Namespace, opts: dict | None, image: torch.Tensor 
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    if args.model == EXEMPLAR_MODEL:
+    if args.model == EXEMPLAR_MODEL:  # its own command: a folder of frames as one shot, the authors' geometry
         return cmd_colorize_exemplar(args)
     if args.reference or args.image_size:
         raise UsageError(f"--reference and --image-size are for --model {EXEMPLAR_MODEL}")
@@ -286,7 +286,7 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                        "INPUT may be a folder of numbered frames (one shot, colorized in order) and OUTPUT a folder.")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--model", choices=(*COLORIZERS.names, EXEMPLAR_MODEL), default="eccv16",
+    p.add_argument("--model", choices=COLORIZERS.names, default="eccv16",
                    help="network (default: eccv16)")
     p.add_argument("--reference", metavar="IMAGE", help=f"{EXEMPLAR_MODEL}: the colour photo whose colours to carry "
                    "over (Zhang et al., Deep Exemplar-based Video Colorization, CVPR 2019)")

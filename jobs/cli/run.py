@@ -34,9 +34,8 @@ def _validate_offline(manifest: Manifest, console: Console) -> int:
     console.print(f"[bold]job[/bold] {manifest.resolved_job_id}: manifest valid (schema, keys and values)")
     generated = " (generated UNTRAINED weights: pipeline.untrained_weights)" if pipe.untrained_weights else ""
     if (c := pipe.colorize) is not None:
-        spec = COLORIZERS.get(c.model).weights
-        where = c.weights.uri if c.weights and c.weights.uri else f"the cache, else {spec.url}"
-        console.print(f"  colorize: {c.model} weights {spec.filename} sha256 {spec.sha256}... from {where}{generated}")
+        where = c.weights.uri if c.weights and c.weights.uri else None
+        console.print(f"  colorize: {COLORIZERS.get(c.model).describe(where)}{generated}")
     if (style := pipe.stylize) is not None:
         method = METHODS.get(style.method)
         ref = style.weights_ref

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 from colorstyle_core import color, storage
+from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.exemplar import scene_cuts
 from colorstyle_core.hints import (
     ColorHints,
@@ -131,7 +132,7 @@ class HintTracks:
                 for index, rgb in frames:
                     yield index, color.rgb_to_l(frame_tensor(rgb))
 
-        if ctx.spec.pipeline.colorize is not None and ctx.spec.pipeline.colorize.recurrent:
+        if ctx.spec.pipeline.colorize is not None and COLORIZERS.get(ctx.spec.pipeline.colorize.model).recurrent:
             self._write(unit, [{"frame": c} for c in self.reference_cuts(unit, source, read(unit.start, unit.stop))],
                         CUTS_SCHEMA)
             return UnitResult(unit.unit_id, (), (), ctx.actor, started, time.time())

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from colorstyle_core import color, imageio, quality, storage
+from colorstyle_core.colorizers import COLORIZERS
 from colorstyle_core.exemplar import Reference
 from colorstyle_core.hints import ColorHints, HintsError, keyframe_hints, parse_hints
 from colorstyle_core.pipeline_types import LARGE_IMAGE_PIXELS, FrameResult
@@ -205,7 +206,8 @@ class ImageShards:
                 del data
                 image = imageio.to_tensor(decoded.pixels, copy=not large)
             with timer(Stage.READ):
-                recurrent = ctx.spec.pipeline.colorize is not None and ctx.spec.pipeline.colorize.recurrent
+                recurrent = ctx.spec.pipeline.colorize is not None and \
+                    COLORIZERS.get(ctx.spec.pipeline.colorize.model).recurrent
                 hints = None if recurrent else self.hints_for(item, image)
                 reference = self.reference_for(item, image) if recurrent else None
         except (*PERMANENT_ERRORS, FileNotFoundError) as e:

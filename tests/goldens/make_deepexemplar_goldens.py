@@ -15,8 +15,8 @@ the crop's size) and ``utils.make_grid`` (one image: the image itself, as torchv
 ``tqdm`` is the identity; while their modules are imported, ``torch.load`` and ``load_state_dict`` do
 nothing (``models/vgg19_gray.py`` loads ``vgg19_gray.pth`` at import, a network inference never uses);
 ``save_frames`` is captured instead of writing JPEGs (their JPEG would add its own loss); ``folder2vid``
-does nothing. Their networks load our generated weights (:func:`colorstyle_core.exemplar.generated_weights`)
-through their own ``load_state_dict``.
+does nothing. Their networks load our generated weights
+(:func:`colorstyle_core.colorizers.deepexemplar.generated_weights`) through their own ``load_state_dict``.
 Needs opencv-contrib (their ``cv2.ximgproc``), scikit-image and scipy.
 """
 
@@ -37,7 +37,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from colorstyle_core.exemplar import generated_weights  # noqa: E402
+from colorstyle_core.colorizers.deepexemplar import generated_weights  # noqa: E402
 from tests.goldens.deepexemplar_inputs import CASES, SEED, case_inputs  # noqa: E402
 
 AUTHORS_COMMIT = "2c41bdf34ea71fab65a94cacf4bccecc68b3d988"
