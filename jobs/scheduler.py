@@ -2,7 +2,10 @@
 
 :class:`Scheduler` takes the run's work from the plan as it is listed (a
 :class:`~jobs.feed.PlanFeed`) and sends it to the pool's actors (:mod:`jobs.pool`) as each
-becomes ready, keeps each actor fed with at most ``max_in_flight_per_actor`` units, hands
+becomes ready, keeps each actor fed with at most ``max_in_flight_per_actor`` units (but never
+queues a unit behind a busy actor while the units left are no more than the actors still
+starting: a job of a few units, or the start of any job, would otherwise run on the first actor
+up while the others wait for work), hands
 every finished unit's rows to the metrics writer (:class:`~jobs.metrics.writer.MetricsWriter`,
 which records them in batches off this loop), retries a failed unit on another actor, keeps
 work away from an actor Ray is restarting until it answers again, and sends a video to be
@@ -131,8 +134,8 @@ class Scheduler:
                 continue
             alone = unit.unit_id in self.alone
             i = states.pick(avoid, limit, alone)
-            if i is None:
-                return
+            if i is None or (states.load[i] > 0 and len(work.queue) <= len(states.booting)):
+                return  # every ready actor is busy: leave the last units to the actors still starting
             work.queue.popleft()
             now = time.time()
             ref = self.actors[i].process.remote(unit, attempt, now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -240,6 +241,49 @@ def dies_once_actor(marker: str) -> type:
                 pipeline.process = process
 
     return DiesOnce
+
+
+def late_second_actor(folder: str) -> type:
+    """A :class:`PipelineActor` whose ``actor-1`` finishes starting only once a unit has begun on another actor, and
+    whose units end only once ``actor-1`` is up: the first actor up is busy while the second is still starting."""
+
+    def _wait_for(path: str, timeout_s: float = 180.0) -> None:  # here, not at module level: the class travels
+        deadline = time.monotonic() + timeout_s                   # to the actors by value
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    class Late(PipelineActor):
+        def __init__(self, spec, threads, board, name):
+            if name == "actor-1":
+                _wait_for(os.path.join(folder, "a-unit-started"))
+            super().__init__(spec, threads, board, name)
+            if name == "actor-1":
+                open(os.path.join(folder, "actor-1-up"), "w").close()
+
+        def process(self, unit, attempt, submitted_at):
+            open(os.path.join(folder, "a-unit-started"), "a").close()
+            _wait_for(os.path.join(folder, "actor-1-up"))
+            return super().process(unit, attempt, submitted_at)
+
+    return Late
+
+
+def test_the_last_units_wait_for_an_actor_still_starting_instead_of_queueing_behind_a_busy_one(tmp_path):
+    """Two units, two actors, one up late: each actor gets one (not both on the first one up, as ``max_in_flight``
+    alone would allow)."""
+    for i in range(2):
+        Image.fromarray(np.full((48, 64, 3), 60 * i + 40, np.uint8)).save(tmp_path / f"grey{i}.png")
+    (tmp_path / "sync").mkdir()
+    manifest = job_manifest(f"""
+        inputs: [{tmp_path}/grey0.png, {tmp_path}/grey1.png]
+        output: {{prefix: {tmp_path / "out"}}}
+        pipeline: {{colorize: {{model: eccv16}}, untrained_weights: true}}
+        execution: {{actors: 2, images_per_shard: 1, max_in_flight_per_actor: 2}}
+    """)
+    report = run_job(manifest, RunOptions(progress=False, actor_class=late_second_actor(str(tmp_path / "sync"))))
+    assert report.exit_code == EXIT_OK, report.failures
+    units = pq.read_table(report.written["units"]).to_pylist()
+    assert len(units) == 2 and sorted(u["actor"] for u in units) == ["actor-0", "actor-1"]
 
 
 def test_killed_actor_is_replaced_and_output_is_identical(archive, tmp_path):

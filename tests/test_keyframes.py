@@ -39,6 +39,7 @@ from jobs.manifest import parse_manifest
 from tests.media import decoded_frames
 
 CUT = 36
+END = 40  # the job tests' films end here: shot 1 (0-35) and 4 frames of shot 2
 
 
 def _lab(frame: np.ndarray) -> np.ndarray:
@@ -140,7 +141,7 @@ def test_keyframe_points_are_carried_through_their_shot_and_stop_at_the_cut(shar
 
 def _job(shared, out, hints: str, start: int = 0):
     return parse_manifest(textwrap.dedent(f"""
-        inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: {start}, end: 48}}}}]
+        inputs: [{{uri: {shared}/data/video/dev_kenburns_gray.mp4, frames: {{start: {start}, end: {END}}}}}]
         output: {{prefix: {out}, video_crf: 0}}
         pipeline:
           colorize: {{model: siggraph17{hints}}}
@@ -166,8 +167,8 @@ def films(ray_local, shared, tmp_path_factory):
 def test_hints_are_kept_carried_and_never_leak_over_the_cut(films, shared):
     root, hinted, originals = films
     out = decoded_frames(root / "hinted" / "dev_kenburns_gray.mp4")
-    plain = [None] * 24 + decoded_frames(root / "plain" / "dev_kenburns_gray.mp4")  # frames 24..47
-    assert len(out) == len(plain) == 48
+    plain = [None] * 24 + decoded_frames(root / "plain" / "dev_kenburns_gray.mp4")  # frames 24..END-1
+    assert len(out) == len(plain) == END
     grey0 = torch.from_numpy(_lab(decoded_frames(shared / "data" / "video" / "dev_kenburns_gray.mp4")[0])[:1])[None]
     points = confident_points(torch.from_numpy(_lab(originals[0])[1:])[None], lightness=grey0)  # as the job sampled
     lab0 = _lab(out[0])
@@ -191,7 +192,7 @@ def test_hints_are_kept_carried_and_never_leak_over_the_cut(films, shared):
             for (x, y), good in zip(track.reshape(-1, 2), ok.ravel()) if good and 0 <= x < 640 and 0 <= y < 360]
     assert len(errs) >= 20
     assert np.mean([e[0] for e in errs]) <= 0.5 * np.mean([e[1] for e in errs])
-    for t in range(CUT, 48):  # the shot without a keyframe: exactly the output without hints
+    for t in range(CUT, END):  # the shot without a keyframe: exactly the output without hints
         assert np.array_equal(out[t], plain[t]), t
     gray = decoded_frames(shared / "data" / "video" / "dev_kenburns_gray.mp4")
     for a, b in zip(out, gray):
@@ -200,7 +201,7 @@ def test_hints_are_kept_carried_and_never_leak_over_the_cut(films, shared):
     frames = pq.read_table(hinted.written["frames"]).to_pylist()
     counts = {r["frame_index"]: r["hint_points"] for r in frames}
     assert counts[0] == len(points) and all(counts[t] > 0 for t in range(CUT)) and all(
-        counts[t] == 0 for t in range(CUT, 48))
+        counts[t] == 0 for t in range(CUT, END))
     units = pq.read_table(hinted.written["units"]).to_pylist()
     assert [u["kind"] for u in units].count("hints") == 1
 
@@ -218,7 +219,7 @@ def test_hint_adherence_has_no_jump_at_range_seams(films, shared):
 
     grey0 = next(read(0, 1))[1]
     points = confident_points(torch.from_numpy(_lab(originals[0])[1:])[None], lightness=grey0)
-    carried = propagate(read, [Keyframe(0, points)], 0, 48)  # the hints the job's hint unit gave each frame
+    carried = propagate(read, [Keyframe(0, points)], 0, END)  # the hints the job's hint unit gave each frame
     error = {}
     for t in range(CUT):
         lab = _lab(out[t])
@@ -238,7 +239,7 @@ def test_a_bad_hints_file_fails_its_video_before_any_work(ray_local, shared, tmp
     assert report.exit_code == EXIT_FAILURES
     [failure] = report.failures
     assert failure.error_type == "HintsError"
-    assert "dev_kenburns_gray.json:1: keyframes.1 (frame 60): beyond the frames processed, [0, 48)" in failure.message
+    assert f"dev_kenburns_gray.json:1: keyframes.1 (frame 60): beyond the frames processed, [0, {END})" in failure.message
     assert not (tmp_path / "out" / "dev_kenburns_gray.mp4").exists()
 
 
