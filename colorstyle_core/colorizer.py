@@ -287,19 +287,20 @@ class Colorizer:
         return [self.compose(l[None], ab[None])[0] for l, ab in self.predict_ab_list(images, hints)]
 
 
-@torch.inference_mode()
 def network_entry(name: str) -> ColorizerEntry:
     """The registry entry of a one-network colorizer (what :class:`Colorizer` runs).
 
     Raises:
-        ValueError: an unknown name, or a colorizer of another shape (built by its own entry's ``build``).
+        ValueError: an unknown name, or a colorizer of another shape (its own runtime builds it:
+            :data:`colorstyle_core.pipeline.RUNTIMES`).
     """
     entry = COLORIZERS.get(name)
     if not isinstance(entry, ColorizerEntry):
-        raise ValueError(f"{name} is not a one-network colorizer: build it with COLORIZERS.get({name!r}).build")
+        raise ValueError(f"{name} is not a one-network colorizer: FramePipeline.build builds it with its own runtime")
     return entry
 
 
+@torch.inference_mode()
 def colorize_rgb8(colorizer: Colorizer, frames: Tensor) -> Tensor | None:
     """Colorize 8-bit frames on the CPU in one pass per pixel around the network (video on CPU actors).
 

@@ -87,7 +87,7 @@ class FrameSequence:
 
     @property
     def _recurrent(self) -> bool:
-        return getattr(self.pipeline.colorizer, "recurrent", False)
+        return self.pipeline.colorizer is not None and self.pipeline.colorizer.recurrent
 
     def process(self, indices: Sequence[int], frames: Tensor, hints: Sequence[ColorHints | None] | None = None,
                 references: Sequence[Reference | None] | None = None) -> list[FrameResult]:

@@ -391,8 +391,8 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
     ref = None
     track = None
     references: tuple[tuple[int, str], ...] = ()
-    recurrent = colour is not None and COLORIZERS.get(colour.model).recurrent
-    if recurrent and hints_uri is None and not colour.reference:
+    takes_reference = colour is not None and COLORIZERS.get(colour.model).takes_reference
+    if takes_reference and hints_uri is None and not colour.reference:
         tally.problems += 1
         yield InputProblem(f.uri, "HintsError", f"{f.uri}: no reference: give pipeline.colorize.reference, or a "
                            f"hints file {f.rel}.json naming a reference per keyframe")
@@ -408,7 +408,7 @@ def _video_items(manifest: Manifest, done: DoneState, f: InputFile, result: Vide
         ref = VideoHintsRef(hints_uri, under(video_staging, "hints.parquet"), f"hints-{key}")
         if ref.track_unit_id not in done.ranges:
             track = HintTrack(ref.track_unit_id, key, f.uri, info, start, stop, ref, cut_threshold)
-        if recurrent:  # the ranges take each frame's reference from the keyframes and the track's cuts
+        if takes_reference:  # the ranges take each frame's reference from the keyframes and the track's cuts
             references = tuple((k.frame, k.reference) for k in parsed.keyframes if k.reference)
             hints_uri = None
             if not colour.reference and references[0][0] > start:

@@ -2,7 +2,8 @@
 
 Each file holds one family's entries (each a :class:`~colorstyle_core.colorizers.entry.ColorizerKind`):
 its networks' builders, weight records, what it takes (hints, a reference photo), whether a
-film is one chain, how its weights are verified and how it is built. One network of one
+film is one chain, its own settings and how its weights are verified (the runtime that builds
+it in each actor: :data:`colorstyle_core.pipeline.RUNTIMES`). One network of one
 published weight set is a :class:`~colorstyle_core.colorizers.entry.ColorizerEntry` with its
 own pre/post-processing (Zhang et al., DDColor); another shape has its own entry class
 (``deepexemplar``: three networks, a reference, a recurrence). To add a colorizer, write its

@@ -76,6 +76,7 @@ def generated_weights(seed: int) -> dict[str, dict[str, Tensor]]:
         out[role] = sd
     return out
 
+
 def parse_file_hashes(text: str | None, where: str = "sha256") -> dict[str, str]:
     """``"FILE=HEX,FILE=HEX"`` (a job's ``weights.sha256``, the command's ``--weights-sha256``) -> ``{file name: hex}``
     for the three files by the authors' names.

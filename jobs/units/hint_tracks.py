@@ -132,7 +132,8 @@ class HintTracks:
                 for index, rgb in frames:
                     yield index, color.rgb_to_l(frame_tensor(rgb))
 
-        if ctx.spec.pipeline.colorize is not None and COLORIZERS.get(ctx.spec.pipeline.colorize.model).recurrent:
+        if ctx.spec.pipeline.colorize is not None and \
+                COLORIZERS.get(ctx.spec.pipeline.colorize.model).takes_reference:
             self._write(unit, [{"frame": c} for c in self.reference_cuts(unit, source, read(unit.start, unit.stop))],
                         CUTS_SCHEMA)
             return UnitResult(unit.unit_id, (), (), ctx.actor, started, time.time())

@@ -206,10 +206,10 @@ class ImageShards:
                 del data
                 image = imageio.to_tensor(decoded.pixels, copy=not large)
             with timer(Stage.READ):
-                recurrent = ctx.spec.pipeline.colorize is not None and \
-                    COLORIZERS.get(ctx.spec.pipeline.colorize.model).recurrent
-                hints = None if recurrent else self.hints_for(item, image)
-                reference = self.reference_for(item, image) if recurrent else None
+                takes_reference = ctx.spec.pipeline.colorize is not None and \
+                    COLORIZERS.get(ctx.spec.pipeline.colorize.model).takes_reference
+                hints = None if takes_reference else self.hints_for(item, image)
+                reference = self.reference_for(item, image) if takes_reference else None
         except (*PERMANENT_ERRORS, FileNotFoundError) as e:
             failures.append(ctx.failure(item.uri, unit_id, e, str(e), attempt))
             return None
