@@ -181,7 +181,8 @@ def test_records_name_their_published_files():
         spec = get_spec(name)
         assert spec.kind == "colorizer" and spec.adapter == "ddcolor" and len(spec.sha256) == 64
         assert spec.url.startswith("https://huggingface.co/piddnad/") and "Apache-2.0" in spec.license
-    assert len({get_spec(n).filename for n in COLORIZERS.names}) == len(COLORIZERS)  # no two share a cache file
+    files = [spec.filename for entry in COLORIZERS for spec in entry.weight_specs]
+    assert len(set(files)) == len(files)  # no two share a cache file
     assert get_spec("ddcolor_paper_tiny").preprocess.size == "tiny"
     assert {get_spec(n).preprocess.size for n in ("ddcolor_paper", "ddcolor_modelscope", "ddcolor_artistic")} == {
         "large"}
