@@ -41,10 +41,6 @@ def _lightness(frame: np.ndarray) -> np.ndarray:
     return color.rgb_to_l(torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
 
 
-FILM_FRAMES = 48
-"""The job's film: the first 48 frames of the shared one (two shots, a cut at 36), with a sine track."""
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, shared):
     root = tmp_path_factory.mktemp("archive")
@@ -52,7 +48,7 @@ def archive(tmp_path_factory, shared):
     for stem in ("coffee", "chelsea_cat"):
         shutil.copy(shared / "data" / "gray" / f"{stem}.jpg", root / "photos" / f"{stem}.jpg")
     shutil.copy(shared / "data" / "gray" / "lighthouse.jpg", root / "photos" / "more" / "lighthouse.jpg")
-    mux_sine_audio(shared / "data" / "video" / "dev_kenburns_gray.mp4", root / "film.mp4", frames=FILM_FRAMES)
+    mux_sine_audio(shared / "data" / "video" / "dev_kenburns_gray.mp4", root / "film.mp4")
     mux_sine_audio(shared / "data" / "video" / "dev_kenburns_gray.mp4", root / "clip.mov", codec="pcm_s16le",
                    container="mov", frames=20)
     shutil.copy(shared / "data" / "video" / "dev_kenburns_gray.gif", root / "loop.gif")
@@ -103,7 +99,7 @@ def test_images_keep_size_and_lightness_and_say_untrained(local_job, archive):
 def test_videos_keep_frames_timing_size_and_audio(local_job, archive):
     _, out, _, _, _ = local_job
     film_in, film_out = probe(str(archive / "film.mp4"), "in"), probe(str(out / "film.mp4"), "out")
-    assert (film_out.frame_count, film_out.width, film_out.height) == (FILM_FRAMES, 640, 360)
+    assert (film_out.frame_count, film_out.width, film_out.height) == (72, 640, 360)
     assert film_out.average_rate == film_in.average_rate == 24
     assert list(film_out.pts) == [p - film_in.pts[0] for p in film_in.pts]
     assert audio_packet_payloads(out / "film.mp4") == audio_packet_payloads(archive / "film.mp4")  # copied as is
@@ -117,12 +113,12 @@ def test_each_output_frame_has_its_input_frames_lightness(local_job, archive):
     _, out, _, _, _ = local_job
     src = [_lightness(f) for f in decoded_frames(archive / "film.mp4")]
     res = [_lightness(f) for f in decoded_frames(out / "film.mp4")]
-    assert len(res) == len(src) == FILM_FRAMES
+    assert len(res) == len(src) == 72
     same = np.array([np.abs(r - s).mean() for r, s in zip(res, src)])
     assert same.max() < 1.0  # resolution and content: every frame carries its input's L
-    for k in range(FILM_FRAMES):  # order: where the input moves, the output matches its own frame best
+    for k in range(72):  # order: where the input moves, the output matches its own frame best
         for j in (k - 1, k + 1):
-            if 0 <= j < FILM_FRAMES and np.abs(src[j] - src[k]).mean() > 1.0:
+            if 0 <= j < 72 and np.abs(src[j] - src[k]).mean() > 1.0:
                 assert same[k] < np.abs(res[k] - src[j]).mean(), f"frame {k} looks like input frame {j}"
 
 
@@ -156,11 +152,11 @@ def test_metrics_have_the_declared_schema_and_one_row_per_frame(local_job):
     assert frames.schema.equals(FRAME_SCHEMA, check_metadata=False)
     assert pq.read_table(first.written["units"]).schema.equals(UNIT_SCHEMA, check_metadata=False)
     assert pq.read_table(first.written["failures"]).schema.equals(FAILURE_SCHEMA, check_metadata=False)
-    assert frames.num_rows == 3 + FILM_FRAMES + 20 + 24
+    assert frames.num_rows == 3 + 72 + 20 + 24
     keys = list(zip(frames["input_uri"].to_pylist(), frames["frame_index"].to_pylist()))
     assert len(set(keys)) == len(keys)
     film = sorted(i for u, i in keys if u.endswith("film.mp4"))
-    assert film == list(range(FILM_FRAMES))
+    assert film == list(range(72))
     assert all(frames["untrained"].to_pylist()) and all("UNTRAINED" in w for w in frames["weights"].to_pylist())
     colorize = np.array(frames["colorize_s"].to_pylist())
     assert (colorize > 0).all() and (np.array(frames["total_s"].to_pylist()) >= colorize).all()
@@ -185,11 +181,10 @@ def test_second_run_resumes_and_does_no_work(local_job):
     _, out, first, second, mtimes = local_job
     assert second.exit_code == EXIT_OK
     assert second.plan.frames_to_do == 0 and second.summary["frames"] == 0 and not second.actors
-    every_frame = 3 + FILM_FRAMES + 20 + 24  # photos, film, clip, gif
-    assert second.summary["skipped_finished_inputs"] == 6 and second.summary["job_frames_done"] == every_frame
+    assert second.summary["skipped_finished_inputs"] == 6 and second.summary["job_frames_done"] == 119
     now = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert now == mtimes  # nothing rewritten, metrics included
-    assert second.job_summary["frames"] == every_frame and second.job_summary["frames_per_s"] > 0  # the job figures
+    assert second.job_summary["frames"] == 119 and second.job_summary["frames_per_s"] > 0  # the job's figures stay
 
 
 def test_a_partial_rerun_keeps_the_job_metrics_whole(archive, tmp_path):
