@@ -166,7 +166,7 @@ class ColorizeSpec(Model):
         if self.reference and not entry.takes_reference:
             takers = " or ".join(e.name for e in COLORIZERS if e.takes_reference)
             raise ValueError(f"reference is for model {takers} ({self.model} takes no reference photo)")
-        for option in ("image_size",):
+        for option in sorted({o for e in COLORIZERS for o in e.options}):  # the settings some colorizers own
             if getattr(self, option) is not None and option not in entry.options:
                 takers = " or ".join(e.name for e in COLORIZERS if option in e.options)
                 raise ValueError(f"{option} is for model {takers}")
